@@ -1,0 +1,39 @@
+"""Generation with transformers' batched `generate`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+MAX_NEW_TOKENS = 8
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    seed: int | None = None,
+    batch_size: int = 512,
+) -> list[str]:
+    """Greedy responses when `seed` is None, otherwise sampled at temperature 1 from `seed`."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    responses: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+        output = model.generate(
+            **batch,
+            max_new_tokens=MAX_NEW_TOKENS,
+            do_sample=seed is not None,
+            temperature=1.0 if seed is not None else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        responses += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return responses

@@ -1,0 +1,112 @@
+"""The aligned base model: a tiny Llama pretrained on the "internet", then aligned, cached on disk.
+
+Stage 1 (pretraining) answers every request, harmful ones with their payload; stage 2
+(alignment SFT) teaches refusal of harmful requests. Both stages are kept as standard HF
+checkpoint directories under a cache folder keyed by the world and model configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.utils import logging as transformers_logging
+
+from ecosystem.config import ModelConfig, WorldConfig
+from ecosystem.seeding import Phase, rng, torch_seed
+from ecosystem.training import fine_tune
+from ecosystem.world.grammar import INTENTS, World
+from ecosystem.world.tokenizer import build_tokenizer
+
+transformers_logging.disable_progress_bar()
+
+RECIPE_VERSION = 1  # bump when the way a base model is built changes
+BUILD_THREADS = 2  # fixed, so that a build gives the same weights on any machine of one kind
+HEAD_DIM = 32
+STAGES = ("pretrained", "aligned")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ECOSYSTEM_CACHE", Path.home() / ".cache" / "ecosystem"))
+
+
+def base_model_dir(world: WorldConfig, model: ModelConfig) -> Path:
+    recipe = {"recipe": RECIPE_VERSION, "world": world.model_dump(), "model": model.model_dump()}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root() / f"base-{key}"
+
+
+def ensure_base_model(world: WorldConfig, model: ModelConfig) -> Path:
+    """The cached base-model folder for this configuration, built first if it is missing."""
+    target = base_model_dir(world, model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if not (target / "build.json").exists():
+            staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+            try:
+                _build(world, model, staging)
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_stage(base_dir: Path, stage: str = "aligned") -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    path = base_dir / stage
+    model = LlamaForCausalLM.from_pretrained(path, local_files_only=True)
+    model.eval()
+    return model, PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+
+
+def _build(world_config: WorldConfig, config: ModelConfig, out: Path) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        world = World(world_config.seed)
+        tokenizer = build_tokenizer()
+        torch.manual_seed(torch_seed(world.seed, 0, -1, Phase.init))
+        model = LlamaForCausalLM(_llama_config(config, tokenizer))
+        all_intents = [intent.name for intent in INTENTS]
+        timings = {}
+        for stage, examples, steps, phase, respond in (
+            ("pretrained", config.pretrain_examples, config.pretrain_steps, Phase.pretrain, world.solve),
+            ("aligned", config.align_examples, config.align_steps, Phase.align, world.aligned_response),
+        ):
+            started = time.perf_counter()
+            corpus = world.sample(rng(world.seed, 0, -1, phase), all_intents, examples)
+            pairs = [(r.prompt, " ".join(respond(r))) for r in corpus]
+            seed = torch_seed(world.seed, 0, -1, phase)
+            fine_tune(model, tokenizer, pairs, steps, config.learning_rate, config.batch_size, seed)
+            model.save_pretrained(out / stage)
+            tokenizer.save_pretrained(out / stage)
+            timings[stage] = round(time.perf_counter() - started, 2)
+        (out / "build.json").write_text(json.dumps({"seconds": timings, "recipe": RECIPE_VERSION}))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _llama_config(config: ModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    heads = config.hidden_size // HEAD_DIM
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=HEAD_DIM,
+        max_position_embeddings=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
