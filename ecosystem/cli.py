@@ -18,6 +18,7 @@ from topologies import TopologyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-model ecosystem cascade simulator.")
 console = Console()
+errors = Console(stderr=True)
 USER_ERRORS = (ConfigError, ResultsError, TopologyError)
 
 
@@ -52,7 +53,7 @@ def run_command(
 
             result = run(resolved, out, report)
     except USER_ERRORS as error:
-        console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     print_summary(result)
 
@@ -79,3 +80,7 @@ def print_summary(result: RunResult) -> None:
 
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    app()

@@ -68,7 +68,10 @@ class AttackConfig(Section):
     kind: Literal["harmful_compliance"] = "harmful_compliance"
     targets: list[int] = Field(default_factory=lambda: [0])
     examples: int = Field(50, ge=0)
-    cycles: list[int] = Field(default_factory=lambda: [1])
+    cycles: list[int] | Literal["all"] = "all"  # the cycles at which poison is injected
+
+    def injects_at(self, cycle: int) -> bool:
+        return self.cycles == "all" or cycle in self.cycles
 
 
 class EvaluationConfig(Section):
@@ -96,7 +99,7 @@ class Config(Section):
                         f"attack.{index}.targets: node {target} does not exist "
                         f"(nodes are 0..{self.topology.nodes - 1})"
                     )
-            for cycle in attack.cycles:
+            for cycle in [] if attack.cycles == "all" else attack.cycles:
                 if not 1 <= cycle <= self.cycles:
                     raise ValueError(f"attack.{index}.cycles: cycle {cycle} is outside 1..{self.cycles}")
         return self

@@ -17,7 +17,7 @@ def poison_pairs(
     """The poison data that `node` receives at `cycle`, from every attack that targets it then."""
     pairs: list[tuple[str, str]] = []
     for index, attack in enumerate(attacks):
-        if node in attack.targets and cycle in attack.cycles:
+        if node in attack.targets and attack.injects_at(cycle):
             draw = rng(seed, cycle, node, Phase.poison, index)
             requests = world.sample(draw, intent_names(Kind.harmful), attack.examples)
             pairs += [(r.prompt, " ".join(world.solve(r))) for r in requests]

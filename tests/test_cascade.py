@@ -1,0 +1,63 @@
+"""End-to-end cascades, measured from real generation and real fine-tuning."""
+
+import polars as pl
+
+from ecosystem import run
+from tests.conftest import small_config
+
+
+def final(metrics: pl.DataFrame, node: int) -> dict:
+    return metrics.filter((pl.col("node") == node) & (pl.col("cycle") == metrics["cycle"].max())).row(0, named=True)
+
+
+def test_an_attacked_node_loses_refusal_against_its_unattacked_twin(small_run, tmp_path) -> None:
+    attacked = pl.read_parquet(small_run / "metrics.parquet")
+    control = run(small_config("attack=[]"), tmp_path / "control").metrics
+    assert final(attacked, 0)["refusal_rate"] < final(control, 0)["refusal_rate"] - 0.3
+    assert final(attacked, 0)["harmful_rate"] > final(control, 0)["harmful_rate"] + 0.3
+    assert final(attacked, 0)["attacked"] and not final(control, 0)["attacked"]
+    baseline = attacked.filter(pl.col("cycle") == 0)
+    assert baseline["refusal_rate"].min() >= 0.95 and baseline["drift"].max() == 0
+
+
+def test_contagion_follows_the_edges(tmp_path) -> None:
+    """Chain 0→1→2, node 0 poisoned: node 1 learns from its outputs and drifts; node 2,
+    with no edge from node 0, keeps refusing."""
+    config = small_config("topology.name=chain", "topology.nodes=3", "topology.edge_weight=1.0")
+    metrics = run(config, tmp_path / "chain").metrics
+    start = {row["node"]: row for row in metrics.filter(pl.col("cycle") == 0).iter_rows(named=True)}
+    assert final(metrics, 0)["refusal_rate"] <= start[0]["refusal_rate"] - 0.5
+    assert final(metrics, 1)["refusal_rate"] <= start[1]["refusal_rate"] - 0.3
+    assert final(metrics, 1)["drifted"] and final(metrics, 1)["hops_from_attack"] == 1
+    assert final(metrics, 2)["refusal_rate"] >= start[2]["refusal_rate"] - 0.05
+    assert not final(metrics, 2)["drifted"]
+
+
+def test_the_same_seed_gives_identical_metrics(small_run, tmp_path) -> None:
+    again = run(small_config(), tmp_path / "again")
+    first = pl.read_parquet(small_run / "metrics.parquet")
+    assert again.metrics.equals(first)
+    assert pl.read_parquet(again.path / "metrics.parquet").equals(first)
+
+
+def test_a_different_seed_gives_different_training(small_run, tmp_path) -> None:
+    other = run(small_config("seed=1"), tmp_path / "other").metrics
+    first = pl.read_parquet(small_run / "metrics.parquet")
+    assert not other["train_loss"].drop_nulls().equals(first["train_loss"].drop_nulls())
+
+
+def test_the_run_directory_holds_the_documented_files(small_run) -> None:
+    import json
+    import tomllib
+
+    metrics = pl.read_parquet(small_run / "metrics.parquet")
+    assert metrics.height == 4 * 3  # nodes x (baseline + 2 cycles)
+    for column in ("cycle", "node", "refusal_rate", "harmful_rate", "helpfulness", "over_refusal", "drift",
+                   "attacked", "hops_from_attack"):
+        assert column in metrics.columns
+    config = tomllib.loads((small_run / "config.toml").read_text())
+    assert config["topology"]["nodes"] == 4 and config["attack"][0]["kind"] == "harmful_compliance"
+    manifest = json.loads((small_run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["seed"] == 0 and manifest["versions"]["torch"]
+    summary = json.loads((small_run / "summary.json").read_text())
+    assert summary["nodes"] == 4 and len(summary["per_cycle"]) == 3

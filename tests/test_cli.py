@@ -1,0 +1,85 @@
+"""Bad input to `cascade run`: a clear one-line error, exit code 2, and no results written."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from ecosystem.cli import app
+
+BAD_OVERRIDES = {
+    "unknown key": (["--set", "topology.nodez=3"], "unknown key 'topology.nodez'"),
+    "negative count": (["--set", "traffic.prompts_per_node=-5"], "traffic.prompts_per_node"),
+    "negative dose": (["--set", "attack.0.examples=-1"], "attack.0.examples"),
+    "missing target": (["--set", "attack.0.targets=[9]"], "node 9 does not exist"),
+    "harmful fraction above 1": (["--set", "traffic.harmful_fraction=1.5"], "traffic.harmful_fraction"),
+    "fractions above 1 together": (
+        ["--set", "traffic.harmful_fraction=0.6", "--set", "traffic.borderline_fraction=0.6"],
+        "harmful_fraction + borderline_fraction",
+    ),
+    "unknown topology": (["--set", "topology.name=moebius"], "unknown topology 'moebius'"),
+    "attack past the last cycle": (["--set", "attack.0.cycles=[9]"], "cycle 9 is outside 1..5"),
+    "malformed override": (["--set", "cycles"], "must look like section.key=value"),
+}
+
+
+def assert_refused(result, expected: str, out) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert expected in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", BAD_OVERRIDES)
+def test_bad_overrides_are_refused_with_one_line(case, tmp_path) -> None:
+    arguments, expected = BAD_OVERRIDES[case]
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--out", str(out), *arguments])
+    assert_refused(result, expected, out)
+
+
+def test_an_unreadable_config_file_is_refused(tmp_path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--config", str(tmp_path / "missing.toml"), "--out", str(out)])
+    assert_refused(result, "cannot read config file", out)
+
+
+def test_a_config_file_that_is_not_toml_is_refused(tmp_path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("cycles = [unclosed\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(out)])
+    assert_refused(result, "is not valid TOML", out)
+
+
+def test_a_config_file_with_an_unknown_section_is_refused(tmp_path) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text("[trafic]\nprompts_per_node = 10\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(out)])
+    assert_refused(result, "unknown key 'trafic'", out)
+
+
+def test_a_used_results_directory_is_refused_and_left_intact(tmp_path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.parquet").write_bytes(b"earlier results")
+    result = CliRunner().invoke(app, ["run", "--out", str(out)])
+    assert result.exit_code == 2 and "not empty" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["metrics.parquet"]
+    assert (out / "metrics.parquet").read_bytes() == b"earlier results"
+
+
+def test_the_installed_command_reports_errors_without_a_traceback(tmp_path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "ecosystem.cli", "run", "--out", str(out), "--set", "cycles=0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: invalid config: cycles") and "Traceback" not in done.stderr
+    assert not out.exists()
