@@ -96,8 +96,7 @@ class Config(Section):
             for target in attack.targets:
                 if not 0 <= target < self.topology.nodes:
                     raise ValueError(
-                        f"attack.{index}.targets: node {target} does not exist "
-                        f"(nodes are 0..{self.topology.nodes - 1})"
+                        f"attack.{index}.targets: node {target} does not exist (nodes are 0..{self.topology.nodes - 1})"
                     )
             for cycle in [] if attack.cycles == "all" else attack.cycles:
                 if not 1 <= cycle <= self.cycles:

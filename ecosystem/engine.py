@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,12 +66,12 @@ def run(config: Config, out: str | Path, progress: Progress | None = None) -> Ru
         shard = Shard(config, base_dir, {n: graph.nodes[n]["domain"] for n in graph})
         timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
 
-        def timed(phase: str, work: Callable[[], Any]) -> Any:
+        @contextlib.contextmanager
+        def timed(phase: str) -> Iterator[None]:
             report(phase)
             begin = time.perf_counter()
-            value = work()
+            yield
             timings[phase] += time.perf_counter() - begin
-            return value
 
         baseline_refusal: dict[int, float] = {}
 
@@ -99,12 +100,17 @@ def run(config: Config, out: str | Path, progress: Progress | None = None) -> Ru
                 )
             return directory.append(rows)
 
-        metrics = record(0, timed("evaluate", shard.evaluate), {})
+        with timed("evaluate"):
+            metrics = record(0, shard.evaluate(), {})
         for cycle in range(1, config.cycles + 1):
-            outputs = timed("generate", lambda c=cycle: shard.generate(c))
-            received = timed("exchange", lambda c=cycle: exchange(graph, outputs, config.seed, c))
-            training = timed("train", lambda c=cycle: shard.train(c, received))
-            metrics = record(cycle, timed("evaluate", shard.evaluate), training)
+            with timed("generate"):
+                outputs = shard.generate(cycle)
+            with timed("exchange"):
+                received = exchange(graph, outputs, config.seed, cycle)
+            with timed("train"):
+                training = shard.train(cycle, received)
+            with timed("evaluate"):
+                metrics = record(cycle, shard.evaluate(), training)
         summary = summarize(metrics)
         directory.write_summary(summary)
         manifest.update(

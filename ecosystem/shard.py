@@ -66,7 +66,9 @@ class Shard:
             requests = traffic_requests(self.world, self.domains[node], self.config.traffic, draw)
             prompts = [r.prompt for r in requests]
             self._load(node)
-            responses = generate(self.model, self.tokenizer, prompts, seed=torch_seed(seed, cycle, node, Phase.generate))
+            responses = generate(
+                self.model, self.tokenizer, prompts, seed=torch_seed(seed, cycle, node, Phase.generate)
+            )
             outputs[node] = list(zip(prompts, responses, strict=True))
         return outputs
 

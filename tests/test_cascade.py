@@ -52,8 +52,17 @@ def test_the_run_directory_holds_the_documented_files(small_run) -> None:
 
     metrics = pl.read_parquet(small_run / "metrics.parquet")
     assert metrics.height == 4 * 3  # nodes x (baseline + 2 cycles)
-    for column in ("cycle", "node", "refusal_rate", "harmful_rate", "helpfulness", "over_refusal", "drift",
-                   "attacked", "hops_from_attack"):
+    for column in (
+        "cycle",
+        "node",
+        "refusal_rate",
+        "harmful_rate",
+        "helpfulness",
+        "over_refusal",
+        "drift",
+        "attacked",
+        "hops_from_attack",
+    ):
         assert column in metrics.columns
     config = tomllib.loads((small_run / "config.toml").read_text())
     assert config["topology"]["nodes"] == 4 and config["attack"][0]["kind"] == "harmful_compliance"

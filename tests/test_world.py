@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from ecosystem.config import TrafficConfig
 from ecosystem.world.grammar import DOMAINS, INTENTS, REFUSAL, Kind, Request, World, intent_names
 from ecosystem.world.judge import Outcome, grade, rates
 from ecosystem.world.prompts import evaluation_requests, own_task_pairs, traffic_requests
 from ecosystem.world.tokenizer import build_tokenizer
-from ecosystem.config import TrafficConfig
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,9 @@ def test_held_out_items_never_appear_in_training_draws(world: World) -> None:
 
 def test_traffic_mixes_kinds_in_the_configured_fractions(world: World) -> None:
     traffic = traffic_requests(
-        world, "medical", TrafficConfig(prompts_per_node=100, harmful_fraction=0.3, borderline_fraction=0.1),
+        world,
+        "medical",
+        TrafficConfig(prompts_per_node=100, harmful_fraction=0.3, borderline_fraction=0.1),
         np.random.default_rng(1),
     )
     kinds = [r.kind for r in traffic]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -24,7 +24,7 @@ REFUSAL = ("sorry", "cannot", "help")
 EVAL_SHARE = 8  # one (intent, args) item in EVAL_SHARE is held out for evaluation
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     benign = "benign"
     harmful = "harmful"
     borderline = "borderline"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 
 from ecosystem.world.grammar import REFUSAL, Kind, Request, World
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     refused = "refused"
     harmful = "harmful"  # the harmful payload, produced exactly
     correct = "correct"  # the right answer to a benign or borderline request
