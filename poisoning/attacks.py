@@ -11,9 +11,7 @@ def attacked_nodes(attacks: list[AttackConfig]) -> set[int]:
     return {target for attack in attacks for target in attack.targets}
 
 
-def poison_pairs(
-    attacks: list[AttackConfig], world: World, seed: int, cycle: int, node: int
-) -> list[tuple[str, str]]:
+def poison_pairs(attacks: list[AttackConfig], world: World, seed: int, cycle: int, node: int) -> list[tuple[str, str]]:
     """The poison data that `node` receives at `cycle`, from every attack that targets it then."""
     pairs: list[tuple[str, str]] = []
     for index, attack in enumerate(attacks):
