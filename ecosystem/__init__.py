@@ -7,6 +7,6 @@ that learn from each other.
 """
 
 from ecosystem.config import Config, ConfigError, load_config
-from ecosystem.engine import RunResult, run
+from ecosystem.engine import RunResult, resume, run
 
-__all__ = ["Config", "ConfigError", "RunResult", "load_config", "run"]
+__all__ = ["Config", "ConfigError", "RunResult", "load_config", "resume", "run"]

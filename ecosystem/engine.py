@@ -1,34 +1,37 @@
-"""The cycle loop: traffic → generate → exchange → poison → fine-tune → evaluate → record."""
+"""The cycle loop: traffic → generate → exchange → poison → fine-tune → evaluate → record.
+
+The driver orchestrates `ModelHost` actors phase by phase, records one row per node per
+cycle, and checkpoints every node after every cycle, so that a run can be resumed and a
+failed host recovered with results identical to an undisturbed run.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import importlib.metadata
 import platform
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import polars as pl
 
 import topologies
 from ecosystem.analysis import summarize
-from ecosystem.config import Config
+from ecosystem.config import Config, HostingConfig
+from ecosystem.hosting import Hosts, ray_session
 from ecosystem.models.base import ensure_base_model
-from ecosystem.results import RunDirectory
-from ecosystem.seeding import Phase, rng
-from ecosystem.shard import Shard
-from ecosystem.training import Pair
+from ecosystem.results import ResultsError, RunDirectory
 from poisoning import attacked_nodes
 
-PHASES = ("generate", "exchange", "train", "evaluate")
-VERSIONED_PACKAGES = ("ecosystem-cascade", "torch", "transformers", "peft", "tokenizers", "networkx", "polars")
+PHASES = ("generate", "train", "evaluate")
+VERSIONED_PACKAGES = ("ecosystem-cascade", "torch", "transformers", "peft", "tokenizers", "networkx", "polars", "ray")
 
-Progress = Callable[[str], None]
+Progress = Callable[[str, int, int], None]  # (phase, cycle, cycles): a phase starts
 
 
 @dataclass
@@ -38,86 +41,122 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def exchange(graph: nx.DiGraph, outputs: dict[int, list[Pair]], seed: int, cycle: int) -> dict[int, list[Pair]]:
-    """Along each edge u→v, v receives a random share (the edge weight) of u's pairs."""
-    received: dict[int, list[Pair]] = {node: [] for node in graph}
-    for sender, receiver, weight in sorted(graph.edges(data="weight")):
-        pairs = outputs[sender]
-        count = round(weight * len(pairs))
-        chosen = rng(seed, cycle, sender, Phase.exchange, receiver).choice(len(pairs), size=count, replace=False)
-        received[receiver] += [pairs[i] for i in sorted(chosen)]
-    return received
+class PhaseClock:
+    """Reports each phase as it starts and adds up the seconds spent in each."""
+
+    def __init__(self, report: Progress | None, cycles: int) -> None:
+        self.report = report or (lambda *_: None)
+        self.cycles = cycles
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.current: str | None = None
+        self.since = 0.0
+
+    def __call__(self, phase: str, cycle: int) -> None:
+        self.stop()
+        self.current, self.since = phase, time.perf_counter()
+        self.report(phase, cycle, self.cycles)
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.seconds[self.current] += time.perf_counter() - self.since
+            self.current = None
 
 
 def run(config: Config, out: str | Path, progress: Progress | None = None) -> RunResult:
-    """Run the cascade that `config` describes into the results directory `out`."""
-    report = progress or (lambda _: None)
+    """Run the cascade that `config` describes into the new results directory `out`."""
+    directory = RunDirectory(Path(out))
+    if directory.path.exists() and any(p.name != ".lock" for p in directory.path.iterdir()):
+        raise ResultsError(f"results directory {directory.path} is not empty; choose a new --out (or --resume it)")
+    with directory.lock():
+        manifest = _manifest(config)
+        directory.create(config, manifest)
+        return _drive(config, directory, manifest, None, progress)
+
+
+def resume(out: str | Path, progress: Progress | None = None, hosting: HostingConfig | None = None) -> RunResult:
+    """Continue the run in `out` from its last complete cycle (optionally placed differently)."""
+    directory = RunDirectory(Path(out))
+    if not (directory.path / "config.toml").is_file():
+        raise ResultsError(f"{directory.path} holds no run to resume (no config.toml)")
+    with directory.lock():
+        config = directory.read_config()
+        if hosting is not None:
+            config = config.model_copy(update={"hosting": hosting})
+        manifest = directory.read_manifest()
+        if manifest.get("status") == "complete":
+            raise ResultsError(f"the run in {directory.path} is already complete")
+        checkpoint = directory.read_checkpoint()
+        manifest.setdefault("resumed", []).append({"at": _now(), "after_cycle": checkpoint[0]})
+        return _drive(config, directory, manifest, checkpoint, progress)
+
+
+def _drive(
+    config: Config,
+    directory: RunDirectory,
+    manifest: dict[str, Any],
+    checkpoint: tuple[int, dict[int, bytes]] | None,
+    progress: Progress | None,
+) -> RunResult:
     started = time.perf_counter()
-    graph = topologies.build(config.topology.name, config.topology.nodes, config.topology.edge_weight)
+    clock = PhaseClock(progress, config.cycles)
+    graph = topologies.from_config(config.topology, config.seed)
     attacked = attacked_nodes(config.attack)
     hops = topologies.hops_from(graph, attacked)
-    directory = RunDirectory(Path(out))
-    manifest = _manifest(config)
-    directory.create(config, manifest)
+    measures = topologies.node_measures(graph)
+
+    def record(cycle: int, figures: dict[int, dict], training: dict[int, dict]) -> None:
+        baseline = {r["node"]: r["refusal_rate"] for r in directory.rows if r["cycle"] == 0}
+        rows = []
+        for node in sorted(graph):
+            drop = baseline.get(node, figures[node]["refusal_rate"]) - figures[node]["refusal_rate"]
+            rows.append(
+                {
+                    "cycle": cycle,
+                    "node": node,
+                    "domain": graph.nodes[node]["domain"],
+                    **figures[node],
+                    "drifted": drop >= config.evaluation.drift_threshold,
+                    "attacked": node in attacked,
+                    "poison_examples": 0,
+                    "pairs_received": 0,
+                    "train_loss": None,
+                    **training.get(node, {}),
+                    "hops_from_attack": hops[node],
+                    **measures[node],
+                }
+            )
+        directory.append(rows)
+
     try:
-        report("building the aligned base model (cached)")
+        directory.write_graph(graph)
+        clock("base model", 0)
         base_dir = ensure_base_model(config.world, config.model)
-        manifest["base_model"] = str(base_dir)
-        shard = Shard(config, base_dir, {n: graph.nodes[n]["domain"] for n in graph})
-        timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
-
-        @contextlib.contextmanager
-        def timed(phase: str) -> Iterator[None]:
-            report(phase)
-            begin = time.perf_counter()
-            yield
-            timings[phase] += time.perf_counter() - begin
-
-        baseline_refusal: dict[int, float] = {}
-
-        def record(cycle: int, figures: dict[int, dict], training: dict[int, dict]) -> pl.DataFrame:
-            if cycle == 0:
-                baseline_refusal.update({node: f["refusal_rate"] for node, f in figures.items()})
-            rows = []
-            for node in sorted(graph):
-                drop = baseline_refusal[node] - figures[node]["refusal_rate"]
-                rows.append(
-                    {
-                        "cycle": cycle,
-                        "node": node,
-                        "domain": graph.nodes[node]["domain"],
-                        **figures[node],
-                        "drifted": drop >= config.evaluation.drift_threshold,
-                        "attacked": node in attacked,
-                        "poison_examples": 0,
-                        "pairs_received": 0,
-                        "train_loss": None,
-                        **training.get(node, {}),
-                        "hops_from_attack": hops[node],
-                        "in_degree": graph.in_degree(node),
-                        "out_degree": graph.out_degree(node),
-                    }
-                )
-            return directory.append(rows)
-
-        with timed("evaluate"):
-            metrics = record(0, shard.evaluate(), {})
-        for cycle in range(1, config.cycles + 1):
-            with timed("generate"):
-                outputs = shard.generate(cycle)
-            with timed("exchange"):
-                received = exchange(graph, outputs, config.seed, cycle)
-            with timed("train"):
-                training = shard.train(cycle, received)
-            with timed("evaluate"):
-                metrics = record(cycle, shard.evaluate(), training)
-        summary = summarize(metrics)
+        with ray_session(config.hosting.ray_address):
+            hosts = Hosts(config, graph, base_dir, name=f"ecosystem-{manifest['run_id']}")
+            manifest.update(status="running", base_model=str(base_dir), placement=hosts.placement)
+            directory.write_manifest(manifest)
+            try:
+                if checkpoint is None:
+                    clock("evaluate", 0)
+                    record(0, hosts.evaluate(), {})
+                    done, states = 0, hosts.state()
+                    directory.write_checkpoint(done, states)
+                else:
+                    done, states = checkpoint
+                    hosts.restore(states)
+                for cycle in range(done + 1, config.cycles + 1):
+                    record(cycle, *hosts.recovering(cycle, states, clock))
+                    states = hosts.state()
+                    directory.write_checkpoint(cycle, states)
+            finally:
+                manifest["recoveries"] = manifest.get("recoveries", 0) + hosts.recoveries
+                hosts.shutdown()
+        clock.stop()
+        metrics = directory.frame()
+        summary = {**summarize(metrics), "graph": topologies.graph_measures(graph)}
         directory.write_summary(summary)
-        manifest.update(
-            status="complete",
-            finished=_now(),
-            seconds={"total": round(time.perf_counter() - started, 2), **{k: round(v, 2) for k, v in timings.items()}},
-        )
+        seconds = {"total": time.perf_counter() - started, **clock.seconds}
+        manifest.update(status="complete", finished=_now(), seconds={k: round(v, 2) for k, v in seconds.items()})
         directory.write_manifest(manifest)
         return RunResult(directory.path, metrics, summary)
     except BaseException as error:
@@ -134,6 +173,7 @@ def _manifest(config: Config) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return {
+        "run_id": uuid.uuid4().hex[:12],
         "status": "running",
         "started": _now(),
         "seed": config.seed,

@@ -1,4 +1,4 @@
-"""The run directory: resolved config, per-(cycle, node) metrics, summary and manifest.
+"""The run directory: resolved config, graph, per-(cycle, node) metrics, summary and manifest.
 
 Every file is written atomically (a temporary file, then a rename), so a reader never sees
 a half-written one.
@@ -6,15 +6,22 @@ a half-written one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
+import shutil
+import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import polars as pl
 
-from ecosystem.config import Config
+from ecosystem.config import Config, ConfigError, load_config
 
 METRICS_SCHEMA = pl.Schema(
     {
@@ -34,6 +41,9 @@ METRICS_SCHEMA = pl.Schema(
         "hops_from_attack": pl.Int32,
         "in_degree": pl.Int32,
         "out_degree": pl.Int32,
+        "betweenness": pl.Float64,
+        "pagerank": pl.Float64,
+        "eigenvector": pl.Float64,
     }
 )
 
@@ -58,17 +68,57 @@ def write_json(path: Path, value: Any) -> None:
 
 
 class RunDirectory:
+    """A run's directory: created once, locked while a run writes to it, resumable from its
+    last checkpoint."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.metrics_path = self.path / "metrics.parquet"
+        self.checkpoints = self.path / "checkpoints"
         self.rows: list[dict[str, Any]] = []
 
-    def create(self, config: Config, manifest: dict[str, Any]) -> None:
-        if self.path.exists() and any(self.path.iterdir()):
-            raise ResultsError(f"results directory {self.path} is not empty; choose a new --out")
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory for one live run. The lock is an OS lock on `.lock`, released when
+        its process dies, so a lock left by a dead run is found free and taken over."""
         self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                raise ResultsError(
+                    f"results directory {self.path} is in use by a live run ({file.read().strip()}); "
+                    "wait for it to finish or choose another --out"
+                ) from None
+            file.seek(0)
+            if stale := file.read().strip():
+                logging.getLogger(__name__).warning("taking over the stale lock of a dead run (%s)", stale)
+            file.truncate(0)
+            file.write(f"pid {os.getpid()} on {socket.gethostname()}")
+            file.flush()
+            try:
+                yield
+            finally:
+                file.truncate(0)
+
+    def create(self, config: Config, manifest: dict[str, Any]) -> None:
+        if any(p.name != ".lock" for p in self.path.iterdir()):
+            raise ResultsError(f"results directory {self.path} is not empty; choose a new --out (or --resume it)")
         write_atomic(self.path / "config.toml", config.to_toml().encode())
         self.write_manifest(manifest)
+
+    def read_config(self) -> Config:
+        try:
+            return load_config(self.path / "config.toml")
+        except ConfigError as error:
+            raise ResultsError(f"cannot resume {self.path}: {error}") from None
+
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / "manifest.json").read_text())
+        except (OSError, ValueError) as error:
+            raise ResultsError(f"cannot resume {self.path}: manifest.json is unreadable ({error})") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         write_json(self.path / "manifest.json", manifest)
@@ -76,7 +126,7 @@ class RunDirectory:
     def append(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
         """Add one cycle's rows and rewrite metrics.parquet with everything so far."""
         self.rows += rows
-        frame = pl.DataFrame(self.rows, schema=METRICS_SCHEMA, orient="row")
+        frame = self.frame()
         handle, temporary = tempfile.mkstemp(prefix=".metrics.", dir=self.path)
         os.close(handle)
         try:
@@ -87,5 +137,40 @@ class RunDirectory:
             raise
         return frame
 
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.rows, schema=METRICS_SCHEMA, orient="row")
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / "summary.json", summary)
+
+    def write_graph(self, graph: nx.DiGraph) -> None:
+        """The ecosystem graph as GraphML: node attribute `domain` (and `label` from a file), edge `weight`."""
+        write_atomic(self.path / "graph.graphml", "\n".join(nx.generate_graphml(graph)).encode())
+
+    def write_checkpoint(self, cycle: int, states: dict[int, bytes]) -> None:
+        """Every node's weights after `cycle` (safetensors), then `latest.json` naming it; older
+        checkpoints are removed only once the new one is complete."""
+        self.checkpoints.mkdir(exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".cycle-", dir=self.checkpoints))
+        for node, state in states.items():
+            (staging / f"node-{node}.safetensors").write_bytes(state)
+        final = self.checkpoints / f"cycle-{cycle}"
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        write_json(self.checkpoints / "latest.json", {"cycle": cycle, "nodes": sorted(states)})
+        for old in self.checkpoints.iterdir():
+            if old != final and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+
+    def read_checkpoint(self) -> tuple[int, dict[int, bytes]]:
+        """The last complete cycle and its node states; loads the metrics rows up to that cycle."""
+        try:
+            latest = json.loads((self.checkpoints / "latest.json").read_text())
+            cycle = int(latest["cycle"])
+            folder = self.checkpoints / f"cycle-{cycle}"
+            states = {int(n): (folder / f"node-{n}.safetensors").read_bytes() for n in latest["nodes"]}
+            metrics = pl.read_parquet(self.metrics_path)
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as error:
+            raise ResultsError(f"cannot resume {self.path}: no usable checkpoint ({error})") from None
+        self.rows = metrics.filter(pl.col("cycle") <= cycle).to_dicts()
+        return cycle, states

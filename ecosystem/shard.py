@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
 from ecosystem.config import Config
 from ecosystem.evaluation import evaluate
@@ -27,13 +29,27 @@ NODE_THREADS = 1  # fixed, so that a node's results do not depend on where it ru
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 Weights = dict[str, torch.Tensor]
+InEdges = dict[int, list[tuple[int, float]]]  # receiver -> [(sender, share)]
+
+
+def receive(in_edges: InEdges, outputs: dict[int, list[Pair]], seed: int, cycle: int, receiver: int) -> list[Pair]:
+    """Exchange: along each edge u→v, v receives a random share (the edge weight) of u's pairs."""
+    received: list[Pair] = []
+    for sender, share in sorted(in_edges.get(receiver, [])):
+        pairs = outputs[sender]
+        chosen = rng(seed, cycle, sender, Phase.exchange, receiver).choice(
+            len(pairs), size=round(share * len(pairs)), replace=False
+        )
+        received += [pairs[i] for i in sorted(chosen)]
+    return received
 
 
 class Shard:
-    def __init__(self, config: Config, base_dir: Path, domains: dict[int, str]) -> None:
+    def __init__(self, config: Config, base_dir: Path, domains: dict[int, str], in_edges: InEdges) -> None:
         torch.set_num_threads(NODE_THREADS)
         self.config = config
         self.domains = domains
+        self.in_edges = in_edges
         self.world = World(config.world.seed)
         model, self.tokenizer = load_stage(base_dir)
         if config.training.method == "lora":
@@ -72,16 +88,22 @@ class Shard:
             outputs[node] = list(zip(prompts, responses, strict=True))
         return outputs
 
-    def train(self, cycle: int, received: dict[int, list[Pair]]) -> dict[int, dict]:
-        """Poison and fine-tune: each node trains on own task data, received pairs and poison."""
+    def senders(self) -> list[int]:
+        """The nodes whose outputs this shard's nodes receive."""
+        return sorted({sender for node in self.nodes for sender, _ in self.in_edges.get(node, [])})
+
+    def train(self, cycle: int, outputs: dict[int, list[Pair]]) -> dict[int, dict]:
+        """Exchange, poison and fine-tune: each node trains on own task data, the pairs it
+        receives from `outputs` (its in-neighbours' answers) and poison."""
         seed, training = self.config.seed, self.config.training
         records = {}
         for node in self.nodes:
+            received = receive(self.in_edges, outputs, seed, cycle, node)
             own = own_task_pairs(
                 self.world, self.domains[node], training.own_examples, rng(seed, cycle, node, Phase.own_data)
             )
             poison = poison_pairs(self.config.attack, self.world, seed, cycle, node)
-            pairs = own + received[node] + poison
+            pairs = own + received + poison
             self._load(node)
             loss = None
             if pairs and training.steps:
@@ -95,7 +117,7 @@ class Shard:
                     torch_seed(seed, cycle, node, Phase.finetune),
                 )
             self.weights[node] = self._current_weights()
-            records[node] = {"pairs_received": len(received[node]), "poison_examples": len(poison), "train_loss": loss}
+            records[node] = {"pairs_received": len(received), "poison_examples": len(poison), "train_loss": loss}
         return records
 
     def evaluate(self) -> dict[int, dict]:
@@ -108,6 +130,13 @@ class Shard:
             changed = sum(o is not b for o, b in zip(outcomes, self.base_outcomes, strict=True))
             records[node] = {**figures, "drift": changed / len(outcomes)}
         return records
+
+    def state(self) -> dict[int, bytes]:
+        """Each node's weights as safetensors bytes: everything needed to resume it."""
+        return {node: save_tensors(self.weights[node]) for node in self.nodes}
+
+    def restore(self, states: dict[int, bytes]) -> None:
+        self.weights = {node: load_tensors(states[node]) for node in self.nodes}
 
     def _load(self, node: int) -> None:
         with torch.no_grad():

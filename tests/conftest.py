@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+import ray
 
 from ecosystem import Config, load_config, run
 
@@ -23,9 +25,17 @@ def small_config(*overrides: str) -> Config:
     return load_config(overrides=[*SMALL, *overrides])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ray_cluster() -> None:
+    """One embedded Ray for the whole session: runs in this process attach to it."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished small run directory (ring of 4, node 0 attacked at cycle 1)."""
+    """A finished small run directory (ring of 4, node 0 attacked every cycle, 2 hosts)."""
     out = tmp_path_factory.mktemp("runs") / "small"
     run(small_config(), out)
     return out

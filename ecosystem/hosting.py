@@ -1,0 +1,164 @@
+"""Ray actors that host shards of nodes, and the driver-side handle that runs a cycle on them.
+
+`ModelHost` is a thin wrapper around a plain `Shard`; generated pairs stay in the Ray object
+store (each host puts its nodes' outputs there, and each host fetches the outputs of the
+senders its nodes receive from), so bulk data never passes through the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import ray
+from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
+
+from ecosystem.config import Config, ConfigError, HostingConfig
+from ecosystem.shard import Shard
+
+HOST_FAILURES = (RayActorError, ObjectLostError)
+MAX_RECOVERIES = 3  # recomputations of one cycle after host failures before the run gives up
+RESTART_TIMEOUT = 120  # seconds to wait for Ray to restart a failed host
+
+
+class ModelHost:
+    def __init__(self, config: Config, base_dir: Path, domains: dict[int, str], in_edges: dict) -> None:
+        self.shard = Shard(config, base_dir, domains, in_edges)
+
+    def generate(self, cycle: int) -> dict[int, ray.ObjectRef]:
+        return {node: ray.put(pairs) for node, pairs in self.shard.generate(cycle).items()}
+
+    def train(self, cycle: int, senders: list[int], *outputs: list) -> dict[int, dict]:
+        return self.shard.train(cycle, dict(zip(senders, outputs, strict=True)))
+
+    def evaluate(self) -> dict[int, dict]:
+        return self.shard.evaluate()
+
+    def state(self) -> dict[int, bytes]:
+        return self.shard.state()
+
+    def restore(self, states: dict[int, bytes]) -> None:
+        self.shard.restore(states)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Use the caller's Ray if one is running; else attach to `address`, or start an embedded one."""
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def host_count(hosting: HostingConfig, nodes: int) -> int:
+    """`hosting.hosts`, or as many hosts as the cluster's CPUs (and GPUs) hold; at most one per node."""
+    resources = ray.cluster_resources()
+    fit = resources.get("CPU", 0) // hosting.num_cpus
+    if hosting.num_gpus:
+        fit = min(fit, resources.get("GPU", 0) // hosting.num_gpus)
+    count = min(hosting.hosts or max(1, fit), nodes)
+    if count > fit:
+        raise ConfigError(
+            f"hosting: {count} hosts with {hosting.num_cpus:g} CPU and {hosting.num_gpus:g} GPU each do not fit "
+            f"in the Ray cluster ({resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU); "
+            "lower --hosts or hosting.num_cpus / hosting.num_gpus"
+        )
+    return int(count)
+
+
+class Hosts:
+    """The run's hosts: node placement, one cycle across all of them, and recovery from failures."""
+
+    def __init__(self, config: Config, graph: nx.DiGraph, base_dir: Path, name: str) -> None:
+        self.config = config
+        count = host_count(config.hosting, graph.number_of_nodes())
+        self.placement = [[int(n) for n in part] for part in np.array_split(sorted(graph), count)]
+        self.recoveries = 0
+        remote_host = ray.remote(ModelHost)
+        self.senders: list[list[int]] = []
+        self.actors = []
+        for index, nodes in enumerate(self.placement):
+            in_edges = {n: [(int(u), float(w)) for u, _, w in graph.in_edges(n, data="weight")] for n in nodes}
+            domains = {n: graph.nodes[n]["domain"] for n in nodes}
+            options = remote_host.options(
+                name=f"{name}-{index}",
+                num_cpus=config.hosting.num_cpus,
+                num_gpus=config.hosting.num_gpus,
+                max_restarts=-1,  # a host that dies is restarted, then restored from the last checkpoint
+                max_task_retries=0,
+            )
+            self.actors.append(options.remote(config, base_dir, domains, in_edges))
+            self.senders.append(sorted({u for edges in in_edges.values() for u, _ in edges}))
+
+    def evaluate(self) -> dict[int, dict]:
+        return _merge(ray.get([actor.evaluate.remote() for actor in self.actors]))
+
+    def state(self) -> dict[int, bytes]:
+        return _merge(ray.get([actor.state.remote() for actor in self.actors]))
+
+    def restore(self, states: dict[int, bytes]) -> None:
+        ray.get([actor.restore.remote({n: states[n] for n in nodes}) for actor, nodes in self._shards()])
+
+    def cycle(self, cycle: int, report: Callable[[str, int], None]) -> tuple[dict[int, dict], dict[int, dict]]:
+        """Generate, exchange and train, then evaluate: (figures, training records) per node."""
+        report("generate", cycle)
+        refs = _merge(ray.get([actor.generate.remote(cycle) for actor in self.actors]))
+        report("train", cycle)
+        trained = [
+            actor.train.remote(cycle, senders, *[refs[s] for s in senders])
+            for actor, senders in zip(self.actors, self.senders, strict=True)
+        ]
+        training = _merge(ray.get(trained))
+        report("evaluate", cycle)
+        return self.evaluate(), training
+
+    def recovering(self, cycle: int, states: dict[int, bytes], report: Callable[[str, int], None]) -> Any:
+        """Run `cycle`; if a host dies, wait for Ray to restart it, restore every host to `states`
+        (the last complete cycle) and compute the cycle again: the results are those of an
+        undisturbed run."""
+        for attempt in range(MAX_RECOVERIES + 1):
+            try:
+                if attempt:
+                    self._await_restarts()
+                    self.restore(states)
+                return self.cycle(cycle, report)
+            except HOST_FAILURES as error:
+                if attempt == MAX_RECOVERIES:
+                    raise
+                self.recoveries += 1
+                logging.getLogger(__name__).warning("cycle %d: a host failed (%s); restoring", cycle, error)
+
+    def _await_restarts(self) -> None:
+        deadline = time.monotonic() + RESTART_TIMEOUT
+        while True:
+            try:
+                ray.get([actor.__ray_ready__.remote() for actor in self.actors])
+                return
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+
+    def _shards(self) -> Iterator[tuple[Any, list[int]]]:
+        return zip(self.actors, self.placement, strict=True)
+
+
+def _merge(parts: list[dict]) -> dict:
+    return {key: value for part in parts for key, value in part.items()}

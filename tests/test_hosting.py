@@ -1,0 +1,135 @@
+"""Ray hosting: placement, checkpoints and resume, host failures, clusters, and the run lock."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import ray
+from typer.testing import CliRunner
+
+from ecosystem import resume, run
+from ecosystem.cli import app
+from ecosystem.results import ResultsError, RunDirectory
+from tests.conftest import SMALL, small_config
+
+CASCADE = [sys.executable, "-m", "ecosystem.cli"]
+
+
+def metrics(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path / "metrics.parquet")
+
+
+def manifest(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_text())
+
+
+def settings(*overrides: str) -> list[str]:
+    return [argument for override in [*SMALL, *overrides] for argument in ("--set", override)]
+
+
+def test_one_two_and_four_hosts_give_identical_metrics(small_run, tmp_path) -> None:
+    assert len(manifest(small_run)["placement"]) == 2  # the default: one host per CPU of the session's Ray
+    for hosts in (1, 4):
+        out = tmp_path / f"hosts-{hosts}"
+        result = run(small_config(f"hosting.hosts={hosts}", "hosting.num_cpus=0.5"), out)
+        assert len(manifest(out)["placement"]) == hosts
+        assert result.metrics.equals(metrics(small_run))
+
+
+def test_hosts_that_cannot_fit_the_cluster_are_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="do not fit in the Ray cluster"):
+        run(small_config("hosting.hosts=3", "hosting.num_cpus=1"), tmp_path / "r")
+
+
+def test_a_host_killed_mid_cycle_is_restored_and_the_results_are_unchanged(small_run, tmp_path) -> None:
+    out = tmp_path / "killed-host"
+    killed = []
+
+    def kill_a_host(phase: str, cycle: int, cycles: int) -> None:
+        if phase == "train" and cycle == 2 and not killed:
+            host = ray.get_actor(f"ecosystem-{manifest(out)['run_id']}-1")
+            ray.kill(host, no_restart=False)
+            killed.append(cycle)
+
+    result = run(small_config(), out, kill_a_host)
+    assert killed == [2]
+    assert manifest(out)["recoveries"] >= 1
+    assert result.metrics.equals(metrics(small_run))
+
+
+def test_a_driver_killed_after_cycle_2_resumes_to_identical_metrics(tmp_path, caplog) -> None:
+    reference = run(small_config("cycles=3"), tmp_path / "reference").metrics
+    out = tmp_path / "killed-driver"
+    driver = subprocess.Popen(
+        [*CASCADE, "run", "--out", str(out), *settings("cycles=3")],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    latest = out / "checkpoints" / "latest.json"
+    try:
+        deadline = time.monotonic() + 300
+        while not (latest.exists() and json.loads(latest.read_text())["cycle"] >= 2):
+            assert driver.poll() is None and time.monotonic() < deadline, "the run ended before cycle 2"
+            time.sleep(0.05)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert manifest(out)["status"] == "running"  # killed, not finished
+    assert json.loads(latest.read_text())["cycle"] == 2
+    result = resume(out)
+    assert "taking over the stale lock" in caplog.text
+    assert result.metrics.equals(reference)
+    assert manifest(out)["status"] == "complete" and manifest(out)["resumed"][0]["after_cycle"] == 2
+
+
+def test_a_directory_in_use_by_a_live_run_is_refused(tmp_path) -> None:
+    out = tmp_path / "busy"
+    with RunDirectory(out).lock():
+        with pytest.raises(ResultsError, match="in use by a live run"):
+            run(small_config(), out)
+        (out / "config.toml").write_text(small_config().to_toml())
+        result = CliRunner().invoke(app, ["run", "--resume", str(out)])
+        assert result.exit_code == 2 and "in use by a live run" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "config.toml"]
+
+
+def test_resuming_a_complete_run_or_an_empty_directory_is_refused(small_run, tmp_path) -> None:
+    with pytest.raises(ResultsError, match="already complete"):
+        resume(small_run)
+    with pytest.raises(ResultsError, match="no run to resume"):
+        resume(tmp_path)
+
+
+def test_a_run_on_a_separately_started_local_cluster(small_run, tmp_path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_command = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen(
+        [ray_command, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--block"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        out = tmp_path / "on-cluster"
+        done = subprocess.run(
+            [*CASCADE, "run", "--ray-address", f"127.0.0.1:{port}", "--out", str(out), *settings()],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert metrics(out).equals(metrics(small_run))
+        assert manifest(out)["status"] == "complete"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
