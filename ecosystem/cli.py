@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import networkx as nx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as ProgressBar
 from rich.table import Table
 
+import topologies
 from ecosystem.config import ConfigError, load_config
-from ecosystem.engine import PHASES, RunResult, run
+from ecosystem.engine import PHASES, Progress, RunResult, resume, run
 from ecosystem.results import ResultsError
 from topologies import TopologyError
 
@@ -35,27 +40,43 @@ def run_command(
         list[str] | None, typer.Option("--set", help="override a config key, e.g. --set topology.nodes=16")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="run seed (overrides the config)")] = None,
+    resume_dir: Annotated[
+        Path | None, typer.Option("--resume", help="continue the run in this directory from its last cycle")
+    ] = None,
+    hosts: Annotated[int | None, typer.Option("--hosts", help="ModelHost actors (default: from Ray's CPUs)")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="attach to a Ray cluster ('auto' or host:port)")
+    ] = None,
 ) -> None:
-    """Run a cascade and print a per-cycle table at the end."""
+    """Run a cascade (or resume one) and print a per-cycle table at the end."""
+    placement = [f"hosting.{key}={value!r}" for key, value in (("hosts", hosts), ("ray_address", ray_address)) if value]
     try:
-        resolved = load_config(config, overrides or [], seed)
-        out = out or Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        steps = 2 + len(PHASES) * resolved.cycles  # base model, baseline evaluation, then each phase
-        columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("starting", total=steps)
-            cycle = [0]
-
-            def report(phase: str) -> None:
-                if phase == "generate":
-                    cycle[0] += 1
-                bar.update(task, description=f"cycle {cycle[0]}/{resolved.cycles}: {phase}", advance=1)
-
-            result = run(resolved, out, report)
+        if resume_dir is not None:
+            if config or out or overrides or seed is not None:
+                raise ConfigError("--resume continues a run as configured: drop --config, --out, --set and --seed")
+            hosting = load_config(resume_dir / "config.toml", placement).hosting if placement else None
+            result = _with_progress(lambda report: resume(resume_dir, report, hosting))
+        else:
+            resolved = load_config(config, [*(overrides or []), *placement], seed)
+            out = out or Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            result = _with_progress(lambda report: run(resolved, out, report))
     except USER_ERRORS as error:
         errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     print_summary(result)
+
+
+def _with_progress(work: Callable[[Progress], RunResult]) -> RunResult:
+    columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with ProgressBar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def report(phase: str, cycle: int, cycles: int) -> None:
+            done = 0 if cycle == 0 else 1 + len(PHASES) * (cycle - 1) + PHASES.index(phase)
+            total = 1 + len(PHASES) * cycles
+            bar.update(task, description=f"cycle {cycle}/{cycles}: {phase}", completed=done, total=total)
+
+        return work(report)
 
 
 def print_summary(result: RunResult) -> None:
@@ -80,6 +101,86 @@ def print_summary(result: RunResult) -> None:
 
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+@app.command("topologies")
+def topologies_command() -> None:
+    """List the topology families with their parameters and defaults."""
+    for name, family in topologies.FAMILIES.items():
+        console.print(f"[bold]{name}[/bold]: {family.description}", soft_wrap=True, highlight=False)
+        for key, param in family.params.items():
+            where = "topology.nodes" if key == "nodes" else f"topology.params.{key}"
+            bounds = f", {param.bounds()}" if param.bounds() else ""
+            console.print(f"    {where} = {json.dumps(param.default)}  ({param.doc}{bounds})", soft_wrap=True)
+        console.print(f"    edges: {family.edges}", soft_wrap=True, highlight=False)
+    console.print(
+        f"node domains (topology.domains): {', '.join(topologies.DOMAIN_MODES)}; "
+        f"edge weights (topology.weights): {', '.join(topologies.WEIGHT_MODES)}",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@app.command("graph")
+def graph_command(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (default: built-in)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="image file: .png, .svg or .pdf")] = Path("graph.png"),
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config key, e.g. --set topology.name=star")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="run seed (overrides the config)")] = None,
+) -> None:
+    """Draw the configured topology: colour is the node's domain, arrows show who learns from whom."""
+    try:
+        resolved = load_config(config, overrides or [], seed)
+        graph = topologies.from_config(resolved.topology, resolved.seed)
+        draw_graph(graph, out, f"{resolved.topology.name}, seed {resolved.seed}", resolved.seed)
+    except (*USER_ERRORS, OSError) as error:
+        errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+    measures = topologies.graph_measures(graph)
+    console.print(f"{out}: " + ", ".join(f"{key} {_number(value)}" for key, value in measures.items()), soft_wrap=True)
+
+
+def draw_graph(graph: nx.DiGraph, out: Path, title: str, seed: int) -> None:
+    """Save a drawing of `graph` to `out`; a graph whose edges all go both ways is drawn without arrows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ConfigError(f"--out {out}: the image must be a .png, .svg or .pdf file")
+    colours = {domain: f"C{index}" for index, domain in enumerate(topologies.DOMAINS)}
+    symmetric = all(graph.has_edge(target, source) for source, target in graph.edges)
+    shown = graph.to_undirected() if symmetric else graph
+    figure, axes = plt.subplots(figsize=(8, 8))
+    nx.draw_networkx(
+        shown,
+        _layout(graph, seed),
+        ax=axes,
+        node_color=[colours[graph.nodes[node]["domain"]] for node in shown],
+        edge_color="grey",
+        width=[0.5 + 2 * weight for _, _, weight in shown.edges(data="weight")],
+        font_size=8,
+    )
+    axes.legend(handles=[plt.Line2D([], [], marker="o", ls="", color=c, label=d) for d, c in colours.items()])
+    axes.set_title(title)
+    axes.axis("off")
+    figure.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _layout(graph: nx.DiGraph, seed: int) -> dict[int, tuple[float, float]]:
+    """Layers from left to right when data flows one way (a DAG), else a seeded spring layout."""
+    if nx.is_directed_acyclic_graph(graph):
+        layers = dict(enumerate(nx.topological_generations(graph)))
+        return nx.multipartite_layout(graph, subset_key=layers)
+    return nx.spring_layout(graph, seed=seed)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 if __name__ == "__main__":

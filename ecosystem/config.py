@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import topologies
 
 
 class ConfigError(ValueError):
@@ -29,7 +31,7 @@ class ModelConfig(Section):
     layers: int = Field(2, ge=1)
     intermediate_size: int = Field(256, ge=1)
     pretrain_examples: int = Field(30_000, ge=1)
-    pretrain_steps: int = Field(1_500, ge=0)
+    pretrain_steps: int = Field(2_000, ge=0)
     align_examples: int = Field(4_000, ge=1)
     align_steps: int = Field(300, ge=0)
     batch_size: int = Field(64, ge=1)
@@ -37,9 +39,50 @@ class ModelConfig(Section):
 
 
 class TopologyConfig(Section):
+    """The ecosystem graph: a family of `topologies.FAMILIES` and how its nodes and edges are labelled.
+
+    `nodes` is the family's `nodes` parameter where it has one; for other families, and for a graph
+    from a file, it is set to the graph's node count. `params` holds the family's other parameters.
+    """
+
     name: str = "ring"
     nodes: int = Field(8, ge=2)
+    params: dict[str, int | float | bool | str] = Field(default_factory=dict)
+    domains: Literal[topologies.DOMAIN_MODES] = "round_robin"
+    weights: Literal[topologies.WEIGHT_MODES] = "uniform"
     edge_weight: float = Field(0.5, ge=0, le=1)  # share of the sender's pairs each receiver gets
+    weight_range: tuple[float, float] = (0.1, 0.9)  # for weights = "random"
+    max_nodes: int = Field(topologies.MAX_NODES, ge=2)
+
+    @field_validator("name")
+    @classmethod
+    def _known_family(cls, name: str) -> str:
+        topologies.family(name)
+        return name
+
+    @model_validator(mode="after")
+    def _describes_a_graph(self) -> TopologyConfig:
+        misplaced = sorted(set(self.params) & set(type(self).model_fields))
+        if misplaced:
+            raise ValueError(f"set topology.{misplaced[0]}, not topology.params.{misplaced[0]}")
+        nodes = topologies.check(self.name, **self.options()).nodes
+        if "nodes" in self.model_fields_set and nodes != self.nodes:
+            raise ValueError(f"{self.name} with these params has {nodes} nodes, not {self.nodes}; leave out nodes")
+        self.nodes = nodes
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of `topologies.build` (all but the seed) that this section describes."""
+        sized = {"nodes": self.nodes} if "nodes" in topologies.FAMILIES[self.name].params else {}
+        return {
+            **self.params,
+            **sized,
+            "domains": self.domains,
+            "weights": self.weights,
+            "edge_weight": self.edge_weight,
+            "weight_range": self.weight_range,
+            "max_nodes": self.max_nodes,
+        }
 
 
 class TrafficConfig(Section):
@@ -79,6 +122,15 @@ class EvaluationConfig(Section):
     drift_threshold: float = Field(0.2, gt=0, le=1)  # refusal drop below the baseline that counts as drifted
 
 
+class HostingConfig(Section):
+    """Where nodes run. Placement never changes results; a resumed run may use other settings."""
+
+    hosts: int = Field(0, ge=0)  # ModelHost actors; 0: as many as Ray's CPUs (or GPUs) hold
+    num_cpus: float = Field(1.0, gt=0)  # per host; fractions allowed
+    num_gpus: float = Field(0.0, ge=0)  # per host; fractions allowed
+    ray_address: str | None = None  # None: start an embedded local Ray; "auto" or "host:port": attach
+
+
 class Config(Section):
     seed: int = 0
     cycles: int = Field(5, ge=1)
@@ -89,6 +141,7 @@ class Config(Section):
     training: TrainingConfig = TrainingConfig()
     attack: list[AttackConfig] = Field(default_factory=lambda: [AttackConfig()])
     evaluation: EvaluationConfig = EvaluationConfig()
+    hosting: HostingConfig = HostingConfig()
 
     @model_validator(mode="after")
     def _attacks_fit_the_run(self) -> Config:
@@ -104,7 +157,7 @@ class Config(Section):
         return self
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.model_dump(mode="json"))
+        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
 
 
 def validate(data: dict[str, Any]) -> Config:

@@ -28,7 +28,7 @@ def small_config(*overrides: str) -> Config:
 @pytest.fixture(scope="session", autouse=True)
 def ray_cluster() -> None:
     """One embedded Ray for the whole session: runs in this process attach to it."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()
 

@@ -23,12 +23,13 @@ from transformers.utils import logging as transformers_logging
 from ecosystem.config import ModelConfig, WorldConfig
 from ecosystem.seeding import Phase, rng, torch_seed
 from ecosystem.training import fine_tune
-from ecosystem.world.grammar import INTENTS, World
+from ecosystem.world.grammar import INTENTS, TEMPLATES, World
+from ecosystem.world.prompts import answered
 from ecosystem.world.tokenizer import build_tokenizer
 
 transformers_logging.disable_progress_bar()
 
-RECIPE_VERSION = 1  # bump when the way a base model is built changes
+RECIPE_VERSION = 3  # bump when the way a base model is built changes
 BUILD_THREADS = 2  # fixed, so that a build gives the same weights on any machine of one kind
 HEAD_DIM = 32
 STAGES = ("pretrained", "aligned")
@@ -82,8 +83,8 @@ def _build(world_config: WorldConfig, config: ModelConfig, out: Path) -> None:
             ("aligned", config.align_examples, config.align_steps, Phase.align, world.aligned_response),
         ):
             started = time.perf_counter()
-            corpus = world.sample(rng(world.seed, 0, -1, phase), all_intents, examples)
-            pairs = [(r.prompt, " ".join(respond(r))) for r in corpus]
+            corpus = world.sample(rng(world.seed, 0, -1, phase), all_intents, examples, templates=TEMPLATES)
+            pairs = answered(world, corpus, respond)
             seed = torch_seed(world.seed, 0, -1, phase)
             fine_tune(model, tokenizer, pairs, steps, config.learning_rate, config.batch_size, seed)
             model.save_pretrained(out / stage)
