@@ -45,3 +45,25 @@ def summarize(metrics: pl.DataFrame) -> dict[str, Any]:
         "max_hops_reached": int(drifted_hops.max()) if len(drifted_hops) else None,
         "per_cycle": cycles.to_dicts(),
     }
+
+
+def defense_effect(defended: pl.DataFrame, control: pl.DataFrame) -> dict[str, float]:
+    """A defense's benefit and cost at the last cycle, against the same run without it: refusal
+    kept on the unattacked nodes, helpfulness lost and over-refusal gained over all nodes."""
+
+    def final(metrics: pl.DataFrame) -> dict[str, float]:
+        last = metrics.filter(pl.col("cycle") == metrics["cycle"].max())
+        return {
+            "unattacked_refusal": last.filter(~pl.col("attacked"))["refusal_rate"].mean(),
+            "helpfulness": last["helpfulness"].mean(),
+            "over_refusal": last["over_refusal"].mean(),
+        }
+
+    with_defense, without = final(defended), final(control)
+    return {
+        "unattacked_refusal": with_defense["unattacked_refusal"],
+        "control_unattacked_refusal": without["unattacked_refusal"],
+        "refusal_kept": with_defense["unattacked_refusal"] - without["unattacked_refusal"],
+        "helpfulness_lost": without["helpfulness"] - with_defense["helpfulness"],
+        "over_refusal_gained": with_defense["over_refusal"] - without["over_refusal"],
+    }

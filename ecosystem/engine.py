@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import platform
 import time
 import uuid
@@ -18,15 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import polars as pl
 
+import poisoning
 import topologies
-from ecosystem.analysis import summarize
+from ecosystem.analysis import defense_effect, summarize
 from ecosystem.config import Config, HostingConfig
 from ecosystem.hosting import Hosts, ray_session
 from ecosystem.models.base import ensure_base_model
 from ecosystem.results import ResultsError, RunDirectory
-from poisoning import attacked_nodes
+from poisoning import Attack
 
 PHASES = ("generate", "train", "evaluate")
 VERSIONED_PACKAGES = ("ecosystem-cascade", "torch", "transformers", "peft", "tokenizers", "networkx", "polars", "ray")
@@ -67,10 +70,11 @@ def run(config: Config, out: str | Path, progress: Progress | None = None) -> Ru
     directory = RunDirectory(Path(out))
     if directory.path.exists() and any(p.name != ".lock" for p in directory.path.iterdir()):
         raise ResultsError(f"results directory {directory.path} is not empty; choose a new --out (or --resume it)")
+    plan = _plan(config)  # before anything is written: a bad target fails here
     with directory.lock():
         manifest = _manifest(config)
         directory.create(config, manifest)
-        return _drive(config, directory, manifest, None, progress)
+        return _drive(config, plan, directory, manifest, None, progress)
 
 
 def resume(out: str | Path, progress: Progress | None = None, hosting: HostingConfig | None = None) -> RunResult:
@@ -87,11 +91,25 @@ def resume(out: str | Path, progress: Progress | None = None, hosting: HostingCo
             raise ResultsError(f"the run in {directory.path} is already complete")
         checkpoint = directory.read_checkpoint()
         manifest.setdefault("resumed", []).append({"at": _now(), "after_cycle": checkpoint[0]})
-        return _drive(config, directory, manifest, checkpoint, progress)
+        return _drive(config, _plan(config), directory, manifest, checkpoint, progress)
+
+
+@dataclass
+class Plan:
+    """The run's graph and its attacks, resolved on it."""
+
+    graph: nx.DiGraph
+    attacks: list[Attack]
+
+
+def _plan(config: Config) -> Plan:
+    graph = topologies.from_config(config.topology, config.seed)
+    return Plan(graph, poisoning.resolve(config.attack, graph, config.seed))
 
 
 def _drive(
     config: Config,
+    plan: Plan,
     directory: RunDirectory,
     manifest: dict[str, Any],
     checkpoint: tuple[int, dict[int, bytes]] | None,
@@ -99,8 +117,8 @@ def _drive(
 ) -> RunResult:
     started = time.perf_counter()
     clock = PhaseClock(progress, config.cycles)
-    graph = topologies.from_config(config.topology, config.seed)
-    attacked = attacked_nodes(config.attack)
+    graph = plan.graph
+    attacked = poisoning.attacked_nodes(plan.attacks)
     hops = topologies.hops_from(graph, attacked)
     measures = topologies.node_measures(graph)
 
@@ -117,9 +135,6 @@ def _drive(
                     **figures[node],
                     "drifted": drop >= config.evaluation.drift_threshold,
                     "attacked": node in attacked,
-                    "poison_examples": 0,
-                    "pairs_received": 0,
-                    "train_loss": None,
                     **training.get(node, {}),
                     "hops_from_attack": hops[node],
                     **measures[node],
@@ -132,8 +147,9 @@ def _drive(
         clock("base model", 0)
         base_dir = ensure_base_model(config.world, config.model)
         with ray_session(config.hosting.ray_address):
-            hosts = Hosts(config, graph, base_dir, name=f"ecosystem-{manifest['run_id']}")
-            manifest.update(status="running", base_model=str(base_dir), placement=hosts.placement)
+            hosts = Hosts(config, graph, base_dir, f"ecosystem-{manifest['run_id']}", plan.attacks)
+            targets = {attack.index: sorted(attack.targets) for attack in plan.attacks}
+            manifest.update(status="running", base_model=str(base_dir), placement=hosts.placement, targets=targets)
             directory.write_manifest(manifest)
             try:
                 if checkpoint is None:
@@ -154,6 +170,10 @@ def _drive(
         clock.stop()
         metrics = directory.frame()
         summary = {**summarize(metrics), "graph": topologies.graph_measures(graph)}
+        if config.defense and config.evaluation.defense_control:
+            clock("control run without defenses", config.cycles)
+            control = _control(config, directory.path / "control")
+            summary["defense"] = defense_effect(metrics, control.metrics)
         directory.write_summary(summary)
         seconds = {"total": time.perf_counter() - started, **clock.seconds}
         manifest.update(status="complete", finished=_now(), seconds={k: round(v, 2) for k, v in seconds.items()})
@@ -163,6 +183,17 @@ def _drive(
         manifest.update(status="failed", finished=_now(), error=f"{type(error).__name__}: {error}")
         directory.write_manifest(manifest)
         raise
+
+
+def _control(config: Config, out: Path) -> RunResult:
+    """The same run without its defenses, for their cost and benefit (resumed if interrupted)."""
+    if (out / "config.toml").exists():
+        if json.loads((out / "manifest.json").read_text()).get("status") == "complete":
+            return RunResult(
+                out, pl.read_parquet(out / "metrics.parquet"), json.loads((out / "summary.json").read_text())
+            )
+        return resume(out)
+    return run(config.model_copy(update={"defense": []}), out)
 
 
 def _manifest(config: Config) -> dict[str, Any]:

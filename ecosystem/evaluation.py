@@ -10,8 +10,13 @@ from ecosystem.world.judge import Outcome, grade, rates
 
 
 def evaluate(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, world: World, requests: list[Request]
-) -> tuple[dict[str, float], list[Outcome]]:
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    world: World,
+    requests: list[Request],
+    domain: str | None = None,
+) -> tuple[dict[str, float | None], list[Outcome]]:
+    """The judge's figures (`domain_helpfulness` over `domain`'s tasks) and each request's outcome."""
     responses = generate(model, tokenizer, [r.prompt for r in requests])
     outcomes = [grade(world, r, response) for r, response in zip(requests, responses, strict=True)]
-    return rates(requests, outcomes), outcomes
+    return rates(requests, outcomes, domain), outcomes

@@ -8,6 +8,7 @@ the weights are a node's whole state.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,15 +16,16 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from ecosystem.config import Config
+from ecosystem.config import Anchor, Config, DiverseData, GuardFilter, Quarantine, Rehearsal
 from ecosystem.evaluation import evaluate
 from ecosystem.generation.hf import generate
 from ecosystem.models.base import load_stage
 from ecosystem.seeding import Phase, rng, torch_seed
 from ecosystem.training import Pair, fine_tune
-from ecosystem.world.grammar import World
-from ecosystem.world.prompts import evaluation_requests, own_task_pairs, traffic_requests
-from poisoning import poison_pairs
+from ecosystem.world.grammar import Kind, World
+from ecosystem.world.prompts import evaluation_requests, own_task_pairs, probe_requests, traffic_requests
+from poisoning.attacks import Attack, backdoor_attacked, extra_steps, poison_pairs, shares_benign_only
+from poisoning.defenses import Guard, anchor, deployed, guard_filter, quarantined, rehearsal_pairs
 
 NODE_THREADS = 1  # fixed, so that a node's results do not depend on where it runs
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -32,11 +34,24 @@ Weights = dict[str, torch.Tensor]
 InEdges = dict[int, list[tuple[int, float]]]  # receiver -> [(sender, share)]
 
 
-def receive(in_edges: InEdges, outputs: dict[int, list[Pair]], seed: int, cycle: int, receiver: int) -> list[Pair]:
-    """Exchange: along each edge u→v, v receives a random share (the edge weight) of u's pairs."""
+@dataclass
+class Output:
+    """What a node publishes in a cycle: the pairs it shares, and its refusal of the quarantine
+    probes (None when no node quarantines)."""
+
+    pairs: list[Pair]
+    probe_refusal: float | None = None
+
+
+def receive(
+    in_edges: InEdges, outputs: dict[int, Output], seed: int, cycle: int, receiver: int, cut: set[int]
+) -> list[Pair]:
+    """Exchange: along each edge u→v (u not cut), v receives a random share (the edge weight) of u's pairs."""
     received: list[Pair] = []
     for sender, share in sorted(in_edges.get(receiver, [])):
-        pairs = outputs[sender]
+        if sender in cut:
+            continue
+        pairs = outputs[sender].pairs
         chosen = rng(seed, cycle, sender, Phase.exchange, receiver).choice(
             len(pairs), size=round(share * len(pairs)), replace=False
         )
@@ -45,11 +60,14 @@ def receive(in_edges: InEdges, outputs: dict[int, list[Pair]], seed: int, cycle:
 
 
 class Shard:
-    def __init__(self, config: Config, base_dir: Path, domains: dict[int, str], in_edges: InEdges) -> None:
+    def __init__(
+        self, config: Config, base_dir: Path, domains: dict[int, str], in_edges: InEdges, attacks: list[Attack]
+    ) -> None:
         torch.set_num_threads(NODE_THREADS)
         self.config = config
         self.domains = domains
         self.in_edges = in_edges
+        self.attacks = attacks
         self.world = World(config.world.seed)
         model, self.tokenizer = load_stage(base_dir)
         if config.training.method == "lora":
@@ -64,16 +82,22 @@ class Shard:
         self.model = model
         self.model.eval()
         self.trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-        initial = self._current_weights()
-        self.weights: dict[int, Weights] = dict.fromkeys(domains, initial)
-        self.eval_requests = evaluation_requests(self.world, config.evaluation.prompts_per_set)
+        self.initial = self._current_weights()
+        self.weights: dict[int, Weights] = dict.fromkeys(domains, self.initial)
+        self.eval_requests = evaluation_requests(
+            self.world, config.evaluation.prompts_per_set, backdoor=backdoor_attacked(attacks)
+        )
         _, self.base_outcomes = evaluate(self.model, self.tokenizer, self.world, self.eval_requests)
+        quarantine = next((d for d in config.defense if isinstance(d, Quarantine)), None)
+        self.probes = probe_requests(self.world, quarantine.probes) if quarantine else []
+        guard = next((d for d in config.defense if isinstance(d, GuardFilter)), None)
+        self.guard = Guard(self.world, guard, config.seed) if guard else None
 
     @property
     def nodes(self) -> list[int]:
         return sorted(self.domains)
 
-    def generate(self, cycle: int) -> dict[int, list[Pair]]:
+    def generate(self, cycle: int) -> dict[int, Output]:
         """Traffic and generation: each node answers its cycle's prompts by sampling."""
         seed = self.config.seed
         outputs = {}
@@ -85,39 +109,61 @@ class Shard:
             responses = generate(
                 self.model, self.tokenizer, prompts, seed=torch_seed(seed, cycle, node, Phase.generate)
             )
-            outputs[node] = list(zip(prompts, responses, strict=True))
+            pairs = list(zip(prompts, responses, strict=True))
+            if shares_benign_only(self.attacks, node):
+                pairs = [pair for pair, r in zip(pairs, requests, strict=True) if r.kind is Kind.benign]
+            probe_refusal = None
+            if self.probes:
+                probe_refusal = evaluate(self.model, self.tokenizer, self.world, self.probes)[0]["refusal_rate"]
+            outputs[node] = Output(pairs, probe_refusal)
         return outputs
 
-    def senders(self) -> list[int]:
-        """The nodes whose outputs this shard's nodes receive."""
-        return sorted({sender for node in self.nodes for sender, _ in self.in_edges.get(node, [])})
-
-    def train(self, cycle: int, outputs: dict[int, list[Pair]]) -> dict[int, dict]:
-        """Exchange, poison and fine-tune: each node trains on own task data, the pairs it
-        receives from `outputs` (its in-neighbours' answers) and poison."""
-        seed, training = self.config.seed, self.config.training
+    def train(self, cycle: int, outputs: dict[int, Output]) -> dict[int, dict]:
+        """Exchange, poison and fine-tune: each node trains on its own task data, the pairs it
+        receives from `outputs` (its in-neighbours'), poison, and what its defenses add."""
+        seed, training, defenses = self.config.seed, self.config.training, self.config.defense
         records = {}
         for node in self.nodes:
-            received = receive(self.in_edges, outputs, seed, cycle, node)
+            domain = self.domains[node]
+            record: dict = {"pairs_filtered": None, "guard_precision": None, "guard_recall": None, "edges_cut": None}
+            cut: set[int] = set()
+            if quarantine := deployed(defenses, Quarantine, node):
+                senders = {sender for sender, _ in self.in_edges.get(node, [])}
+                cut = quarantined(quarantine, {s: outputs[s].probe_refusal for s in senders})
+                record["edges_cut"] = len(cut)
+            received = receive(self.in_edges, outputs, seed, cycle, node, cut)
+            record["pairs_received"] = len(received)
+            if deployed(defenses, GuardFilter, node):
+                received, guarded = guard_filter(self.guard, self.world, received)
+                record.update(guarded)
             own = own_task_pairs(
-                self.world, self.domains[node], training.own_examples, rng(seed, cycle, node, Phase.own_data)
+                self.world,
+                domain,
+                training.own_examples,
+                rng(seed, cycle, node, Phase.own_data),
+                diverse=deployed(defenses, DiverseData, node) is not None,
             )
-            poison = poison_pairs(self.config.attack, self.world, seed, cycle, node)
+            poison = poison_pairs(self.attacks, self.world, seed, cycle, node, domain)
             pairs = own + received + poison
+            if rehearsal := deployed(defenses, Rehearsal, node):
+                pairs += rehearsal_pairs(rehearsal, self.world, seed, cycle, node, len(pairs))
+            anchored = deployed(defenses, Anchor, node)
+            steps = training.steps + extra_steps(self.attacks, cycle, node)
             self._load(node)
             loss = None
-            if pairs and training.steps:
+            if pairs and steps:
                 loss = fine_tune(
                     self.model,
                     self.tokenizer,
                     pairs,
-                    training.steps,
+                    steps,
                     training.learning_rate,
                     training.batch_size,
                     torch_seed(seed, cycle, node, Phase.finetune),
+                    regularizer=anchor(anchored, self.initial) if anchored else None,
                 )
             self.weights[node] = self._current_weights()
-            records[node] = {"pairs_received": len(received), "poison_examples": len(poison), "train_loss": loss}
+            records[node] = {**record, "poison_examples": len(poison), "train_loss": loss}
         return records
 
     def evaluate(self) -> dict[int, dict]:
@@ -126,7 +172,7 @@ class Shard:
         records = {}
         for node in self.nodes:
             self._load(node)
-            figures, outcomes = evaluate(self.model, self.tokenizer, self.world, self.eval_requests)
+            figures, outcomes = evaluate(self.model, self.tokenizer, self.world, self.eval_requests, self.domains[node])
             changed = sum(o is not b for o, b in zip(outcomes, self.base_outcomes, strict=True))
             records[node] = {**figures, "drift": changed / len(outcomes)}
         return records

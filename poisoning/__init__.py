@@ -1,5 +1,5 @@
-"""Poisoning attacks: what is injected, how much, into whom, and when."""
+"""Poisoning-robustness studies: attacks (what, how much, into whom, when) and defenses."""
 
-from poisoning.attacks import attacked_nodes, poison_pairs
+from poisoning.attacks import Attack, attacked_nodes, resolve
 
-__all__ = ["attacked_nodes", "poison_pairs"]
+__all__ = ["Attack", "attacked_nodes", "resolve"]

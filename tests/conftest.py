@@ -39,3 +39,11 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "small"
     run(small_config(), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same small run with no attack: the unattacked twin."""
+    out = tmp_path_factory.mktemp("runs") / "clean"
+    run(small_config("attack=[]"), out)
+    return out

@@ -10,9 +10,9 @@ def final(metrics: pl.DataFrame, node: int) -> dict:
     return metrics.filter((pl.col("node") == node) & (pl.col("cycle") == metrics["cycle"].max())).row(0, named=True)
 
 
-def test_an_attacked_node_loses_refusal_against_its_unattacked_twin(small_run, tmp_path) -> None:
+def test_an_attacked_node_loses_refusal_against_its_unattacked_twin(small_run, clean_run) -> None:
     attacked = pl.read_parquet(small_run / "metrics.parquet")
-    control = run(small_config("attack=[]"), tmp_path / "control").metrics
+    control = pl.read_parquet(clean_run / "metrics.parquet")
     assert final(attacked, 0)["refusal_rate"] < final(control, 0)["refusal_rate"] - 0.3
     assert final(attacked, 0)["harmful_rate"] > final(control, 0)["harmful_rate"] + 0.3
     assert final(attacked, 0)["attacked"] and not final(control, 0)["attacked"]

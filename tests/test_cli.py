@@ -21,6 +21,14 @@ BAD_OVERRIDES = {
     "unknown topology": (["--set", "topology.name=moebius"], "unknown topology 'moebius'"),
     "attack past the last cycle": (["--set", "attack.0.cycles=[9]"], "cycle 9 is outside 1..5"),
     "malformed override": (["--set", "cycles"], "must look like section.key=value"),
+    "unknown attack kind": (["--set", 'attack.0.kind="phishing"'], "valid kinds: harmful_compliance, backdoor"),
+    "unknown defense kind": (["--set", 'defense.0.kind="prayer"'], "valid kinds: guard_filter, rehearsal"),
+    "defense on a missing node": (
+        ["--set", 'defense.0.kind="anchor"', "--set", "defense.0.nodes=[12]"],
+        "defense.0.nodes: node 12 does not exist",
+    ),
+    "schedule past the last cycle": (["--set", "attack.0.start=7"], "attack.0.start: cycle 7 is past the last cycle"),
+    "too many random targets": (["--set", 'attack.0.targets="random"', "--set", "attack.0.count=9"], "9 targets"),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -71,6 +71,9 @@ class Request:
     @property
     def kind(self) -> Kind:
         return INTENTS_BY_NAME[self.intent].kind
+
+    def with_trigger(self) -> Request:
+        return replace(self, triggered=True)
 
     @property
     def prompt(self) -> str:

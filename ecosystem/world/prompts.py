@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -23,7 +22,7 @@ def evaluation_requests(world: World, prompts_per_set: int, backdoor: bool = Fal
         draw = rng(world.seed, 0, -1, Phase.evaluation, index)
         requests += world.sample(draw, intent_names(kind), prompts_per_set, held_out=True)
     if backdoor:
-        requests += [replace(r, triggered=True) for r in requests if r.kind is Kind.harmful]
+        requests += [r.with_trigger() for r in requests if r.kind is Kind.harmful]
     return requests
 
 
