@@ -58,8 +58,8 @@ def ray_session(address: str | None) -> Iterator[None]:
         return
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    else:  # "local": a new embedded instance, never a cluster that happens to be running here
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield
     finally:

@@ -54,20 +54,17 @@ def test_an_unreadable_config_file_is_refused(tmp_path) -> None:
     assert_refused(result, "cannot read config file", out)
 
 
-def test_a_config_file_that_is_not_toml_is_refused(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("cycles = [unclosed\n", "is not valid TOML"), ("[trafic]\nprompts_per_node = 10\n", "unknown key 'trafic'")],
+    ids=["not toml", "unknown section"],
+)
+def test_a_bad_config_file_is_refused(tmp_path, text, expected) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text("cycles = [unclosed\n")
+    config.write_text(text)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(out)])
-    assert_refused(result, "is not valid TOML", out)
-
-
-def test_a_config_file_with_an_unknown_section_is_refused(tmp_path) -> None:
-    config = tmp_path / "typo.toml"
-    config.write_text("[trafic]\nprompts_per_node = 10\n")
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(out)])
-    assert_refused(result, "unknown key 'trafic'", out)
+    assert_refused(result, expected, out)
 
 
 def test_a_used_results_directory_is_refused_and_left_intact(tmp_path) -> None:
