@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import streamlit as st
 import topologies
 from ecosystem.analysis import summarize
 from ecosystem.config import load_config
+from ecosystem.results import live_run
 
 GRAPHML = "graph.graphml"
 METRICS = "metrics.parquet"
@@ -116,6 +118,8 @@ class Run:
             return f"stopped (exit code {process.returncode})"
         if recorded is None:
             return "starting" if process is not None else "no manifest"
+        if recorded == "running" and process is None and not live_run(self.path):
+            return "interrupted"
         return STATUS.get(recorded, str(recorded))
 
     @property
@@ -125,6 +129,8 @@ class Run:
             notes.append(str(self.manifest["error"]))
         if self.status.startswith("stopped"):
             notes.append(log_tail(self.path, lines=1))
+        if self.status == "interrupted":
+            notes.append(f"its process died; continue it with: cascade run --resume {self.path}")
         return "; ".join(note for note in notes if note)
 
     @property
@@ -411,6 +417,11 @@ def _over_cycles(frame: pl.DataFrame, column: str, **style: Any) -> go.Scatter:
     return go.Scatter(x=frame["cycle"].to_list(), y=frame[column].to_list(), **style)
 
 
+def _cycle_axis(frame: pl.DataFrame) -> dict[str, Any]:
+    """An x axis of cycles: whole numbers, ten ticks at most."""
+    return {"title": {"text": "cycle"}, "dtick": max(1, math.ceil(frame["cycle"].max() / 10))}
+
+
 def curves_figure(metrics: pl.DataFrame, metric: str) -> go.Figure:
     """`metric` over cycles: a thin line per node (attacked ones red) and the mean across nodes."""
     frame = metrics.select("cycle", "node", value=pl.col(metric).cast(pl.Float64), is_attacked=_attacked(metrics))
@@ -421,7 +432,7 @@ def curves_figure(metrics: pl.DataFrame, metric: str) -> go.Figure:
             figure.add_trace(_node_lines(group, name, colour))
     mean = mean_per_cycle(metrics, metric)
     figure.add_trace(_over_cycles(mean, metric, name="mean", line={"width": 4, "color": "black"}))
-    figure.update_layout(title={"text": f"{metric} per node"}, xaxis_title="cycle", yaxis_title=metric)
+    figure.update_layout(title={"text": f"{metric} per node"}, xaxis=_cycle_axis(metrics), yaxis_title=metric)
     return figure
 
 
@@ -467,7 +478,7 @@ def drifted_figure(share: pl.DataFrame, threshold: float) -> go.Figure:
     )
     figure.update_layout(
         title={"text": f"share of nodes drifted (refusal down by ≥ {threshold:g})"},
-        xaxis_title="cycle",
+        xaxis=_cycle_axis(share),
         yaxis={"title": {"text": "share of nodes"}, "range": [-0.02, 1.02]},
     )
     return figure
@@ -490,7 +501,7 @@ def hop_heatmap(metrics: pl.DataFrame, metric: str) -> go.Figure:
     figure = go.Figure(heatmap)
     figure.update_layout(
         title={"text": f"mean {metric} by hops from the attack"},
-        xaxis={"title": {"text": "cycle"}, "dtick": 1},
+        xaxis=_cycle_axis(metrics),
         yaxis={"title": {"text": "hops from the nearest attacked node"}, "type": "category"},
     )
     return figure
@@ -503,7 +514,8 @@ def compare_figure(frames: dict[str, pl.DataFrame], metric: str) -> go.Figure:
         if metric in frame.columns:
             mean = mean_per_cycle(frame, metric)
             figure.add_trace(_over_cycles(mean, metric, name=name, mode="lines+markers"))
-    figure.update_layout(title={"text": f"mean {metric}"}, xaxis_title="cycle", yaxis_title=metric, showlegend=True)
+    axis = _cycle_axis(pl.concat([frame.select("cycle") for frame in frames.values()]))
+    figure.update_layout(title={"text": f"mean {metric}"}, xaxis=axis, yaxis_title=metric, showlegend=True)
     return figure
 
 
@@ -543,16 +555,18 @@ def final_figures(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 
 def launch_overrides(
-    topology: str, nodes: int, cycles: int, targets: str, dose: int, attack_cycles: str, more: str
+    topology: str, nodes: int, cycles: int, targets: str, dose: int, attack_cycles: str, defense: str, more: str
 ) -> list[str]:
     """The `--set` overrides for the launch form's values; `more` holds further key=value lines."""
+    sized = "nodes" in topologies.family(topology).params  # other families take their size from their parameters
     return [
         f"topology.name={topology}",
-        f"topology.nodes={nodes}",
+        *([f"topology.nodes={nodes}"] if sized else []),
         f"cycles={cycles}",
         f"attack.0.targets={_toml_list(targets)}",
         f"attack.0.examples={dose}",
         f"attack.0.cycles={_toml_list(attack_cycles)}",
+        *([f'defense.0.kind="{defense}"'] if defense != "none" else []),
         *(line.strip() for line in more.splitlines() if line.strip()),
     ]
 

@@ -73,6 +73,24 @@ def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
+def live_run(path: Path) -> bool:
+    """Whether the run that last locked the directory is alive: its `.lock` names the process,
+    and is emptied when the run ends. A process on another machine is taken to be alive."""
+    try:
+        words = (path / ".lock").read_text().split()  # "pid N on HOST"
+    except OSError:
+        return False
+    if len(words) != 4 or words[3] != socket.gethostname():
+        return bool(words)
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 class RunDirectory:
     """A run's directory: created once, locked while a run writes to it, resumable from its
     last checkpoint."""

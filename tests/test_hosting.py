@@ -72,6 +72,7 @@ def test_a_driver_killed_after_cycle_2_resumes_to_identical_metrics(tmp_path, ca
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_ADDRESS": "127.0.0.1:9"},  # a stray cluster address: the embedded Ray ignores it
     )
     latest = out / "checkpoints" / "latest.json"
     try:

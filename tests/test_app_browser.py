@@ -1,0 +1,127 @@
+"""The dashboard in a real browser: `streamlit run app.py` on a free localhost port, driven by headless
+Chromium (Debian's package, through Playwright). Screenshots go to $ARTIFACTS_DIR (test-artifacts/)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+STARTS_WITHIN = 90  # seconds for streamlit to answer, on two busy cores
+WAIT_MS = 60_000  # for the app to render after an action
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM} (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dashboard_url(tmp_path: Path) -> Iterator[str]:
+    """`streamlit run app.py` from the repository root (so with its .streamlit/config.toml), always stopped."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    with (tmp_path / "streamlit.log").open("wb") as log:
+        server = subprocess.Popen(
+            [*command, "--server.headless", "true"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTS_WITHIN
+        while True:
+            assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, (
+                    "streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()
+                )
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def settled(page: Any) -> None:
+    """Wait until the app's script has finished its run: what shows is then what it drew."""
+    app = page.get_by_test_id("stApp")
+    sync_api.expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=WAIT_MS)
+
+
+def test_pick_a_run_move_the_cycle_play_and_see_the_charts(dashboard_url: str, small_run: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for name in ("first", "second"):
+        shutil.copytree(small_run, runs / name)
+    artifacts = ROOT / os.environ.get("ARTIFACTS_DIR", "test-artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(dashboard_url)
+            runs_box = page.get_by_label("runs directory")
+            runs_box.fill(str(runs))
+            runs_box.press("Enter")
+            settled(page)
+
+            page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("run", exact=True)).click()
+            page.get_by_role("option", name="first").click()
+            settled(page)
+            expect(page.get_by_text(f"complete · {runs.resolve() / 'first'}")).to_be_visible()
+            title = page.locator(".js-plotly-plot .gtitle").first
+            expect(title).to_have_text("refusal_rate at cycle 2")
+            expect(page.locator(".js-plotly-plot .scatterlayer .point")).to_have_count(4)  # the 4 nodes
+
+            page.get_by_role("slider").focus()
+            page.keyboard.press("Home")
+            settled(page)
+            expect(title).to_have_text("refusal_rate at cycle 0")
+            page.screenshot(path=artifacts / "dashboard-network.png", full_page=True)
+            page.locator(".updatemenu-button", has_text="play").first.click()
+            expect(title).to_have_text("refusal_rate at cycle 2", timeout=WAIT_MS)  # the animation played
+
+            page.get_by_role("tab", name="Curves").click()
+            settled(page)
+            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            expect(page.get_by_text("share of nodes drifted")).to_be_visible()
+            expect(page.get_by_text("mean drift by hops from the attack")).to_be_visible()
+            page.screenshot(path=artifacts / "dashboard-curves.png", full_page=True)
+        finally:
+            browser.close()
