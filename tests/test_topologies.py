@@ -191,7 +191,7 @@ BAD_OPTIONS = {
     "wrong type": ("watts_strogatz", {"k": 2.5}, "k must be an integer (got 2.5)"),
     "bool for a number": ("ring", {"nodes": True}, "nodes must be an integer (got True)"),
     "unknown parameter": ("ring", {"k": 2}, "ring: no parameter 'k'; the parameters are: nodes"),
-    "too large": ("complete", {"nodes": 300}, "complete would have 300 nodes, more than max_nodes (256)"),
+    "too large": ("complete", {"nodes": 1200}, "complete would have 1200 nodes, more than max_nodes (1000)"),
     "too large tree": ("lineage_tree", {"branching": 4, "depth": 4, "max_nodes": 100}, "341 nodes, more than"),
     "weight above 1": ("ring", {"edge_weight": 1.2}, "edge_weight is a share of the sender's pairs, in [0, 1]"),
     "bad weight range": ("ring", {"weights": "random", "weight_range": (0.8, 0.2)}, "0 ≤ low ≤ high ≤ 1"),

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 DOMAINS = ("code", "medical", "support", "legal")  # the tiny world's domains (ecosystem.world.grammar)
 DOMAIN_MODES = ("round_robin", "random", "community", "file")
 WEIGHT_MODES = ("uniform", "random", "file")
-MAX_NODES = 256
+MAX_NODES = 1000
 
 
 @dataclass(frozen=True)
