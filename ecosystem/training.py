@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -34,7 +34,7 @@ def fine_tune(
     learning_rate: float,
     batch_size: int,
     seed: int,
-    regularizer=None,
+    regularizer: Callable[[torch.nn.Module], torch.Tensor] | None = None,
 ) -> float:
     """Train on `pairs` for `steps` AdamW steps; returns the mean loss of the last tenth.
 

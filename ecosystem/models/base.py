@@ -32,7 +32,6 @@ transformers_logging.disable_progress_bar()
 RECIPE_VERSION = 3  # bump when the way a base model is built changes
 BUILD_THREADS = 2  # fixed, so that a build gives the same weights on any machine of one kind
 HEAD_DIM = 32
-STAGES = ("pretrained", "aligned")
 
 
 def cache_root() -> Path:
