@@ -20,6 +20,8 @@ from typing import Any
 
 import networkx as nx
 import polars as pl
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
 
 from ecosystem.config import Config, ConfigError, load_config
 
@@ -193,8 +195,10 @@ class RunDirectory:
             cycle = int(latest["cycle"])
             folder = self.checkpoints / f"cycle-{cycle}"
             states = {int(n): (folder / f"node-{n}.safetensors").read_bytes() for n in latest["nodes"]}
+            for state in states.values():
+                load_tensors(state)  # fails here, not in a host, if a file is damaged
             metrics = pl.read_parquet(self.metrics_path)
-        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as error:
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError, pl.exceptions.PolarsError) as error:
             raise ResultsError(f"cannot resume {self.path}: no usable checkpoint ({error})") from None
         self.rows = metrics.filter(pl.col("cycle") <= cycle).to_dicts()
         return cycle, states

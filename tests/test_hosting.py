@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,6 +101,19 @@ def test_a_directory_in_use_by_a_live_run_is_refused(tmp_path) -> None:
         result = CliRunner().invoke(app, ["run", "--resume", str(out)])
         assert result.exit_code == 2 and "in use by a live run" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == [".lock", "config.toml"]
+
+
+def test_a_damaged_checkpoint_is_refused_with_a_message(small_run, tmp_path) -> None:
+    out = shutil.copytree(small_run, tmp_path / "damaged")
+    (out / "manifest.json").write_text(json.dumps({**manifest(small_run), "status": "running"}))
+    node = next((out / "checkpoints" / "cycle-2").iterdir())
+    node.write_bytes(b"not safetensors")
+    result = CliRunner().invoke(app, ["run", "--resume", str(out)])
+    assert result.exit_code == 2 and "no usable checkpoint" in result.stderr
+    (out / "checkpoints" / "latest.json").write_text("{")
+    with pytest.raises(ResultsError, match="no usable checkpoint"):
+        resume(out)
+    assert metrics(out).equals(metrics(small_run))  # nothing was lost
 
 
 def test_resuming_a_complete_run_or_an_empty_directory_is_refused(small_run, tmp_path) -> None:
