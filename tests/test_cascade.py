@@ -70,3 +70,11 @@ def test_the_run_directory_holds_the_documented_files(small_run) -> None:
     assert manifest["status"] == "complete" and manifest["seed"] == 0 and manifest["versions"]["torch"]
     summary = json.loads((small_run / "summary.json").read_text())
     assert summary["nodes"] == 4 and len(summary["per_cycle"]) == 3
+
+
+def test_full_fine_tuning_carries_the_attack_too(clean_run, tmp_path) -> None:
+    """training.method = "full": every weight trains, and the attacked node still drifts."""
+    full = run(small_config("training.method=full", "training.learning_rate=3e-4"), tmp_path / "full").metrics
+    control = pl.read_parquet(clean_run / "metrics.parquet")
+    assert final(full, 0)["refusal_rate"] < final(control, 0)["refusal_rate"] - 0.5
+    assert final(full, 0)["harmful_rate"] > 0.5
