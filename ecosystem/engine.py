@@ -68,8 +68,7 @@ class PhaseClock:
 def run(config: Config, out: str | Path, progress: Progress | None = None) -> RunResult:
     """Run the cascade that `config` describes into the new results directory `out`."""
     directory = RunDirectory(Path(out))
-    if directory.path.exists() and any(p.name != ".lock" for p in directory.path.iterdir()):
-        raise ResultsError(f"results directory {directory.path} is not empty; choose a new --out (or --resume it)")
+    directory.ensure_empty()
     plan = _plan(config)  # before anything is written: a bad target fails here
     with directory.lock():
         manifest = _manifest(config)
@@ -188,7 +187,7 @@ def _drive(
 def _control(config: Config, out: Path) -> RunResult:
     """The same run without its defenses, for their cost and benefit (resumed if interrupted)."""
     if (out / "config.toml").exists():
-        if json.loads((out / "manifest.json").read_text()).get("status") == "complete":
+        if RunDirectory(out).read_manifest().get("status") == "complete":
             return RunResult(
                 out, pl.read_parquet(out / "metrics.parquet"), json.loads((out / "summary.json").read_text())
             )

@@ -128,9 +128,13 @@ class RunDirectory:
             finally:
                 file.truncate(0)
 
-    def create(self, config: Config, manifest: dict[str, Any]) -> None:
-        if any(p.name != ".lock" for p in self.path.iterdir()):
+    def ensure_empty(self) -> None:
+        """Refuse a directory that holds anything but a lock: a new run never writes over results."""
+        if self.path.exists() and any(p.name != ".lock" for p in self.path.iterdir()):
             raise ResultsError(f"results directory {self.path} is not empty; choose a new --out (or --resume it)")
+
+    def create(self, config: Config, manifest: dict[str, Any]) -> None:
+        self.ensure_empty()  # again, under the lock: another run may have started meanwhile
         write_atomic(self.path / "config.toml", config.to_toml().encode())
         self.write_manifest(manifest)
 
