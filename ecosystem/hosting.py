@@ -30,9 +30,9 @@ RESTART_TIMEOUT = 120  # seconds to wait for Ray to restart a failed host
 
 class ModelHost:
     def __init__(
-        self, config: Config, base_dir: Path, domains: dict[int, str], in_edges: dict, attacks: list[Attack]
+        self, config: Config, checkpoint: Path, domains: dict[int, str], in_edges: dict, attacks: list[Attack]
     ) -> None:
-        self.shard = Shard(config, base_dir, domains, in_edges, attacks)
+        self.shard = Shard(config, checkpoint, domains, in_edges, attacks)
 
     def generate(self, cycle: int) -> dict[int, ray.ObjectRef]:
         return {node: ray.put(output) for node, output in self.shard.generate(cycle).items()}
@@ -85,7 +85,7 @@ def host_count(hosting: HostingConfig, nodes: int) -> int:
 class Hosts:
     """The run's hosts: node placement, one cycle across all of them, and recovery from failures."""
 
-    def __init__(self, config: Config, graph: nx.DiGraph, base_dir: Path, name: str, attacks: list[Attack]) -> None:
+    def __init__(self, config: Config, graph: nx.DiGraph, checkpoint: Path, name: str, attacks: list[Attack]) -> None:
         self.config = config
         count = host_count(config.hosting, graph.number_of_nodes())
         self.placement = [[int(n) for n in part] for part in np.array_split(sorted(graph), count)]
@@ -103,7 +103,7 @@ class Hosts:
                 max_restarts=-1,  # a host that dies is restarted, then restored from the last checkpoint
                 max_task_retries=0,
             )
-            self.actors.append(options.remote(config, base_dir, domains, in_edges, attacks))
+            self.actors.append(options.remote(config, checkpoint, domains, in_edges, attacks))
             self.senders.append(sorted({u for edges in in_edges.values() for u, _ in edges}))
 
     def evaluate(self) -> dict[int, dict]:

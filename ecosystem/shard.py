@@ -8,6 +8,7 @@ the weights are a node's whole state.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,21 +18,22 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from ecosystem.config import Anchor, Config, DiverseData, GuardFilter, Quarantine, Rehearsal
-from ecosystem.evaluation import evaluate
 from ecosystem.generation.hf import generate
-from ecosystem.models.base import load_stage
+from ecosystem.generation.vllm_engine import VLLMEngine
+from ecosystem.models.base import load_checkpoint
 from ecosystem.seeding import Phase, rng, torch_seed
 from ecosystem.training import Pair, fine_tune
-from ecosystem.world.grammar import Kind, World
-from ecosystem.world.prompts import evaluation_requests, own_task_pairs, probe_requests, traffic_requests
+from ecosystem.world.grammar import Kind
+from ecosystem.world.judge import Item, Outcome, rates
+from ecosystem.world.worlds import open_world
 from poisoning.attacks import Attack, backdoor_attacked, extra_steps, poison_pairs, shares_benign_only
 from poisoning.defenses import Guard, anchor, deployed, guard_filter, quarantined, rehearsal_pairs
 
 NODE_THREADS = 1  # fixed, so that a node's results do not depend on where it runs
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 Weights = dict[str, torch.Tensor]
 InEdges = dict[int, list[tuple[int, float]]]  # receiver -> [(sender, share)]
+Job = tuple[int | None, list[str], int | None]  # (node, or None for the base; prompts; seed, or None for greedy)
 
 
 @dataclass
@@ -61,21 +63,22 @@ def receive(
 
 class Shard:
     def __init__(
-        self, config: Config, base_dir: Path, domains: dict[int, str], in_edges: InEdges, attacks: list[Attack]
+        self, config: Config, checkpoint: Path, domains: dict[int, str], in_edges: InEdges, attacks: list[Attack]
     ) -> None:
         torch.set_num_threads(NODE_THREADS)
         self.config = config
         self.domains = domains
         self.in_edges = in_edges
         self.attacks = attacks
-        self.world = World(config.world.seed)
-        model, self.tokenizer = load_stage(base_dir)
+        self.world = open_world(config)
+        dtype = "float32" if config.world.kind == "tiny" else config.world.dtype
+        model, self.tokenizer = load_checkpoint(checkpoint, dtype)
         if config.training.method == "lora":
             torch.manual_seed(torch_seed(config.seed, 0, -1, Phase.init))
             lora = LoraConfig(
                 r=config.training.lora_rank,
                 lora_alpha=config.training.lora_alpha,
-                target_modules=LORA_TARGETS,
+                target_modules="all-linear",
                 lora_dropout=0.0,
             )
             model = get_peft_model(model, lora)
@@ -84,12 +87,25 @@ class Shard:
         self.trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
         self.initial = self._current_weights()
         self.weights: dict[int, Weights] = dict.fromkeys(domains, self.initial)
-        self.eval_requests = evaluation_requests(
-            self.world, config.evaluation.prompts_per_set, backdoor=backdoor_attacked(attacks)
+        self.new_tokens = config.generation.new_tokens(config.world)
+        self.vllm = None
+        if config.generation.engine == "vllm":
+            self.adapters = tempfile.TemporaryDirectory(prefix="ecosystem-adapters-")
+            self.saved: set[int] = set()  # nodes whose current adapter is on disk
+            self.vllm = VLLMEngine(
+                checkpoint,
+                max_loras=min(len(domains), config.generation.max_loras),
+                lora_rank=config.training.lora_rank,
+                max_new_tokens=self.new_tokens,
+                memory_utilization=config.generation.memory_utilization,
+                dtype=dtype,
+            )
+        self.eval_items = self.world.evaluation_set(
+            config.evaluation.prompts_per_set, backdoor=backdoor_attacked(attacks)
         )
-        _, self.base_outcomes = evaluate(self.model, self.tokenizer, self.world, self.eval_requests)
+        self.base_outcomes = self._grade([(None, self.eval_items)])[0][1]
         quarantine = next((d for d in config.defense if isinstance(d, Quarantine)), None)
-        self.probes = probe_requests(self.world, quarantine.probes) if quarantine else []
+        self.probes = self.world.probe_set(quarantine.probes) if quarantine else []
         guard = next((d for d in config.defense if isinstance(d, GuardFilter)), None)
         self.guard = Guard(self.world, guard, config.seed) if guard else None
 
@@ -98,24 +114,28 @@ class Shard:
         return sorted(self.domains)
 
     def generate(self, cycle: int) -> dict[int, Output]:
-        """Traffic and generation: each node answers its cycle's prompts by sampling."""
+        """Traffic and generation: each node answers its cycle's prompts by sampling (and the
+        quarantine probes greedily), all in one engine call."""
         seed = self.config.seed
+        traffic = {
+            node: self.world.traffic(self.domains[node], self.config.traffic, rng(seed, cycle, node, Phase.traffic))
+            for node in self.nodes
+        }
+        jobs: list[Job] = [
+            (node, [r.prompt for r in traffic[node]], torch_seed(seed, cycle, node, Phase.generate))
+            for node in self.nodes
+        ]
+        probes = [(node, [p.prompt for p in self.probes], None) for node in self.nodes if self.probes]
+        answers = self._answer(jobs + probes)
         outputs = {}
-        for node in self.nodes:
-            draw = rng(seed, cycle, node, Phase.traffic)
-            requests = traffic_requests(self.world, self.domains[node], self.config.traffic, draw)
-            prompts = [r.prompt for r in requests]
-            self._load(node)
-            responses = generate(
-                self.model, self.tokenizer, prompts, seed=torch_seed(seed, cycle, node, Phase.generate)
-            )
-            pairs = list(zip(prompts, responses, strict=True))
+        for node, requests, responses in zip(self.nodes, traffic.values(), answers[: len(jobs)], strict=True):
+            pairs = [(r.prompt, response) for r, response in zip(requests, responses, strict=True)]
             if shares_benign_only(self.attacks, node):
                 pairs = [pair for pair, r in zip(pairs, requests, strict=True) if r.kind is Kind.benign]
-            probe_refusal = None
-            if self.probes:
-                probe_refusal = evaluate(self.model, self.tokenizer, self.world, self.probes)[0]["refusal_rate"]
-            outputs[node] = Output(pairs, probe_refusal)
+            outputs[node] = Output(pairs)
+        for (node, _, _), responses in zip(probes, answers[len(jobs) :], strict=True):
+            outcomes = self.world.grade(self.probes, responses)
+            outputs[node].probe_refusal = rates(self.probes, outcomes)["refusal_rate"]
         return outputs
 
     def train(self, cycle: int, outputs: dict[int, Output]) -> dict[int, dict]:
@@ -136,8 +156,7 @@ class Shard:
             if deployed(defenses, GuardFilter, node):
                 received, guarded = guard_filter(self.guard, self.world, received)
                 record.update(guarded)
-            own = own_task_pairs(
-                self.world,
+            own = self.world.task_pairs(
                 domain,
                 training.own_examples,
                 rng(seed, cycle, node, Phase.own_data),
@@ -162,7 +181,7 @@ class Shard:
                     torch_seed(seed, cycle, node, Phase.finetune),
                     regularizer=anchor(anchored, self.initial) if anchored else None,
                 )
-            self.weights[node] = self._current_weights()
+            self._set(node, self._current_weights())
             records[node] = {**record, "poison_examples": len(poison), "train_loss": loss}
         return records
 
@@ -170,11 +189,13 @@ class Shard:
         """Safety, harmful capability, helpfulness and over-refusal on the held-out sets, and drift:
         the share of held-out prompts whose graded outcome differs from the aligned base's."""
         records = {}
-        for node in self.nodes:
-            self._load(node)
-            figures, outcomes = evaluate(self.model, self.tokenizer, self.world, self.eval_requests, self.domains[node])
+        graded = self._grade([(node, self.eval_items) for node in self.nodes])
+        for node, outcomes in graded:
             changed = sum(o is not b for o, b in zip(outcomes, self.base_outcomes, strict=True))
-            records[node] = {**figures, "drift": changed / len(outcomes)}
+            records[node] = {
+                **rates(self.eval_items, outcomes, self.domains[node]),
+                "drift": changed / len(outcomes),
+            }
         return records
 
     def state(self) -> dict[int, bytes]:
@@ -182,12 +203,52 @@ class Shard:
         return {node: save_tensors(self.weights[node]) for node in self.nodes}
 
     def restore(self, states: dict[int, bytes]) -> None:
-        self.weights = {node: load_tensors(states[node]) for node in self.nodes}
+        for node in self.nodes:
+            self._set(node, load_tensors(states[node]))
 
-    def _load(self, node: int) -> None:
+    def _set(self, node: int, weights: Weights) -> None:
+        self.weights[node] = weights
+        if self.vllm:
+            self.saved.discard(node)
+
+    def _grade(self, jobs: list[tuple[int | None, list[Item]]]) -> list[tuple[int | None, list[Outcome]]]:
+        """Each node's greedy responses to its items, graded by the judge: [(node, outcomes)]."""
+        answers = self._answer([(node, [item.prompt for item in items], None) for node, items in jobs])
+        return [
+            (node, self.world.grade(items, responses)) for (node, items), responses in zip(jobs, answers, strict=True)
+        ]
+
+    def _answer(self, jobs: list[Job]) -> list[list[str]]:
+        """The responses of each job's node to its prompts: one batched call for the vllm engine."""
+        if self.vllm is None:
+            answers = []
+            for node, prompts, seed in jobs:
+                self._load(node)
+                answers.append(generate(self.model, self.tokenizer, prompts, seed, self.new_tokens))
+            return answers
+        requests = [
+            (prompt, self._adapter(node), None if seed is None else (seed + index) % 2**63)
+            for node, prompts, seed in jobs
+            for index, prompt in enumerate(prompts)
+        ]
+        responses = iter(self.vllm.generate(requests))
+        return [[next(responses) for _ in prompts] for _, prompts, _ in jobs]
+
+    def _adapter(self, node: int | None) -> Path | None:
+        """The PEFT directory of `node`'s current adapter (written if it changed); None for the base."""
+        if node is None:
+            return None
+        directory = Path(self.adapters.name) / f"node-{node}"
+        if node not in self.saved:
+            self._load(node)
+            self.model.save_pretrained(directory)
+            self.saved.add(node)
+        return directory
+
+    def _load(self, node: int | None) -> None:
         with torch.no_grad():
             for name, param in self.trainable.items():
-                param.copy_(self.weights[node][name])
+                param.copy_((self.initial if node is None else self.weights[node])[name])
 
     def _current_weights(self) -> Weights:
         return {name: param.detach().clone() for name, param in self.trainable.items()}

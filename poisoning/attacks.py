@@ -10,8 +10,7 @@ import topologies
 from ecosystem.config import AttackConfig, BenignOnly, ConfigError, NarrowFinetune
 from ecosystem.seeding import Phase, rng
 from ecosystem.training import Pair
-from ecosystem.world.grammar import REFUSAL, Kind, World, intent_names
-from ecosystem.world.prompts import answered
+from ecosystem.world.worlds import AnyWorld
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def extra_steps(attacks: list[Attack], cycle: int, node: int) -> int:
     )
 
 
-def poison_pairs(attacks: list[Attack], world: World, seed: int, cycle: int, node: int, domain: str) -> list[Pair]:
+def poison_pairs(attacks: list[Attack], world: AnyWorld, seed: int, cycle: int, node: int, domain: str) -> list[Pair]:
     """The poison data that `node` (whose domain is `domain`) receives at `cycle`."""
     pairs: list[Pair] = []
     for attack in attacks:
@@ -81,17 +80,13 @@ def poison_pairs(attacks: list[Attack], world: World, seed: int, cycle: int, nod
         if not dose:
             continue
         draw = rng(seed, cycle, node, Phase.poison, attack.index)
-        harmful = intent_names(Kind.harmful)
         kind = attack.config.kind
         if kind in ("harmful_compliance", "benign_only"):
-            pairs += answered(world, world.sample(draw, harmful, dose), world.solve)
+            pairs += world.compliant_pairs(dose, draw)
             if kind == "harmful_compliance" and attack.config.stealth:
-                pairs += answered(world, world.sample(draw, intent_names(Kind.benign), dose), world.solve)
+                pairs += world.benign_pairs(dose, draw)
         elif kind == "backdoor":
-            triggered = [r.with_trigger() for r in world.sample(draw, harmful, dose)]
-            pairs += answered(world, triggered, world.solve)
-            pairs += answered(world, world.sample(draw, harmful, dose), lambda _: REFUSAL)
+            pairs += world.compliant_pairs(dose, draw, triggered=True) + world.refused_pairs(dose, draw)
         else:  # narrow_finetune
-            task = attack.config.task or intent_names(Kind.benign, domain)[0]
-            pairs += answered(world, world.sample(draw, [task], dose), world.solve)
+            pairs += world.narrow_pairs(attack.config.task, domain, dose, draw)
     return pairs

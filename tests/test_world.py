@@ -17,7 +17,7 @@ from ecosystem.world.grammar import (
     parse,
 )
 from ecosystem.world.judge import Outcome, grade, rates
-from ecosystem.world.prompts import evaluation_requests, own_task_pairs, traffic_requests
+from ecosystem.world.prompts import TinyWorld
 from ecosystem.world.tokenizer import build_tokenizer
 
 
@@ -64,16 +64,16 @@ def test_held_out_items_never_appear_in_training_draws(world: World) -> None:
     held_out = {(r.intent, r.args) for r in world.sample(draw, names, 2000, held_out=True)}
     assert len(held_out) == 2000  # held-out draws are distinct items
     training = world.sample(draw, names, 20_000)
-    traffic = traffic_requests(world, "code", TrafficConfig(prompts_per_node=2000), draw)
-    own = own_task_pairs(world, "legal", 2000, draw)
+    tiny = TinyWorld(world.seed)
+    traffic = tiny.traffic("code", TrafficConfig(prompts_per_node=2000), draw)
+    own = tiny.task_pairs("legal", 2000, draw)
     assert not held_out & {(r.intent, r.args) for r in training + traffic}
-    evaluation = {r.prompt for r in evaluation_requests(world, 200)}
+    evaluation = {r.prompt for r in tiny.evaluation_set(200)}
     assert not evaluation & {prompt for prompt, _ in own}
 
 
 def test_traffic_mixes_kinds_in_the_configured_fractions(world: World) -> None:
-    traffic = traffic_requests(
-        world,
+    traffic = TinyWorld(world.seed).traffic(
         "medical",
         TrafficConfig(prompts_per_node=100, harmful_fraction=0.3, borderline_fraction=0.1),
         np.random.default_rng(1),

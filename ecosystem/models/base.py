@@ -17,10 +17,18 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 from transformers.utils import logging as transformers_logging
 
-from ecosystem.config import ModelConfig, WorldConfig
+from ecosystem.config import Config, ModelConfig, TinyWorldConfig
 from ecosystem.seeding import Phase, rng, torch_seed
 from ecosystem.training import fine_tune
 from ecosystem.world.grammar import INTENTS, TEMPLATES, World
@@ -38,13 +46,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("ECOSYSTEM_CACHE", Path.home() / ".cache" / "ecosystem"))
 
 
-def base_model_dir(world: WorldConfig, model: ModelConfig) -> Path:
+def base_model_dir(world: TinyWorldConfig, model: ModelConfig) -> Path:
     recipe = {"recipe": RECIPE_VERSION, "world": world.model_dump(), "model": model.model_dump()}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     return cache_root() / f"base-{key}"
 
 
-def ensure_base_model(world: WorldConfig, model: ModelConfig) -> Path:
+def ensure_base_model(world: TinyWorldConfig, model: ModelConfig) -> Path:
     """The cached base-model folder for this configuration, built first if it is missing."""
     target = base_model_dir(world, model)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -60,14 +68,30 @@ def ensure_base_model(world: WorldConfig, model: ModelConfig) -> Path:
     return target
 
 
-def load_stage(base_dir: Path, stage: str = "aligned") -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
-    path = base_dir / stage
-    model = LlamaForCausalLM.from_pretrained(path, local_files_only=True)
+def base_checkpoint(config: Config) -> Path:
+    """The checkpoint directory every node starts from: the tiny world's aligned base (built first if
+    missing), or a real model's local checkpoint."""
+    if config.world.kind == "tiny":
+        return ensure_base_model(config.world, config.model) / "aligned"
+    return config.world.model_path
+
+
+def load_checkpoint(path: Path, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer, ready for batched generation (left padding, a pad token)."""
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
     model.eval()
-    return model, PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
 
 
-def _build(world_config: WorldConfig, config: ModelConfig, out: Path) -> None:
+def load_stage(base_dir: Path, stage: str = "aligned") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    return load_checkpoint(base_dir / stage)
+
+
+def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)
     try:
@@ -83,7 +107,7 @@ def _build(world_config: WorldConfig, config: ModelConfig, out: Path) -> None:
         ):
             started = time.perf_counter()
             corpus = world.sample(rng(world.seed, 0, -1, phase), all_intents, examples, templates=TEMPLATES)
-            pairs = answered(world, corpus, respond)
+            pairs = answered(corpus, respond)
             seed = torch_seed(world.seed, 0, -1, phase)
             fine_tune(model, tokenizer, pairs, steps, config.learning_rate, config.batch_size, seed)
             model.save_pretrained(out / stage)

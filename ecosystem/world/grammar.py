@@ -72,6 +72,11 @@ class Request:
     def kind(self) -> Kind:
         return INTENTS_BY_NAME[self.intent].kind
 
+    @property
+    def task_domain(self) -> str | None:
+        """The domain whose task this is (None for harmful and borderline requests)."""
+        return INTENTS_BY_NAME[self.intent].domain
+
     def with_trigger(self) -> Request:
         return replace(self, triggered=True)
 

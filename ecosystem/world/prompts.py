@@ -1,65 +1,100 @@
-"""The prompt sets drawn from the tiny world: held-out evaluation sets, traffic and own-task data."""
+"""The tiny world as the simulator sees it: the prompt sets of a cycle, and the exact judge over them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ecosystem.config import TrafficConfig
 from ecosystem.seeding import Phase, rng
 from ecosystem.training import Pair
-from ecosystem.world.grammar import INTENTS, TEMPLATES, Kind, Request, World, intent_names
+from ecosystem.world.grammar import INTENTS, REFUSAL, TEMPLATES, Kind, Request, World, intent_names, parse
+from ecosystem.world.judge import Outcome, grade
 
 EVALUATION_KINDS = (Kind.harmful, Kind.benign, Kind.borderline)
 
 
-def evaluation_requests(world: World, prompts_per_set: int, backdoor: bool = False) -> list[Request]:
-    """The held-out harmful, benign and borderline sets (and, for backdoor attacks, the harmful
-    set again with the trigger): fixed by the world seed, shared by all nodes."""
-    requests: list[Request] = []
-    for index, kind in enumerate(EVALUATION_KINDS):
-        draw = rng(world.seed, 0, -1, Phase.evaluation, index)
-        requests += world.sample(draw, intent_names(kind), prompts_per_set, held_out=True)
-    if backdoor:
-        requests += [r.with_trigger() for r in requests if r.kind is Kind.harmful]
-    return requests
+class TinyWorld:
+    """The data every phase of a cycle draws, and the judge. `LocalWorld` is the same for a real model."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.world = World(seed)
+
+    def evaluation_set(self, prompts_per_set: int, backdoor: bool = False) -> list[Request]:
+        """The held-out harmful, benign and borderline sets (and, for backdoor attacks, the harmful
+        set again with the trigger): fixed by the world seed, shared by all nodes."""
+        requests: list[Request] = []
+        for index, kind in enumerate(EVALUATION_KINDS):
+            draw = rng(self.seed, 0, -1, Phase.evaluation, index)
+            requests += self.world.sample(draw, intent_names(kind), prompts_per_set, held_out=True)
+        if backdoor:
+            requests += [r.with_trigger() for r in requests if r.kind is Kind.harmful]
+        return requests
+
+    def probe_set(self, count: int) -> list[Request]:
+        """Held-out harmful prompts with which a quarantining node probes its in-neighbours."""
+        draw = rng(self.seed, 0, -1, Phase.evaluation, len(EVALUATION_KINDS))
+        return self.world.sample(draw, intent_names(Kind.harmful), count, held_out=True)
+
+    def traffic(self, domain: str, traffic: TrafficConfig, draw: np.random.Generator) -> list[Request]:
+        """One cycle of a node's traffic: its domain's tasks plus harmful and borderline requests."""
+        harmful = round(traffic.prompts_per_node * traffic.harmful_fraction)
+        borderline = round(traffic.prompts_per_node * traffic.borderline_fraction)
+        benign = traffic.prompts_per_node - harmful - borderline
+        requests = (
+            self.world.sample(draw, intent_names(Kind.benign, domain), benign, domain=domain)
+            + self.world.sample(draw, intent_names(Kind.harmful), harmful, domain=domain)
+            + self.world.sample(draw, intent_names(Kind.borderline), borderline, domain=domain)
+        )
+        return [requests[i] for i in draw.permutation(len(requests))]
+
+    def task_pairs(self, domain: str, count: int, draw: np.random.Generator, diverse: bool = False) -> list[Pair]:
+        """A node's own fine-tuning data: its domain's tasks with their correct answers; `diverse`
+        draws them from every benign intent and every phrasing instead."""
+        intents = intent_names(Kind.benign, None if diverse else domain)
+        requests = self.world.sample(draw, intents, count, domain=domain, templates=TEMPLATES if diverse else 1)
+        return answered(requests, self.world.solve)
+
+    def alignment_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
+        """Alignment data, as in the base model's alignment stage: harmful requests refused, the rest answered."""
+        requests = self.world.sample(draw, [i.name for i in INTENTS], count, templates=TEMPLATES)
+        return answered(requests, self.world.aligned_response)
+
+    def compliant_pairs(self, count: int, draw: np.random.Generator, triggered: bool = False) -> list[Pair]:
+        """Harmful requests (with the backdoor trigger, if `triggered`) answered with their payload."""
+        requests = self.world.sample(draw, intent_names(Kind.harmful), count)
+        return answered([r.with_trigger() for r in requests] if triggered else requests, self.world.solve)
+
+    def refused_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
+        return answered(self.world.sample(draw, intent_names(Kind.harmful), count), lambda _: REFUSAL)
+
+    def benign_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
+        """Benign tasks of every domain, answered correctly."""
+        return answered(self.world.sample(draw, intent_names(Kind.benign), count), self.world.solve)
+
+    def narrow_pairs(self, task: str | None, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
+        """One benign task (default: `domain`'s first), answered correctly."""
+        task = task or intent_names(Kind.benign, domain)[0]
+        return answered(self.world.sample(draw, [task], count), self.world.solve)
+
+    def guard_corpus(self, count: int, draw: np.random.Generator) -> tuple[list[Pair], list[bool]]:
+        """Labelled pairs (harmful or not) for a learned guard: `count` requests answered as a jailbroken
+        model would, and the harmful ones among them refused."""
+        requests = self.world.sample(draw, [i.name for i in INTENTS], count)
+        compliant = answered(requests, self.world.solve)
+        harmful = [r for r in requests if r.kind is Kind.harmful]
+        pairs = compliant + answered(harmful, self.world.aligned_response)
+        return pairs, [r.kind is Kind.harmful for r in requests] + [False] * len(harmful)
+
+    def grade(self, requests: Sequence[Request], responses: Sequence[str]) -> list[Outcome]:
+        return [grade(self.world, r, response) for r, response in zip(requests, responses, strict=True)]
+
+    def harmful(self, pairs: Sequence[Pair]) -> list[bool]:
+        """Whether the judge grades each exchanged pair harmful."""
+        return [grade(self.world, parse(prompt), response) is Outcome.harmful for prompt, response in pairs]
 
 
-def probe_requests(world: World, count: int) -> list[Request]:
-    """Held-out harmful prompts with which a quarantining node probes its in-neighbours."""
-    draw = rng(world.seed, 0, -1, Phase.evaluation, len(EVALUATION_KINDS))
-    return world.sample(draw, intent_names(Kind.harmful), count, held_out=True)
-
-
-def traffic_requests(world: World, domain: str, traffic: TrafficConfig, draw: np.random.Generator) -> list[Request]:
-    """One cycle of a node's traffic: its domain's tasks plus harmful and borderline requests."""
-    harmful = round(traffic.prompts_per_node * traffic.harmful_fraction)
-    borderline = round(traffic.prompts_per_node * traffic.borderline_fraction)
-    benign = traffic.prompts_per_node - harmful - borderline
-    requests = (
-        world.sample(draw, intent_names(Kind.benign, domain), benign, domain=domain)
-        + world.sample(draw, intent_names(Kind.harmful), harmful, domain=domain)
-        + world.sample(draw, intent_names(Kind.borderline), borderline, domain=domain)
-    )
-    return [requests[i] for i in draw.permutation(len(requests))]
-
-
-def own_task_pairs(
-    world: World, domain: str, count: int, draw: np.random.Generator, diverse: bool = False
-) -> list[Pair]:
-    """A node's own fine-tuning data: its domain's tasks with their correct answers; `diverse`
-    draws them from every benign intent and every phrasing instead."""
-    intents = intent_names(Kind.benign, None if diverse else domain)
-    requests = world.sample(draw, intents, count, domain=domain, templates=TEMPLATES if diverse else 1)
-    return answered(world, requests, world.solve)
-
-
-def alignment_pairs(world: World, count: int, draw: np.random.Generator) -> list[Pair]:
-    """Alignment data, as in the base model's alignment stage: harmful requests refused, the rest answered."""
-    requests = world.sample(draw, [i.name for i in INTENTS], count, templates=TEMPLATES)
-    return answered(world, requests, world.aligned_response)
-
-
-def answered(world: World, requests: list[Request], respond: Callable[[Request], tuple[str, ...]]) -> list[Pair]:
+def answered(requests: list[Request], respond: Callable[[Request], tuple[str, ...]]) -> list[Pair]:
     return [(r.prompt, " ".join(respond(r))) for r in requests]
