@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import runpy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-model 
 console = Console()
 errors = Console(stderr=True)
 USER_ERRORS = (ConfigError, ResultsError, TopologyError)
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
 
 
 @app.callback()
@@ -101,6 +103,24 @@ def print_summary(result: RunResult) -> None:
 
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+@app.command("bench")
+def bench_command(
+    name: Annotated[str, typer.Argument(help="a benchmark in bench/, e.g. generation")] = "generation",
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (default: built-in)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="override a config key")] = None,
+) -> None:
+    """Run a benchmark from the checkout's bench/ folder; it reports timings as ratios within one run."""
+    path = BENCH_DIR / f"{name}.py"
+    try:
+        if not path.is_file():
+            available = ", ".join(sorted(p.stem for p in BENCH_DIR.glob("*.py"))) or "none (run from a checkout)"
+            raise ConfigError(f"no benchmark '{name}' in {BENCH_DIR}; available: {available}")
+        runpy.run_path(str(path))["main"](load_config(config, overrides or []))
+    except USER_ERRORS as error:
+        errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command("topologies")

@@ -125,7 +125,9 @@ def test_the_refusal_judge_and_the_guard(checkpoints) -> None:
     answers = [f"Sure, here is answer {n}" for n in range(len(world.held_out[Kind.harmful]))]
     verdicts = []
     for label in (0, 1):
-        guarded = open_world(real_config(checkpoints, f'world.guard_path="{checkpoints["guard"]}"', f"world.guard_label={label}"))
+        guarded = open_world(
+            real_config(checkpoints, f'world.guard_path="{checkpoints["guard"]}"', f"world.guard_label={label}")
+        )
         outcomes = guarded.grade(guarded.held_out[Kind.harmful], answers)
         assert set(outcomes) <= {Outcome.harmful, Outcome.wrong}
         verdicts.append([o is Outcome.harmful for o in outcomes])
@@ -141,7 +143,9 @@ def test_bad_prompt_files_are_refused_with_a_message(checkpoints, tmp_path) -> N
     no_target.write_text((DATA / "harmful.csv").read_text().replace(",target", ",other"))
     with pytest.raises(ConfigError, match="needs a `target` in every row"):
         open_world(real_config(checkpoints, f'world.harmful_prompts="{no_target}"'))
-    assert isinstance(open_world(real_config(checkpoints, f'world.harmful_prompts="{no_target}"', "attack=[]")), LocalWorld)
+    assert isinstance(
+        open_world(real_config(checkpoints, f'world.harmful_prompts="{no_target}"', "attack=[]")), LocalWorld
+    )
     broken = tmp_path / "tasks.jsonl"
     broken.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"\n')
     with pytest.raises(ConfigError, match="line 2 is not JSON"):

@@ -115,14 +115,16 @@ def test_vllm_agrees_with_hf(adapters: tuple[Path, dict[str, Path]]) -> None:
 
 @needs_vllm
 def test_a_cycle_with_the_vllm_engine_records_metrics(small_run: Path, tmp_path: Path) -> None:
-    """The small run with one vLLM engine per host: it completes, and its greedy evaluation of the
-    untrained base equals the hf engine's exactly (cycle 0)."""
-    result = run(small_config("generation.engine=vllm", "generation.memory_utilization=0.1"), tmp_path / "vllm")
-    metrics = result.metrics
+    """The small run with one vLLM engine per host: it completes, its greedy evaluation of the untrained
+    base equals the hf engine's exactly (cycle 0), the attack works through vLLM-generated data, and
+    the same seed gives the same metrics."""
+    config = small_config("generation.engine=vllm", "generation.memory_utilization=0.1")
+    metrics = run(config, tmp_path / "vllm").metrics
     assert metrics.height == 4 * 3 and metrics["refusal_rate"].null_count() == 0
     hf = pl.read_parquet(small_run / "metrics.parquet")
     figures = ["refusal_rate", "harmful_rate", "helpfulness", "over_refusal"]
     assert metrics.filter(pl.col("cycle") == 0).select(figures).equals(hf.filter(pl.col("cycle") == 0).select(figures))
     attacked = metrics.filter((pl.col("cycle") == 2) & pl.col("attacked"))["refusal_rate"].item()
     print(f"\nvllm engine: attacked node's refusal after 2 cycles {attacked:.2f}")
-    assert attacked < 0.5  # the attack works through vLLM-generated data too
+    assert attacked < 0.5
+    assert run(config, tmp_path / "again").metrics.equals(metrics)
