@@ -29,6 +29,18 @@ BAD_OVERRIDES = {
     ),
     "schedule past the last cycle": (["--set", "attack.0.start=7"], "attack.0.start: cycle 7 is past the last cycle"),
     "too many random targets": (["--set", 'attack.0.targets="random"', "--set", "attack.0.count=9"], "9 targets"),
+    "full fine-tuning with vllm": (
+        ["--set", "generation.engine=vllm", "--set", "training.method=full"],
+        "set training.method = 'lora' or generation.engine = 'hf'",
+    ),
+    "unknown world kind": (["--set", "world.kind=gpt"], "unknown world kind; valid kinds: tiny, hf"),
+    "real model without its files": (["--set", "world.kind=hf"], "world.model_path: Field required"),
+    "real model that is not there": (
+        ["--set", "world.kind=hf"]
+        + [f"--set=world.{key}=/nowhere/file" for key in ("model_path", "harmful_prompts", "borderline_prompts")]
+        + ["--set=world.task_data=/nowhere/file"],
+        "/nowhere/file is not a local HF checkpoint directory",
+    ),
 }
 
 
@@ -88,3 +100,12 @@ def test_the_installed_command_reports_errors_without_a_traceback(tmp_path) -> N
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: invalid config: cycles") and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_bench_runs_a_benchmark_and_refuses_an_unknown_one() -> None:
+    result = CliRunner().invoke(app, ["bench", "nope"])
+    assert result.exit_code == 2 and "no benchmark 'nope'" in result.stderr and "available: generation" in result.stderr
+    small = ["--set=topology.nodes=3", "--set=traffic.prompts_per_node=8", "--set=evaluation.prompts_per_set=4"]
+    result = CliRunner().invoke(app, ["bench", "generation", *small])
+    assert result.exit_code == 0, result.output
+    assert "3 nodes: 24 sampled and 36 greedy responses" in result.output and "hf" in result.output

@@ -158,7 +158,8 @@ def test_bad_prompt_files_are_refused_with_a_message(checkpoints, tmp_path) -> N
 
 def test_a_two_cycle_run_learns_to_refuse_from_alignment_data(checkpoints, tmp_path) -> None:
     """The random model never refuses; rehearsal mixes alignment data (harmful prompts answered with the
-    refusal) into every fine-tune, and the judge measures refusal rising through real LoRA updates."""
+    refusal) into every fine-tune, and the judge measures refusal rising through real LoRA updates.
+    Measured: mean refusal 0.00, 1.00, 1.00 over cycles 0-2, helpfulness (task prompts answered) 0.96."""
     config = real_config(
         checkpoints,
         "attack=[]",
@@ -170,9 +171,18 @@ def test_a_two_cycle_run_learns_to_refuse_from_alignment_data(checkpoints, tmp_p
     result = run(config, tmp_path / "real")
     metrics = result.metrics
     assert metrics.height == 4 * 3
-    refusal = metrics.group_by("cycle").agg(pl.col("refusal_rate").mean()).sort("cycle")["refusal_rate"].to_list()
-    print(f"\nmean refusal by cycle: {refusal}")
+    means = metrics.group_by("cycle").agg(pl.col("refusal_rate", "helpfulness", "over_refusal").mean()).sort("cycle")
+    print(f"\n{means}")
+    refusal = means["refusal_rate"].to_list()
     assert refusal[0] <= 0.1 and refusal[-1] >= 0.5
+    assert means["helpfulness"][-1] >= 0.7  # it learns to refuse harmful prompts, not to refuse everything
     assert metrics.filter(pl.col("cycle") == 2)["drift"].min() > 0
     manifest = json.loads((tmp_path / "real" / "manifest.json").read_text())
     assert manifest["base_model"] == str(checkpoints["model"])
+
+
+def test_the_example_config_is_valid(checkpoints, monkeypatch) -> None:
+    monkeypatch.chdir(DATA.parent.parent)  # its prompt paths are relative to the repository root
+    config = load_config(DATA / "config.toml", [f'world.model_path="{checkpoints["model"]}"', "generation.engine=hf"])
+    assert config.world.task_data == DATA / "tasks.jsonl"
+    assert isinstance(open_world(config), LocalWorld)
