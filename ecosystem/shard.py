@@ -82,7 +82,8 @@ class Shard:
                 lora_dropout=0.0,
             )
             model = get_peft_model(model, lora)
-        self.model = model
+        # A host given a GPU computes on it (Ray sets which one the actor sees).
+        self.model = model.to("cuda" if config.hosting.num_gpus and torch.cuda.is_available() else "cpu")
         self.model.eval()
         self.trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
         self.initial = self._current_weights()
@@ -200,7 +201,7 @@ class Shard:
 
     def state(self) -> dict[int, bytes]:
         """Each node's weights as safetensors bytes: everything needed to resume it."""
-        return {node: save_tensors(self.weights[node]) for node in self.nodes}
+        return {node: save_tensors({k: v.cpu() for k, v in self.weights[node].items()}) for node in self.nodes}
 
     def restore(self, states: dict[int, bytes]) -> None:
         for node in self.nodes:

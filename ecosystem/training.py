@@ -40,7 +40,7 @@ def fine_tune(
 
     `regularizer`, if given, is called with the model and its value added to the loss.
     """
-    data = encode_pairs(tokenizer, pairs)
+    data = {name: tensor.to(model.device) for name, tensor in encode_pairs(tokenizer, pairs).items()}
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)

@@ -22,7 +22,7 @@ def generate(
         torch.manual_seed(seed)
     responses: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+        batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True).to(model.device)
         output = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
