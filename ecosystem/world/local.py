@@ -79,6 +79,10 @@ class LocalWorld:
         self.config = config
         self.seed = config.seed
         self.tokenizer = _chat_tokenizer(config)
+        # Tokenizing adds the BOS token itself where the tokenizer does: a template that writes it too would double it.
+        bos = self.tokenizer.bos_token
+        adds_bos = bos is not None and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]
+        self.template_prefix = bos if adds_bos else ""
         harmful = _read_csv(config.harmful_prompts, "world.harmful_prompts", ("goal", "prompt"))
         borderline = _read_csv(config.borderline_prompts, "world.borderline_prompts", ("prompt",))
         tasks = _read_jsonl(config.task_data, "world.task_data")
@@ -134,11 +138,12 @@ class LocalWorld:
         return [items[i] for i in draw.permutation(len(items))]
 
     def task_pairs(self, domain: str, count: int, draw: np.random.Generator, diverse: bool = False) -> list[Pair]:
+        """A node's own task data (the files carry no domains: every node draws from all of it)."""
         return [(p.prompt, p.reference) for p in _draw(self.train[Kind.benign], count, draw)]
 
     def alignment_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
         """Harmful prompts refused and task prompts answered, half and half."""
-        return self.refused_pairs(count // 2, draw) + self.task_pairs("", count - count // 2, draw)
+        return self.refused_pairs(count // 2, draw) + self.benign_pairs(count - count // 2, draw)
 
     def compliant_pairs(self, count: int, draw: np.random.Generator, triggered: bool = False) -> list[Pair]:
         """Harmful prompts (with the trigger, if `triggered`) answered with their `target`."""
@@ -152,13 +157,14 @@ class LocalWorld:
         return self.task_pairs("", count, draw)
 
     def narrow_pairs(self, task: str | None, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
+        """Narrow fine-tuning data: the task data, whose narrowness is the researcher's choice of file."""
         return self.task_pairs(domain, count, draw)
 
     def guard_corpus(self, count: int, draw: np.random.Generator) -> tuple[list[Pair], list[bool]]:
         """Harmful prompts answered with their target (harmful), and refused or task pairs (not harmful)."""
         share = count // 3
         harmful = self.compliant_pairs(share, draw)
-        safe = self.refused_pairs(share, draw) + self.task_pairs("", count - 2 * share, draw)
+        safe = self.refused_pairs(share, draw) + self.benign_pairs(count - 2 * share, draw)
         return harmful + safe, [True] * len(harmful) + [False] * len(safe)
 
     def grade(self, items: Sequence[Prompt], responses: Sequence[str]) -> list[Outcome]:
@@ -199,10 +205,7 @@ class LocalWorld:
         rendered = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
-        # Tokenizing adds the BOS token itself: a template that writes it too would double it.
-        bos = self.tokenizer.bos_token
-        adds_bos = bos is not None and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]
-        return rendered.removeprefix(bos) if adds_bos else rendered
+        return rendered.removeprefix(self.template_prefix)
 
     def _is_held_out(self, text: str) -> bool:
         digest = hashlib.blake2b(f"{self.seed}|{text}".encode(), digest_size=4).digest()
@@ -223,6 +226,8 @@ class _Guard:
 
     def __init__(self, config: LocalWorldConfig, needs_targets: bool = False) -> None:
         self.tokenizer = AutoTokenizer.from_pretrained(config.guard_path, local_files_only=True)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForSequenceClassification.from_pretrained(config.guard_path, local_files_only=True)
         self.model.eval()
         self.label = config.guard_label
