@@ -18,7 +18,8 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from ecosystem.config import Anchor, Config, DiverseData, GuardFilter, Quarantine, Rehearsal
-from ecosystem.generation.hf import generate
+from ecosystem.generation import Job
+from ecosystem.generation.hf import HFEngine
 from ecosystem.generation.vllm_engine import VLLMEngine
 from ecosystem.models.base import load_checkpoint
 from ecosystem.seeding import Phase, rng, torch_seed
@@ -33,7 +34,6 @@ NODE_THREADS = 1  # fixed, so that a node's results do not depend on where it ru
 
 Weights = dict[str, torch.Tensor]
 InEdges = dict[int, list[tuple[int, float]]]  # receiver -> [(sender, share)]
-Job = tuple[int | None, list[str], int | None]  # (node, or None for the base; prompts; seed, or None for greedy)
 
 
 @dataclass
@@ -88,19 +88,21 @@ class Shard:
         self.trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
         self.initial = self._current_weights()
         self.weights: dict[int, Weights] = dict.fromkeys(domains, self.initial)
-        self.new_tokens = config.generation.new_tokens(config.world)
-        self.vllm = None
+        self.saved: set[int] = set()  # nodes whose current adapter is on disk, for the vllm engine
+        new_tokens = config.generation.new_tokens(config.world)
         if config.generation.engine == "vllm":
             self.adapters = tempfile.TemporaryDirectory(prefix="ecosystem-adapters-")
-            self.saved: set[int] = set()  # nodes whose current adapter is on disk
-            self.vllm = VLLMEngine(
+            self.engine = VLLMEngine(
                 checkpoint,
                 max_loras=min(len(domains), config.generation.max_loras),
                 lora_rank=config.training.lora_rank,
-                max_new_tokens=self.new_tokens,
+                max_new_tokens=new_tokens,
                 memory_utilization=config.generation.memory_utilization,
                 dtype=dtype,
+                adapter=self._adapter,
             )
+        else:
+            self.engine = HFEngine(self.model, self.tokenizer, self._load, new_tokens)
         self.eval_items = self.world.evaluation_set(
             config.evaluation.prompts_per_set, backdoor=backdoor_attacked(attacks)
         )
@@ -127,7 +129,7 @@ class Shard:
             for node in self.nodes
         ]
         probes = [(node, [p.prompt for p in self.probes], None) for node in self.nodes if self.probes]
-        answers = self._answer(jobs + probes)
+        answers = self.engine.answer(jobs + probes)
         outputs = {}
         for node, requests, responses in zip(self.nodes, traffic.values(), answers[: len(jobs)], strict=True):
             pairs = [(r.prompt, response) for r, response in zip(requests, responses, strict=True)]
@@ -209,31 +211,14 @@ class Shard:
 
     def _set(self, node: int, weights: Weights) -> None:
         self.weights[node] = weights
-        if self.vllm:
-            self.saved.discard(node)
+        self.saved.discard(node)
 
     def _grade(self, jobs: list[tuple[int | None, list[Item]]]) -> list[tuple[int | None, list[Outcome]]]:
         """Each node's greedy responses to its items, graded by the judge: [(node, outcomes)]."""
-        answers = self._answer([(node, [item.prompt for item in items], None) for node, items in jobs])
+        answers = self.engine.answer([(node, [item.prompt for item in items], None) for node, items in jobs])
         return [
             (node, self.world.grade(items, responses)) for (node, items), responses in zip(jobs, answers, strict=True)
         ]
-
-    def _answer(self, jobs: list[Job]) -> list[list[str]]:
-        """The responses of each job's node to its prompts: one batched call for the vllm engine."""
-        if self.vllm is None:
-            answers = []
-            for node, prompts, seed in jobs:
-                self._load(node)
-                answers.append(generate(self.model, self.tokenizer, prompts, seed, self.new_tokens))
-            return answers
-        requests = [
-            (prompt, self._adapter(node), None if seed is None else (seed + index) % 2**63)
-            for node, prompts, seed in jobs
-            for index, prompt in enumerate(prompts)
-        ]
-        responses = iter(self.vllm.generate(requests))
-        return [[next(responses) for _ in prompts] for _, prompts, _ in jobs]
 
     def _adapter(self, node: int | None) -> Path | None:
         """The PEFT directory of `node`'s current adapter (written if it changed); None for the base."""

@@ -8,6 +8,7 @@ it; together they take about 3 minutes on two cores, most of it the engines' sta
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import shutil
 import sys
@@ -111,6 +112,8 @@ def test_vllm_agrees_with_hf(adapters: tuple[Path, dict[str, Path]]) -> None:
     for file in directories["jailbreak"].iterdir():
         shutil.copy(file, directories["code"] / file.name)
     assert engine.generate([(prompt, directories["code"], None) for prompt in prompts]) == expected["jailbreak"]
+    del engine
+    gc.collect()  # stops the engine's processes now, while the test's output streams are still open
 
 
 @needs_vllm

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ecosystem.generation import Job
+
+
+class HFEngine:
+    """Answers each job with `model` after `load(node)` has put that node's weights into it."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        load: Callable[[int | None], None],
+        max_new_tokens: int,
+    ) -> None:
+        self.model, self.tokenizer, self.load, self.max_new_tokens = model, tokenizer, load, max_new_tokens
+
+    def answer(self, jobs: Sequence[Job]) -> list[list[str]]:
+        answers = []
+        for node, prompts, seed in jobs:
+            self.load(node)
+            answers.append(generate(self.model, self.tokenizer, prompts, seed, self.max_new_tokens))
+        return answers
 
 
 @torch.no_grad()

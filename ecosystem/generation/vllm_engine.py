@@ -12,11 +12,13 @@ vLLM is imported lazily: without it, the `hf` engine works and this one says whi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer
+
+from ecosystem.generation import Job
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
@@ -47,11 +49,14 @@ class VLLMEngine:
         max_new_tokens: int = 8,
         memory_utilization: float = 0.3,
         dtype: str = "float32",
+        adapter: Callable[[int | None], Path | None] | None = None,
         **engine_args: Any,
     ) -> None:
+        """`adapter(node)` gives the directory of a node's current adapter, for `answer`."""
         vllm = import_vllm()
         self.model_dir = Path(model_dir)
         self.max_new_tokens = max_new_tokens
+        self.adapter = adapter
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         self.llm = vllm.LLM(
             model=str(self.model_dir),
@@ -65,6 +70,16 @@ class VLLMEngine:
         self._lora_request = vllm.lora.request.LoRARequest
         self._sampling_params = vllm.SamplingParams
         self._adapter_ids: dict[tuple[str, str], int] = {}  # (directory, content hash) -> LoRA id
+
+    def answer(self, jobs: Sequence[Job]) -> list[list[str]]:
+        """Every job in one batch; a sampled job's prompts get seeds `seed`, `seed + 1`, ..."""
+        requests = [
+            (prompt, self.adapter(node), None if seed is None else (seed + index) % 2**63)
+            for node, prompts, seed in jobs
+            for index, prompt in enumerate(prompts)
+        ]
+        responses = iter(self.generate(requests))
+        return [[next(responses) for _ in prompts] for _, prompts, _ in jobs]
 
     def generate(self, requests: Sequence[Request]) -> list[str]:
         """The response to each (prompt, adapter directory or None, seed or None), in one batch."""
