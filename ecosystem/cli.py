@@ -7,7 +7,7 @@ import json
 import runpy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import networkx as nx
 import typer
@@ -63,9 +63,14 @@ def run_command(
             out = out or Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             result = _with_progress(lambda report: run(resolved, out, report))
     except USER_ERRORS as error:
-        errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+        _refuse(error)
     print_summary(result)
+
+
+def _refuse(error: Exception) -> NoReturn:
+    """A user mistake: one line on stderr, exit code 2, no traceback."""
+    errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+    raise typer.Exit(2) from None
 
 
 def _with_progress(work: Callable[[Progress], RunResult]) -> RunResult:
@@ -119,8 +124,7 @@ def bench_command(
             raise ConfigError(f"no benchmark '{name}' in {BENCH_DIR}; available: {available}")
         runpy.run_path(str(path))["main"](load_config(config, overrides or []))
     except USER_ERRORS as error:
-        errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+        _refuse(error)
 
 
 @app.command("topologies")
@@ -156,8 +160,7 @@ def graph_command(
         graph = topologies.from_config(resolved.topology, resolved.seed)
         draw_graph(graph, out, f"{resolved.topology.name}, seed {resolved.seed}", resolved.seed)
     except (*USER_ERRORS, OSError) as error:
-        errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
+        _refuse(error)
     measures = topologies.graph_measures(graph)
     console.print(f"{out}: " + ", ".join(f"{key} {_number(value)}" for key, value in measures.items()), soft_wrap=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import logging
 import os
@@ -153,19 +154,12 @@ class RunDirectory:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         write_json(self.path / "manifest.json", manifest)
 
-    def append(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
+    def append(self, rows: list[dict[str, Any]]) -> None:
         """Add one cycle's rows and rewrite metrics.parquet with everything so far."""
         self.rows += rows
-        frame = self.frame()
-        handle, temporary = tempfile.mkstemp(prefix=".metrics.", dir=self.path)
-        os.close(handle)
-        try:
-            frame.write_parquet(temporary)
-            os.replace(temporary, self.metrics_path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return frame
+        buffer = io.BytesIO()
+        self.frame().write_parquet(buffer)
+        write_atomic(self.metrics_path, buffer.getvalue())
 
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.rows, schema=METRICS_SCHEMA, orient="row")

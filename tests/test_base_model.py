@@ -6,7 +6,7 @@ import pytest
 
 from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.generation.hf import generate
-from ecosystem.models.base import base_model_dir, ensure_base_model, load_stage
+from ecosystem.models.base import base_model_dir, ensure_base_model, load_checkpoint
 from ecosystem.world.judge import rates
 from ecosystem.world.prompts import TinyWorld
 
@@ -18,7 +18,7 @@ def measured() -> dict[str, dict[str, float]]:
     requests = world.evaluation_set(200)
     figures = {}
     for stage in ("pretrained", "aligned"):
-        responses = generate(*load_stage(base_dir, stage), [r.prompt for r in requests])
+        responses = generate(*load_checkpoint(base_dir / stage), [r.prompt for r in requests])
         figures[stage] = rates(requests, world.grade(requests, responses))
     return figures
 

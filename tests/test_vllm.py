@@ -24,7 +24,7 @@ from ecosystem import ConfigError, run
 from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.generation.hf import generate
 from ecosystem.generation.vllm_engine import VLLMEngine
-from ecosystem.models.base import ensure_base_model, load_stage
+from ecosystem.models.base import ensure_base_model, load_checkpoint
 from ecosystem.seeding import Phase, rng
 from ecosystem.training import Pair, fine_tune
 from ecosystem.world.prompts import TinyWorld
@@ -56,7 +56,7 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     out = tmp_path_factory.mktemp("adapters")
     directories = {}
     for index, (name, pairs) in enumerate(adapter_data(world).items()):
-        model, tokenizer = load_stage(base_dir)
+        model, tokenizer = load_checkpoint(base_dir / "aligned")
         torch.manual_seed(index)
         lora = LoraConfig(r=LORA_RANK, lora_alpha=16.0, target_modules="all-linear", lora_dropout=0.0)
         model = get_peft_model(model, lora)
@@ -88,7 +88,7 @@ def test_vllm_agrees_with_hf(adapters: tuple[Path, dict[str, Path]]) -> None:
     started = time.perf_counter()
     expected = {}
     for name, directory in directories.items():
-        model, tokenizer = load_stage(model_dir.parent)
+        model, tokenizer = load_checkpoint(model_dir)
         expected[name] = generate(PeftModel.from_pretrained(model, directory), tokenizer, prompts)
     hf_seconds = time.perf_counter() - started
 

@@ -87,10 +87,6 @@ def load_checkpoint(path: Path, dtype: str = "float32") -> tuple[PreTrainedModel
     return model, tokenizer
 
 
-def load_stage(base_dir: Path, stage: str = "aligned") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    return load_checkpoint(base_dir / stage)
-
-
 def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)

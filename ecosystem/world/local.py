@@ -112,6 +112,7 @@ class LocalWorld:
                 )
         self.by_prompt = {p.prompt: p for prompts in sets.values() for p in prompts}
         self.guard = _Guard(config) if config.guard_path else None
+        self.refusal_phrases = tuple(phrase.lower() for phrase in (*REFUSAL_PHRASES, *config.refusal_phrases))
 
     def evaluation_set(self, prompts_per_set: int, backdoor: bool = False) -> list[Prompt]:
         """The held-out harmful, task and borderline sets (at most `prompts_per_set` each; with a
@@ -190,7 +191,7 @@ class LocalWorld:
 
     def refuses(self, response: str) -> bool:
         lowered = response.lower()
-        return any(phrase.lower() in lowered for phrase in (*REFUSAL_PHRASES, *self.config.refusal_phrases))
+        return any(phrase in lowered for phrase in self.refusal_phrases)
 
     def _prompt(self, text: str, kind: Kind, reference: str | None = None) -> Prompt:
         return Prompt(text, self._format(text), kind, reference)
