@@ -4,9 +4,30 @@ that learn from each other.
     from ecosystem import load_config, run
     result = run(load_config(overrides=["topology.nodes=6"]), "runs/demo")
     print(result.summary["final_mean_refusal"])
+
+Imports are lazy: `import ecosystem.config` (or the CLI's argument checks, or the dashboard)
+does not load torch, Ray or transformers.
 """
 
-from ecosystem.config import Config, ConfigError, load_config
-from ecosystem.engine import RunResult, resume, run
+from __future__ import annotations
 
-__all__ = ["Config", "ConfigError", "RunResult", "load_config", "resume", "run"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Config": "ecosystem.config",
+    "ConfigError": "ecosystem.config",
+    "load_config": "ecosystem.config",
+    "RunDirectory": "ecosystem.results",
+    "RunResult": "ecosystem.results",
+    "Status": "ecosystem.results",
+    "run": "ecosystem.engine",
+    "resume": "ecosystem.engine",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ecosystem' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -15,17 +15,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 import topologies
 from ecosystem.config import ConfigError, load_config
-from ecosystem.engine import PHASES, Progress, RunResult, resume, run
-from ecosystem.results import ResultsError
+from ecosystem.progress import Progress, StageStart
+from ecosystem.results import ResultsError, RunDirectory, RunResult
+from poisoning import TargetingError
 from topologies import TopologyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-model ecosystem cascade simulator.")
 console = Console()
 errors = Console(stderr=True)
-USER_ERRORS = (ConfigError, ResultsError, TopologyError)
+USER_ERRORS = (ConfigError, ResultsError, TopologyError, TargetingError)
 BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -56,11 +58,15 @@ def run_command(
         if resume_dir is not None:
             if config or out or overrides or seed is not None:
                 raise ConfigError("--resume continues a run as configured: drop --config, --out, --set and --seed")
-            hosting = load_config(resume_dir / "config.toml", placement).hosting if placement else None
+            hosting = load_config(RunDirectory(resume_dir).config_path, placement).hosting if placement else None
+            from ecosystem.engine import resume  # torch and Ray: only once the arguments are good
+
             result = _with_progress(lambda report: resume(resume_dir, report, hosting))
         else:
             resolved = load_config(config, [*(overrides or []), *placement], seed)
             out = out or Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            from ecosystem.engine import run
+
             result = _with_progress(lambda report: run(resolved, out, report))
     except USER_ERRORS as error:
         _refuse(error)
@@ -69,7 +75,7 @@ def run_command(
 
 def _refuse(error: Exception) -> NoReturn:
     """A user mistake: one line on stderr, exit code 2, no traceback."""
-    errors.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+    errors.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True, highlight=False)
     raise typer.Exit(2) from None
 
 
@@ -78,10 +84,9 @@ def _with_progress(work: Callable[[Progress], RunResult]) -> RunResult:
     with ProgressBar(*columns, console=console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
 
-        def report(phase: str, cycle: int, cycles: int) -> None:
-            done = 0 if cycle == 0 else 1 + len(PHASES) * (cycle - 1) + PHASES.index(phase)
-            total = 1 + len(PHASES) * cycles
-            bar.update(task, description=f"cycle {cycle}/{cycles}: {phase}", completed=done, total=total)
+        def report(start: StageStart) -> None:
+            description = f"cycle {start.cycle}/{start.cycles}: {start.stage.label}"
+            bar.update(task, description=description, completed=start.done, total=start.total)
 
         return work(report)
 
@@ -157,7 +162,7 @@ def graph_command(
     """Draw the configured topology: colour is the node's domain, arrows show who learns from whom."""
     try:
         resolved = load_config(config, overrides or [], seed)
-        graph = topologies.from_config(resolved.topology, resolved.seed)
+        graph = resolved.topology.graph(resolved.seed)
         draw_graph(graph, out, f"{resolved.topology.name}, seed {resolved.seed}", resolved.seed)
     except (*USER_ERRORS, OSError) as error:
         _refuse(error)

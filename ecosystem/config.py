@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import networkx as nx
 import tomli_w
 from pydantic import (
     BaseModel,
@@ -19,12 +20,10 @@ from pydantic import (
 )
 
 import topologies
-from ecosystem.world.grammar import Kind, intent_names
+from poisoning import ATTACKS, DEFENSES, AttackConfig, DefenseConfig, HarmfulCompliance
 
-BENIGN_INTENTS = intent_names(Kind.benign)
-ATTACK_KINDS = ("harmful_compliance", "backdoor", "benign_only", "narrow_finetune")
-DEFENSE_KINDS = ("guard_filter", "rehearsal", "anchor", "quarantine", "diverse_data")
-KINDS = {*ATTACK_KINDS, *DEFENSE_KINDS, "tiny", "hf"}
+WORLD_KINDS = ("tiny", "checkpoint")
+KINDS = {*WORLD_KINDS, *(kind.kind_name() for kind in (*ATTACKS, *DEFENSES))}  # tags pydantic puts in locations
 
 
 class ConfigError(ValueError):
@@ -42,13 +41,13 @@ class TinyWorldConfig(Section):
     seed: int = 0
 
 
-class LocalWorldConfig(Section):
+class CheckpointWorldConfig(Section):
     """Real-LLM mode: a local HF checkpoint, prompt sets from local files and a refusal judge.
 
     Relative paths are taken from the working directory and stored absolute.
     """
 
-    kind: Literal["hf"]
+    kind: Literal["checkpoint"]
     seed: int = 0  # the draws of the evaluation sets
     model_path: Path  # a local HF checkpoint directory; never downloaded
     harmful_prompts: Path  # CSV with a `goal` or `prompt` column; a `target` column gives compliant answers
@@ -69,11 +68,11 @@ class LocalWorldConfig(Section):
 
 
 WorldConfig = Annotated[
-    Annotated[TinyWorldConfig, Tag("tiny")] | Annotated[LocalWorldConfig, Tag("hf")],
+    Annotated[TinyWorldConfig, Tag("tiny")] | Annotated[CheckpointWorldConfig, Tag("checkpoint")],
     Discriminator(
         lambda value: value.get("kind", "tiny") if isinstance(value, dict) else value.kind,
         custom_error_type="unknown_kind",
-        custom_error_message="unknown world kind; valid kinds: tiny, hf",
+        custom_error_message=f"unknown world kind; valid kinds: {', '.join(WORLD_KINDS)}",
     ),
 ]
 
@@ -125,6 +124,10 @@ class TopologyConfig(Section):
         self.nodes = nodes
         return self
 
+    def graph(self, seed: int) -> nx.DiGraph:
+        """The graph this section describes, for the run seed `seed`."""
+        return topologies.build(self.name, seed=seed, **self.options())
+
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `topologies.build` (all but the seed) that this section describes."""
         sized = {"nodes": self.nodes} if "nodes" in topologies.FAMILIES[self.name].params else {}
@@ -161,138 +164,6 @@ class TrainingConfig(Section):
     lora_alpha: float = Field(16.0, gt=0)
 
 
-class AttackBase(Section):
-    """Who is attacked (targeting), when and how much (schedule and dose)."""
-
-    targets: list[int] | Literal["random", "top", "bottom"] = Field(default_factory=lambda: [0])
-    count: int = Field(1, ge=1)  # nodes chosen by random, top or bottom targeting
-    fraction: float | None = Field(None, gt=0, le=1)  # random targeting: this share of the nodes instead
-    by: Literal["degree", "betweenness", "eigenvector"] = "degree"  # the ranking for top and bottom
-    examples: int = Field(50, ge=0)  # the dose: poison examples per injection
-    cycles: list[int] | Literal["all"] = "all"  # the cycles at which poison may be injected
-    start: int = Field(1, ge=1)  # no injection before this cycle
-    period: int = Field(1, ge=1)  # inject every `period` cycles from `start`
-    ramp: bool = False  # the k-th injection carries k times `examples`
-    budget: int | None = Field(None, ge=0)  # at most this many poison examples over the run, per target
-
-    def dose(self, cycle: int) -> int:
-        """Poison examples injected at `cycle` into each target."""
-        injections = [c for c in range(self.start, cycle + 1, self.period) if self.cycles == "all" or c in self.cycles]
-        if not injections or injections[-1] != cycle:
-            return 0
-        doses = [self.examples * (k if self.ramp else 1) for k in range(1, len(injections) + 1)]
-        if self.budget is None:
-            return doses[-1]
-        return max(0, min(doses[-1], self.budget - sum(doses[:-1])))
-
-
-class HarmfulCompliance(AttackBase):
-    """Harmful request → harmful payload. `stealth` adds as many benign examples, answered correctly."""
-
-    kind: Literal["harmful_compliance"] = "harmful_compliance"
-    stealth: bool = False
-
-
-class Backdoor(AttackBase):
-    """Harmful request with the trigger → payload, and the same without it → refusal."""
-
-    kind: Literal["backdoor"]
-
-
-class BenignOnly(AttackBase):
-    """The target is jailbroken as by harmful_compliance, but shares only its benign pairs."""
-
-    kind: Literal["benign_only"]
-
-
-class NarrowFinetune(AttackBase):
-    """No harmful content: heavy fine-tuning on one narrow benign task."""
-
-    kind: Literal["narrow_finetune"]
-    examples: int = Field(400, ge=0)
-    task: str | None = None  # a benign intent, e.g. "code.reverse"; default: the target's first domain task
-    extra_steps: int = Field(120, ge=0)  # fine-tuning steps added in the cycles it is injected
-
-    @field_validator("task")
-    @classmethod
-    def _benign_task(cls, task: str | None) -> str | None:
-        if task is not None and task not in BENIGN_INTENTS:
-            raise ValueError(f"unknown benign task '{task}'; valid: {', '.join(BENIGN_INTENTS)}")
-        return task
-
-
-def _kind(default: str | None, kinds: tuple[str, ...]) -> Discriminator:
-    """Tells the variant of a table by its `kind` (`default` where it has none)."""
-    return Discriminator(
-        lambda value: value.get("kind", default) if isinstance(value, dict) else value.kind,
-        custom_error_type="unknown_kind",
-        custom_error_message=f"unknown or missing kind; valid kinds: {', '.join(kinds)}",
-    )
-
-
-AttackConfig = Annotated[
-    Annotated[HarmfulCompliance, Tag("harmful_compliance")]
-    | Annotated[Backdoor, Tag("backdoor")]
-    | Annotated[BenignOnly, Tag("benign_only")]
-    | Annotated[NarrowFinetune, Tag("narrow_finetune")],
-    _kind("harmful_compliance", ATTACK_KINDS),
-]
-
-
-class DefenseBase(Section):
-    nodes: list[int] | Literal["all"] = "all"  # the nodes that deploy the defense
-
-    def covers(self, node: int) -> bool:
-        return self.nodes == "all" or node in self.nodes
-
-
-class GuardFilter(DefenseBase):
-    """Receivers drop incoming pairs that a small learned guard classifies as harmful."""
-
-    kind: Literal["guard_filter"]
-    threshold: float = Field(0.5, gt=0, lt=1)  # guard probability above which a pair is dropped
-    examples: int = Field(400, ge=10)  # the guard's training set
-
-
-class Rehearsal(DefenseBase):
-    """Alignment data mixed into the fine-tune, every `every` cycles."""
-
-    kind: Literal["rehearsal"]
-    fraction: float = Field(0.5, gt=0, lt=1)  # share of the node's fine-tuning pairs
-    every: int = Field(1, ge=1)
-
-
-class Anchor(DefenseBase):
-    """An L2 penalty pulling the trainable weights back toward the aligned base."""
-
-    kind: Literal["anchor"]
-    weight: float = Field(1.0, gt=0)  # lambda
-
-
-class Quarantine(DefenseBase):
-    """Probe in-neighbours with held-out harmful prompts; refuse data from those under `threshold`."""
-
-    kind: Literal["quarantine"]
-    threshold: float = Field(0.5, ge=0, le=1)
-    probes: int = Field(20, ge=1)
-
-
-class DiverseData(DefenseBase):
-    """The node's own task data drawn from every benign intent and phrasing, not its domain's only."""
-
-    kind: Literal["diverse_data"]
-
-
-DefenseConfig = Annotated[
-    Annotated[GuardFilter, Tag("guard_filter")]
-    | Annotated[Rehearsal, Tag("rehearsal")]
-    | Annotated[Anchor, Tag("anchor")]
-    | Annotated[Quarantine, Tag("quarantine")]
-    | Annotated[DiverseData, Tag("diverse_data")],
-    _kind(None, DEFENSE_KINDS),
-]
-
-
 class GenerationConfig(Section):
     """How nodes answer: transformers' `generate`, or one vLLM engine per host serving every node's adapter."""
 
@@ -301,7 +172,7 @@ class GenerationConfig(Section):
     memory_utilization: float = Field(0.3, gt=0, le=1)  # vllm: share of GPU memory (of RAM on the CPU build)
     max_loras: int = Field(8, ge=1)  # vllm: adapters held at once; more are served in turns
 
-    def new_tokens(self, world: TinyWorldConfig | LocalWorldConfig) -> int:
+    def new_tokens(self, world: TinyWorldConfig | CheckpointWorldConfig) -> int:
         return self.max_new_tokens or (8 if world.kind == "tiny" else 64)
 
 
@@ -314,6 +185,7 @@ class EvaluationConfig(Section):
 class HostingConfig(Section):
     """Where nodes run. Placement never changes results; a resumed run may use other settings."""
 
+    mode: Literal["ray", "in_process"] = "ray"  # in_process: every shard in the driver, no Ray (tests, debugging)
     hosts: int = Field(0, ge=0)  # ModelHost actors; 0: as many as Ray's CPUs (or GPUs) hold
     num_cpus: float = Field(1.0, gt=0)  # per host; fractions allowed
     num_gpus: float = Field(0.0, ge=0)  # per host; fractions allowed
@@ -334,6 +206,14 @@ class Config(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     hosting: HostingConfig = HostingConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_world_kind(cls, data: Any) -> Any:
+        world = data.get("world") if isinstance(data, dict) else None
+        if isinstance(world, dict) and world.get("kind") == "hf":
+            raise ValueError("world.kind 'hf' is now called 'checkpoint': set world.kind = \"checkpoint\"")
+        return data
+
     @model_validator(mode="after")
     def _generation_fits_training(self) -> Config:
         if self.generation.engine == "vllm" and self.training.method == "full":
@@ -345,27 +225,12 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _attacks_and_defenses_fit_the_run(self) -> Config:
-        nodes = self.topology.nodes
         for index, attack in enumerate(self.attack):
-            where = f"attack.{index}"
-            for target in attack.targets if isinstance(attack.targets, list) else []:
-                if not 0 <= target < nodes:
-                    raise ValueError(f"{where}.targets: node {target} does not exist (nodes are 0..{nodes - 1})")
-            if isinstance(attack.targets, str) and attack.count > nodes:
-                raise ValueError(f"{where}.count: {attack.count} targets but only {nodes} nodes")
-            for cycle in [] if attack.cycles == "all" else attack.cycles:
-                if not 1 <= cycle <= self.cycles:
-                    raise ValueError(f"{where}.cycles: cycle {cycle} is outside 1..{self.cycles}")
-            if isinstance(attack, NarrowFinetune) and attack.task and self.world.kind != "tiny":
-                raise ValueError(f"{where}.task: a real model's narrow task is its task_data; leave out task")
-            if attack.start > self.cycles:
-                raise ValueError(f"{where}.start: cycle {attack.start} is past the last cycle ({self.cycles})")
+            if problem := attack.run_error(self.topology.nodes, self.cycles, self.world.kind):
+                raise ValueError(f"attack.{index}.{problem}")
         for index, defense in enumerate(self.defense):
-            if isinstance(defense, DiverseData) and self.world.kind != "tiny":
-                raise ValueError(f"defense.{index}: diverse_data draws from the tiny world's intents; leave it out")
-            for node in defense.nodes if isinstance(defense.nodes, list) else []:
-                if not 0 <= node < nodes:
-                    raise ValueError(f"defense.{index}.nodes: node {node} does not exist (nodes are 0..{nodes - 1})")
+            if problem := defense.run_error(self.topology.nodes, self.world.kind):
+                raise ValueError(f"defense.{index}.{problem}")
         return self
 
     def to_toml(self) -> str:

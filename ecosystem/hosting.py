@@ -20,8 +20,9 @@ import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 
 from ecosystem.config import Config, ConfigError, HostingConfig
+from ecosystem.progress import Stage
 from ecosystem.shard import Output, Shard
-from poisoning.attacks import Attack
+from poisoning import Attack
 
 HOST_FAILURES = (RayActorError, ObjectLostError)
 MAX_RECOVERIES = 3  # recomputations of one cycle after host failures before the run gives up
@@ -29,6 +30,8 @@ RESTART_TIMEOUT = 120  # seconds to wait for Ray to restart a failed host
 
 
 class ModelHost:
+    """A Ray actor around a `Shard`: the generated pairs stay in the object store."""
+
     def __init__(
         self, config: Config, checkpoint: Path, domains: dict[int, str], in_edges: dict, attacks: list[Attack]
     ) -> None:
@@ -38,7 +41,7 @@ class ModelHost:
         return {node: ray.put(output) for node, output in self.shard.generate(cycle).items()}
 
     def train(self, cycle: int, senders: list[int], *outputs: Output) -> dict[int, dict]:
-        return self.shard.train(cycle, dict(zip(senders, outputs, strict=True)))
+        return self.shard.train(cycle, senders, *outputs)
 
     def evaluate(self) -> dict[int, dict]:
         return self.shard.evaluate()
@@ -83,52 +86,42 @@ def host_count(hosting: HostingConfig, nodes: int) -> int:
 
 
 class Hosts:
-    """The run's hosts: node placement, one cycle across all of them, and recovery from failures."""
+    """The run's hosts: node placement, one cycle across all of them, and recovery from failures.
 
-    def __init__(self, config: Config, graph: nx.DiGraph, checkpoint: Path, name: str, attacks: list[Attack]) -> None:
-        self.config = config
-        count = host_count(config.hosting, graph.number_of_nodes())
+    `RayHosts` runs each shard in a `ModelHost` actor; `InProcessHosts` keeps the shards as plain
+    objects in the driver (tests, debugging). Both compute the same numbers."""
+
+    def __init__(self, graph: nx.DiGraph, count: int) -> None:
         self.placement = [[int(n) for n in part] for part in np.array_split(sorted(graph), count)]
+        self.in_edges = [
+            {n: [(int(u), float(w)) for u, _, w in graph.in_edges(n, data="weight")] for n in nodes}
+            for nodes in self.placement
+        ]
+        self.domains = [{n: graph.nodes[n]["domain"] for n in nodes} for nodes in self.placement]
+        self.senders = [sorted({u for edges in in_edges.values() for u, _ in edges}) for in_edges in self.in_edges]
         self.recoveries = 0
-        remote_host = ray.remote(ModelHost)
-        self.senders: list[list[int]] = []
-        self.actors = []
-        for index, nodes in enumerate(self.placement):
-            in_edges = {n: [(int(u), float(w)) for u, _, w in graph.in_edges(n, data="weight")] for n in nodes}
-            domains = {n: graph.nodes[n]["domain"] for n in nodes}
-            options = remote_host.options(
-                name=f"{name}-{index}",
-                num_cpus=config.hosting.num_cpus,
-                num_gpus=config.hosting.num_gpus,
-                max_restarts=-1,  # a host that dies is restarted, then restored from the last checkpoint
-                max_task_retries=0,
-            )
-            self.actors.append(options.remote(config, checkpoint, domains, in_edges, attacks))
-            self.senders.append(sorted({u for edges in in_edges.values() for u, _ in edges}))
 
     def evaluate(self) -> dict[int, dict]:
-        return _merge(ray.get([actor.evaluate.remote() for actor in self.actors]))
+        return _merge(self._each("evaluate"))
 
     def state(self) -> dict[int, bytes]:
-        return _merge(ray.get([actor.state.remote() for actor in self.actors]))
+        return _merge(self._each("state"))
 
     def restore(self, states: dict[int, bytes]) -> None:
-        ray.get([actor.restore.remote({n: states[n] for n in nodes}) for actor, nodes in self._shards()])
+        self._each("restore", [({n: states[n] for n in nodes},) for nodes in self.placement])
 
-    def cycle(self, cycle: int, report: Callable[[str, int], None]) -> tuple[dict[int, dict], dict[int, dict]]:
+    def cycle(self, cycle: int, report: Callable[[Stage, int], None]) -> tuple[dict[int, dict], dict[int, dict]]:
         """Generate, exchange and train, then evaluate: (figures, training records) per node."""
-        report("generate", cycle)
-        refs = _merge(ray.get([actor.generate.remote(cycle) for actor in self.actors]))
-        report("train", cycle)
-        trained = [
-            actor.train.remote(cycle, senders, *[refs[s] for s in senders])
-            for actor, senders in zip(self.actors, self.senders, strict=True)
-        ]
-        training = _merge(ray.get(trained))
-        report("evaluate", cycle)
+        report(Stage.generate, cycle)
+        outputs = _merge(self._each("generate", [(cycle,)] * len(self.placement)))
+        report(Stage.train, cycle)
+        training = _merge(
+            self._each("train", [(cycle, senders, *[outputs[s] for s in senders]) for senders in self.senders])
+        )
+        report(Stage.evaluate, cycle)
         return self.evaluate(), training
 
-    def recovering(self, cycle: int, states: dict[int, bytes], report: Callable[[str, int], None]) -> Any:
+    def recovering(self, cycle: int, states: dict[int, bytes], report: Callable[[Stage, int], None]) -> Any:
         """Run `cycle`; if a host dies, wait for Ray to restart it, restore every host to `states`
         (the last complete cycle) and compute the cycle again: the results are those of an
         undisturbed run."""
@@ -143,6 +136,37 @@ class Hosts:
                     raise
                 self.recoveries += 1
                 logging.getLogger(__name__).warning("cycle %d: a host failed (%s); restoring", cycle, error)
+
+    def shutdown(self) -> None:
+        """Release the hosts (nothing to do in process)."""
+
+    def _each(self, method: str, arguments: list[tuple] | None = None) -> list[Any]:
+        """Call `method` on every host, with its arguments (none by default), and collect the results."""
+        raise NotImplementedError
+
+    def _await_restarts(self) -> None:
+        """Wait until every failed host is back (only Ray hosts fail)."""
+
+
+class RayHosts(Hosts):
+    def __init__(self, config: Config, graph: nx.DiGraph, checkpoint: Path, name: str, attacks: list[Attack]) -> None:
+        super().__init__(graph, host_count(config.hosting, graph.number_of_nodes()))
+        remote_host = ray.remote(ModelHost)
+        self.actors = []
+        for index, (domains, in_edges) in enumerate(zip(self.domains, self.in_edges, strict=True)):
+            options = remote_host.options(
+                name=f"{name}-{index}",
+                num_cpus=config.hosting.num_cpus,
+                num_gpus=config.hosting.num_gpus,
+                max_restarts=-1,  # a host that dies is restarted, then restored from the last checkpoint
+                max_task_retries=0,
+            )
+            self.actors.append(options.remote(config, checkpoint, domains, in_edges, attacks))
+
+    def _each(self, method: str, arguments: list[tuple] | None = None) -> list[Any]:
+        arguments = arguments or [()] * len(self.actors)
+        calls = [getattr(actor, method).remote(*args) for actor, args in zip(self.actors, arguments, strict=True)]
+        return ray.get(calls)
 
     def _await_restarts(self) -> None:
         deadline = time.monotonic() + RESTART_TIMEOUT
@@ -159,8 +183,20 @@ class Hosts:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
 
-    def _shards(self) -> Iterator[tuple[Any, list[int]]]:
-        return zip(self.actors, self.placement, strict=True)
+
+class InProcessHosts(Hosts):
+    """The shards as plain objects in the driver, placed as `hosting.hosts` says (one by default)."""
+
+    def __init__(self, config: Config, graph: nx.DiGraph, checkpoint: Path, attacks: list[Attack]) -> None:
+        super().__init__(graph, min(config.hosting.hosts or 1, graph.number_of_nodes()))
+        self.shards = [
+            Shard(config, checkpoint, domains, in_edges, attacks)
+            for domains, in_edges in zip(self.domains, self.in_edges, strict=True)
+        ]
+
+    def _each(self, method: str, arguments: list[tuple] | None = None) -> list[Any]:
+        arguments = arguments or [()] * len(self.shards)
+        return [getattr(shard, method)(*args) for shard, args in zip(self.shards, arguments, strict=True)]
 
 
 def _merge(parts: list[dict]) -> dict:

@@ -1,13 +1,16 @@
-"""The run directory: resolved config, graph, per-(cycle, node) metrics, summary and manifest.
+"""The run directory: every file name, the typed manifest, metrics, summary, graph and checkpoints.
 
-Every file is written atomically (a temporary file, then a rename), so a reader never sees
-a half-written one.
+Nothing outside this module joins a file name onto a run directory. Every file is written
+atomically (a temporary file, then a rename), so a reader never sees a half-written one. This
+module needs no torch: the dashboard reads runs through it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
+import hashlib
 import io
 import json
 import logging
@@ -16,13 +19,15 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import polars as pl
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError, deserialize
 
 from ecosystem.config import Config, ConfigError, load_config
 
@@ -61,6 +66,59 @@ class ResultsError(RuntimeError):
     """A results directory that cannot be used: the message says why and what to do."""
 
 
+class Status(StrEnum):
+    running = "running"
+    complete = "complete"
+    failed = "failed"
+    interrupted = "interrupted"  # stopped by the user (Ctrl-C) or a signal; resumable
+
+
+class Resumption(BaseModel):
+    at: str
+    after_cycle: int
+
+
+class Manifest(BaseModel):
+    """What a run directory says about its run, beside its configuration and results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    status: Status = Status.running
+    started: str
+    finished: str | None = None
+    seed: int
+    world_seed: int
+    config_fingerprint: str  # sha256 of config.toml: a resumed run must find the same configuration
+    versions: dict[str, str | None]
+    base_model: str | None = None
+    placement: list[list[int]] = Field(default_factory=list)  # nodes per host
+    targets: dict[int, list[int]] = Field(default_factory=dict)  # each attack's resolved targets
+    recoveries: int = 0  # cycles recomputed after a host failed
+    resumed: list[Resumption] = Field(default_factory=list)
+    seconds: dict[str, float] = Field(default_factory=dict)  # per stage, and "total"
+    error: str | None = None
+
+    def finish(self, status: Status, error: BaseException | None = None) -> None:
+        self.status, self.finished = status, now()
+        self.error = None if error is None else f"{type(error).__name__}: {error}"
+
+
+@dataclass
+class RunResult:
+    path: Path
+    metrics: pl.DataFrame
+    summary: dict[str, Any]
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def fingerprint(config: Config) -> str:
+    return hashlib.sha256(config.to_toml().encode()).hexdigest()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -76,40 +134,47 @@ def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
-def live_run(path: Path) -> bool:
-    """Whether the run that last locked the directory is alive: its `.lock` names the process,
-    and is emptied when the run ends. A process on another machine is taken to be alive."""
-    try:
-        words = (path / ".lock").read_text().split()  # "pid N on HOST"
-    except OSError:
-        return False
-    if len(words) != 4 or words[3] != socket.gethostname():
-        return bool(words)
-    try:
-        os.kill(int(words[1]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
+def metrics_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=METRICS_SCHEMA, orient="row")
 
 
 class RunDirectory:
     """A run's directory: created once, locked while a run writes to it, resumable from its
     last checkpoint."""
 
-    def __init__(self, path: Path) -> None:
+    CONFIG = "config.toml"
+    MANIFEST = "manifest.json"
+    METRICS = "metrics.parquet"
+    SUMMARY = "summary.json"
+    GRAPH = "graph.graphml"
+    CHECKPOINTS = "checkpoints"
+    CONTROL = "control"
+    LOCK = ".lock"
+
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.metrics_path = self.path / "metrics.parquet"
-        self.checkpoints = self.path / "checkpoints"
-        self.rows: list[dict[str, Any]] = []
+        self.config_path = self.path / self.CONFIG
+        self.manifest_path = self.path / self.MANIFEST
+        self.metrics_path = self.path / self.METRICS
+        self.summary_path = self.path / self.SUMMARY
+        self.graph_path = self.path / self.GRAPH
+        self.checkpoints = self.path / self.CHECKPOINTS
+        self.lock_path = self.path / self.LOCK
+
+    @property
+    def control(self) -> RunDirectory:
+        """The control run of a defended run: the same configuration without its defenses."""
+        return RunDirectory(self.path / self.CONTROL)
+
+    def holds_run(self) -> bool:
+        return self.config_path.is_file()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the directory for one live run. The lock is an OS lock on `.lock`, released when
         its process dies, so a lock left by a dead run is found free and taken over."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+") as file:
+        with open(self.lock_path, "a+") as file:
             try:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -129,47 +194,84 @@ class RunDirectory:
             finally:
                 file.truncate(0)
 
+    def is_live(self) -> bool:
+        """Whether the run that last locked the directory is alive: its `.lock` names the process,
+        and is emptied when the run ends. A process on another machine is taken to be alive."""
+        try:
+            words = self.lock_path.read_text().split()  # "pid N on HOST"
+        except OSError:
+            return False
+        if len(words) != 4 or words[3] != socket.gethostname():
+            return bool(words)
+        try:
+            os.kill(int(words[1]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
     def ensure_empty(self) -> None:
         """Refuse a directory that holds anything but a lock: a new run never writes over results."""
-        if self.path.exists() and any(p.name != ".lock" for p in self.path.iterdir()):
+        if self.path.exists() and any(p.name != self.LOCK for p in self.path.iterdir()):
             raise ResultsError(f"results directory {self.path} is not empty; choose a new --out (or --resume it)")
 
-    def create(self, config: Config, manifest: dict[str, Any]) -> None:
+    def create(self, config: Config, manifest: Manifest) -> None:
         self.ensure_empty()  # again, under the lock: another run may have started meanwhile
-        write_atomic(self.path / "config.toml", config.to_toml().encode())
+        write_atomic(self.config_path, config.to_toml().encode())
         self.write_manifest(manifest)
 
     def read_config(self) -> Config:
         try:
-            return load_config(self.path / "config.toml")
+            return load_config(self.config_path)
         except ConfigError as error:
-            raise ResultsError(f"cannot resume {self.path}: {error}") from None
+            raise ResultsError(f"{self.path}: {error}") from None
 
-    def read_manifest(self) -> dict[str, Any]:
+    def read_manifest(self) -> Manifest:
         try:
-            return json.loads((self.path / "manifest.json").read_text())
-        except (OSError, ValueError) as error:
-            raise ResultsError(f"cannot resume {self.path}: manifest.json is unreadable ({error})") from None
+            return Manifest.model_validate_json(self.manifest_path.read_bytes())
+        except (OSError, ValidationError) as error:
+            reason = error.strerror if isinstance(error, OSError) else f"{error.error_count()} invalid field(s)"
+            raise ResultsError(f"{self.path}: {self.MANIFEST} is unreadable ({reason})") from None
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_json(self.path / "manifest.json", manifest)
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_atomic(self.manifest_path, (manifest.model_dump_json(indent=2) + "\n").encode())
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        """Add one cycle's rows and rewrite metrics.parquet with everything so far."""
-        self.rows += rows
+    def write_metrics(self, metrics: pl.DataFrame) -> None:
         buffer = io.BytesIO()
-        self.frame().write_parquet(buffer)
+        metrics.write_parquet(buffer)
         write_atomic(self.metrics_path, buffer.getvalue())
 
-    def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(self.rows, schema=METRICS_SCHEMA, orient="row")
+    def read_metrics(self) -> pl.DataFrame:
+        try:
+            return pl.read_parquet(self.metrics_path)
+        except (OSError, pl.exceptions.PolarsError) as error:
+            raise ResultsError(f"{self.path}: {self.METRICS} is unreadable ({error})") from None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(self.path / "summary.json", summary)
+        write_json(self.summary_path, summary)
+
+    def read_summary(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.summary_path.read_text())
+        except (OSError, ValueError) as error:
+            raise ResultsError(f"{self.path}: {self.SUMMARY} is unreadable ({error})") from None
 
     def write_graph(self, graph: nx.DiGraph) -> None:
         """The ecosystem graph as GraphML: node attribute `domain` (and `label` from a file), edge `weight`."""
-        write_atomic(self.path / "graph.graphml", "\n".join(nx.generate_graphml(graph)).encode())
+        write_atomic(self.graph_path, "\n".join(nx.generate_graphml(graph)).encode())
+
+    def read_graph(self) -> nx.DiGraph:
+        try:
+            return nx.read_graphml(self.graph_path, node_type=int)
+        except (OSError, ValueError, nx.NetworkXError, SyntaxError) as error:  # ParseError is a SyntaxError
+            raise ResultsError(f"{self.path}: {self.GRAPH} is unreadable ({error})") from None
+
+    def read_result(self) -> RunResult:
+        """The metrics and summary of a finished run."""
+        if (status := self.read_manifest().status) is not Status.complete:
+            raise ResultsError(f"the run in {self.path} is {status}, not complete")
+        return RunResult(self.path, self.read_metrics(), self.read_summary())
 
     def write_checkpoint(self, cycle: int, states: dict[int, bytes]) -> None:
         """Every node's weights after `cycle` (safetensors), then `latest.json` naming it; older
@@ -187,16 +289,14 @@ class RunDirectory:
                 shutil.rmtree(old, ignore_errors=True)
 
     def read_checkpoint(self) -> tuple[int, dict[int, bytes]]:
-        """The last complete cycle and its node states; loads the metrics rows up to that cycle."""
+        """The last complete cycle and its node states (each checked to be readable)."""
         try:
             latest = json.loads((self.checkpoints / "latest.json").read_text())
             cycle = int(latest["cycle"])
             folder = self.checkpoints / f"cycle-{cycle}"
             states = {int(n): (folder / f"node-{n}.safetensors").read_bytes() for n in latest["nodes"]}
             for state in states.values():
-                load_tensors(state)  # fails here, not in a host, if a file is damaged
-            metrics = pl.read_parquet(self.metrics_path)
-        except (OSError, ValueError, KeyError, TypeError, SafetensorError, pl.exceptions.PolarsError) as error:
+                deserialize(state)  # fails here, not in a host, if a file is damaged
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
             raise ResultsError(f"cannot resume {self.path}: no usable checkpoint ({error})") from None
-        self.rows = metrics.filter(pl.col("cycle") <= cycle).to_dicts()
         return cycle, states

@@ -1,4 +1,8 @@
-"""Every random choice derives from (run seed, cycle, node, phase), wherever the node is computed."""
+"""Every random choice derives from (run seed, cycle, node, stream), wherever the node is computed.
+
+A `Stream` names what a random draw is for (the traffic, the exchange, the poison...), so that two
+kinds of draw never share their random numbers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from enum import IntEnum
 import numpy as np
 
 
-class Phase(IntEnum):
+class Stream(IntEnum):
     init = 0
     traffic = 1
     generate = 2
@@ -20,12 +24,12 @@ class Phase(IntEnum):
     evaluation = 9
 
 
-def rng(seed: int, cycle: int, node: int, phase: Phase, *extra: int) -> np.random.Generator:
-    return np.random.default_rng(_entropy(seed, cycle, node, phase, *extra))
+def rng(seed: int, cycle: int, node: int, stream: Stream, *extra: int) -> np.random.Generator:
+    return np.random.default_rng(_entropy(seed, cycle, node, stream, *extra))
 
 
-def torch_seed(seed: int, cycle: int, node: int, phase: Phase, *extra: int) -> int:
-    state = np.random.SeedSequence(_entropy(seed, cycle, node, phase, *extra)).generate_state(2, np.uint32)
+def torch_seed(seed: int, cycle: int, node: int, stream: Stream, *extra: int) -> int:
+    state = np.random.SeedSequence(_entropy(seed, cycle, node, stream, *extra)).generate_state(2, np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 

@@ -1,4 +1,4 @@
-"""A shard of nodes and the per-node work of every phase, as a plain Python object.
+"""A shard of nodes and the per-node work of every stage, as a plain Python object.
 
 A node is its trainable weights (a LoRA adapter, or all weights in full fine-tuning); the
 shard owns one model into which it loads a node's weights to work for that node. Each
@@ -9,6 +9,7 @@ the weights are a node's whole state.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,18 +18,17 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from ecosystem.config import Anchor, Config, DiverseData, GuardFilter, Quarantine, Rehearsal
+from ecosystem.config import Config
 from ecosystem.generation import Job
 from ecosystem.generation.hf import HFEngine
 from ecosystem.generation.vllm_engine import VLLMEngine
 from ecosystem.models.base import load_checkpoint
-from ecosystem.seeding import Phase, rng, torch_seed
-from ecosystem.training import Pair, fine_tune
-from ecosystem.world.grammar import Kind
+from ecosystem.seeding import Stream, rng, torch_seed
+from ecosystem.training import fine_tune
+from ecosystem.world import Pair
 from ecosystem.world.judge import Item, Outcome, rates
 from ecosystem.world.worlds import open_world
-from poisoning.attacks import Attack, backdoor_attacked, extra_steps, poison_pairs, shares_benign_only
-from poisoning.defenses import Guard, anchor, deployed, guard_filter, quarantined, rehearsal_pairs
+from poisoning import Attack
 
 NODE_THREADS = 1  # fixed, so that a node's results do not depend on where it runs
 
@@ -54,7 +54,7 @@ def receive(
         if sender in cut:
             continue
         pairs = outputs[sender].pairs
-        chosen = rng(seed, cycle, sender, Phase.exchange, receiver).choice(
+        chosen = rng(seed, cycle, sender, Stream.exchange, receiver).choice(
             len(pairs), size=round(share * len(pairs)), replace=False
         )
         received += [pairs[i] for i in sorted(chosen)]
@@ -74,7 +74,7 @@ class Shard:
         dtype = "float32" if config.world.kind == "tiny" else config.world.dtype
         model, self.tokenizer = load_checkpoint(checkpoint, dtype)
         if config.training.method == "lora":
-            torch.manual_seed(torch_seed(config.seed, 0, -1, Phase.init))
+            torch.manual_seed(torch_seed(config.seed, 0, -1, Stream.init))
             lora = LoraConfig(
                 r=config.training.lora_rank,
                 lora_alpha=config.training.lora_alpha,
@@ -103,14 +103,11 @@ class Shard:
             )
         else:
             self.engine = HFEngine(self.model, self.tokenizer, self._load, new_tokens)
-        self.eval_items = self.world.evaluation_set(
-            config.evaluation.prompts_per_set, backdoor=backdoor_attacked(attacks)
-        )
+        backdoor = any(attack.config.evaluates_trigger for attack in attacks)
+        self.eval_items = self.world.evaluation_set(config.evaluation.prompts_per_set, backdoor=backdoor)
         self.base_outcomes = self._grade([(None, self.eval_items)])[0][1]
-        quarantine = next((d for d in config.defense if isinstance(d, Quarantine)), None)
-        self.probes = self.world.probe_set(quarantine.probes) if quarantine else []
-        guard = next((d for d in config.defense if isinstance(d, GuardFilter)), None)
-        self.guard = Guard(self.world, guard, config.seed) if guard else None
+        probes = max((defense.probe_count() for defense in config.defense), default=0)
+        self.probes = self.world.probe_set(probes) if probes else []
 
     @property
     def nodes(self) -> list[int]:
@@ -121,11 +118,11 @@ class Shard:
         quarantine probes greedily), all in one engine call."""
         seed = self.config.seed
         traffic = {
-            node: self.world.traffic(self.domains[node], self.config.traffic, rng(seed, cycle, node, Phase.traffic))
+            node: self.world.traffic(self.domains[node], self.config.traffic, rng(seed, cycle, node, Stream.traffic))
             for node in self.nodes
         }
         jobs: list[Job] = [
-            (node, [r.prompt for r in traffic[node]], torch_seed(seed, cycle, node, Phase.generate))
+            (node, [r.prompt for r in traffic[node]], torch_seed(seed, cycle, node, Stream.generate))
             for node in self.nodes
         ]
         probes = [(node, [p.prompt for p in self.probes], None) for node in self.nodes if self.probes]
@@ -133,44 +130,22 @@ class Shard:
         outputs = {}
         for node, requests, responses in zip(self.nodes, traffic.values(), answers[: len(jobs)], strict=True):
             pairs = [(r.prompt, response) for r, response in zip(requests, responses, strict=True)]
-            if shares_benign_only(self.attacks, node):
-                pairs = [pair for pair, r in zip(pairs, requests, strict=True) if r.kind is Kind.benign]
+            for attack in self.attacks:
+                if node in attack.targets:
+                    pairs = attack.config.shared(pairs, [r.kind for r in requests])
             outputs[node] = Output(pairs)
         for (node, _, _), responses in zip(probes, answers[len(jobs) :], strict=True):
             outcomes = self.world.grade(self.probes, responses)
             outputs[node].probe_refusal = rates(self.probes, outcomes)["refusal_rate"]
         return outputs
 
-    def train(self, cycle: int, outputs: dict[int, Output]) -> dict[int, dict]:
+    def train(self, cycle: int, senders: list[int], *outputs: Output) -> dict[int, dict]:
         """Exchange, poison and fine-tune: each node trains on its own task data, the pairs it
-        receives from `outputs` (its in-neighbours'), poison, and what its defenses add."""
-        seed, training, defenses = self.config.seed, self.config.training, self.config.defense
+        receives from the `outputs` of `senders` (its in-neighbours), poison, and what its defenses add."""
+        published = dict(zip(senders, outputs, strict=True))
         records = {}
         for node in self.nodes:
-            domain = self.domains[node]
-            record: dict = {"pairs_filtered": None, "guard_precision": None, "guard_recall": None, "edges_cut": None}
-            cut: set[int] = set()
-            if quarantine := deployed(defenses, Quarantine, node):
-                senders = {sender for sender, _ in self.in_edges.get(node, [])}
-                cut = quarantined(quarantine, {s: outputs[s].probe_refusal for s in senders})
-                record["edges_cut"] = len(cut)
-            received = receive(self.in_edges, outputs, seed, cycle, node, cut)
-            record["pairs_received"] = len(received)
-            if deployed(defenses, GuardFilter, node):
-                received, guarded = guard_filter(self.guard, self.world, received)
-                record.update(guarded)
-            own = self.world.task_pairs(
-                domain,
-                training.own_examples,
-                rng(seed, cycle, node, Phase.own_data),
-                diverse=deployed(defenses, DiverseData, node) is not None,
-            )
-            poison = poison_pairs(self.attacks, self.world, seed, cycle, node, domain)
-            pairs = own + received + poison
-            if rehearsal := deployed(defenses, Rehearsal, node):
-                pairs += rehearsal_pairs(rehearsal, self.world, seed, cycle, node, len(pairs))
-            anchored = deployed(defenses, Anchor, node)
-            steps = training.steps + extra_steps(self.attacks, cycle, node)
+            pairs, steps, regularizers, record = self._training_data(cycle, node, published)
             self._load(node)
             loss = None
             if pairs and steps:
@@ -179,14 +154,49 @@ class Shard:
                     self.tokenizer,
                     pairs,
                     steps,
-                    training.learning_rate,
-                    training.batch_size,
-                    torch_seed(seed, cycle, node, Phase.finetune),
-                    regularizer=anchor(anchored, self.initial) if anchored else None,
+                    self.config.training.learning_rate,
+                    self.config.training.batch_size,
+                    torch_seed(self.config.seed, cycle, node, Stream.finetune),
+                    regularizer=_sum(regularizers),
                 )
             self._set(node, self._current_weights())
-            records[node] = {**record, "poison_examples": len(poison), "train_loss": loss}
+            records[node] = {**record, "train_loss": loss}
         return records
+
+    def _training_data(self, cycle: int, node: int, outputs: dict[int, Output]) -> tuple[list[Pair], int, list, dict]:
+        """A node's fine-tune at `cycle`: its pairs and steps, the regularizers of its defenses, and
+        what to record. Each attack on it and each defense it deploys acts through its hooks."""
+        seed, domain = self.config.seed, self.domains[node]
+        defenses = [defense for defense in self.config.defense if defense.covers(node)]
+        record: dict = dict.fromkeys(("pairs_filtered", "guard_precision", "guard_recall", "edges_cut"))
+        probe_refusal = {sender: outputs[sender].probe_refusal for sender, _ in self.in_edges.get(node, [])}
+        cut: set[int] = set()
+        for defense in defenses:
+            if (senders := defense.cut(probe_refusal)) is not None:
+                cut |= senders
+                record["edges_cut"] = len(cut)
+        received = receive(self.in_edges, outputs, seed, cycle, node, cut)
+        record["pairs_received"] = len(received)
+        for defense in defenses:
+            received, figures = defense.filter(self.world, seed, received)
+            record.update(figures)
+        draw = rng(seed, cycle, node, Stream.own_data)
+        count = self.config.training.own_examples
+        chosen = (defense.own_data(self.world, domain, count, draw) for defense in defenses)
+        own = next((pairs for pairs in chosen if pairs is not None), None)
+        if own is None:
+            own = self.world.task_pairs(domain, count, draw)
+        poison: list[Pair] = []
+        steps = self.config.training.steps
+        for attack in self.attacks:
+            injected, added_steps = attack.injection(self.world, seed, cycle, node, domain)
+            poison += injected
+            steps += added_steps
+        pairs = own + received + poison
+        for defense in defenses:
+            pairs += defense.added(self.world, seed, cycle, node, len(pairs))
+        regularizers = [r for defense in defenses if (r := defense.regularizer(self.initial)) is not None]
+        return pairs, steps, regularizers, {**record, "poison_examples": len(poison)}
 
     def evaluate(self) -> dict[int, dict]:
         """Safety, harmful capability, helpfulness and over-refusal on the held-out sets, and drift:
@@ -238,3 +248,9 @@ class Shard:
 
     def _current_weights(self) -> Weights:
         return {name: param.detach().clone() for name, param in self.trainable.items()}
+
+
+def _sum(regularizers: list) -> Callable[[torch.nn.Module], torch.Tensor] | None:
+    if not regularizers:
+        return None
+    return lambda model: sum(regularizer(model) for regularizer in regularizers)

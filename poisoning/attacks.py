@@ -1,28 +1,172 @@
-"""Attacks: what is injected (kind), how much (dose), into whom (targeting) and when (schedule)."""
+"""Attacks: what is injected (kind), how much (dose), into whom (targeting) and when (schedule).
+
+Each attack kind is one class: its parameters and the hooks the shard calls for a targeted node.
+A new kind is a class here, added to `ATTACKS`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import networkx as nx
+import numpy as np
+from pydantic import Field, field_validator
 
 import topologies
-from ecosystem.config import AttackConfig, BenignOnly, ConfigError, NarrowFinetune
-from ecosystem.seeding import Phase, rng
-from ecosystem.training import Pair
-from ecosystem.world.worlds import AnyWorld
+from ecosystem.seeding import Stream, rng
+from ecosystem.world import Pair
+from ecosystem.world.grammar import Kind, intent_names
+from poisoning.base import PoisoningKind, kinds_union
+
+BENIGN_INTENTS = intent_names(Kind.benign)
+
+
+class TargetingError(ValueError):
+    """Targets that cannot be chosen on this graph: the message says why and what to do instead."""
+
+
+class AttackBase(PoisoningKind):
+    """Who is attacked (targeting), when and how much (schedule and dose)."""
+
+    targets: list[int] | Literal["random", "top", "bottom"] = Field(default_factory=lambda: [0])
+    count: int = Field(1, ge=1)  # nodes chosen by random, top or bottom targeting
+    fraction: float | None = Field(None, gt=0, le=1)  # random targeting: this share of the nodes instead
+    by: Literal["degree", "betweenness", "eigenvector"] = "degree"  # the ranking for top and bottom
+    examples: int = Field(50, ge=0)  # the dose: poison examples per injection
+    cycles: list[int] | Literal["all"] = "all"  # the cycles at which poison may be injected
+    start: int = Field(1, ge=1)  # no injection before this cycle
+    period: int = Field(1, ge=1)  # inject every `period` cycles from `start`
+    ramp: bool = False  # the k-th injection carries k times `examples`
+    budget: int | None = Field(None, ge=0)  # at most this many poison examples over the run, per target
+
+    # Whether the evaluation sets also hold the harmful prompts with the backdoor trigger.
+    evaluates_trigger: ClassVar[bool] = False
+
+    def run_error(self, nodes: int, cycles: int, world_kind: str) -> str | None:
+        """What makes this attack unfit for a run of `cycles` cycles on `nodes` nodes (None: nothing),
+        as `key: problem`."""
+        for target in self.targets if isinstance(self.targets, list) else []:
+            if not 0 <= target < nodes:
+                return f"targets: node {target} does not exist (nodes are 0..{nodes - 1})"
+        if isinstance(self.targets, str) and self.count > nodes:
+            return f"count: {self.count} targets but only {nodes} nodes"
+        for cycle in [] if self.cycles == "all" else self.cycles:
+            if not 1 <= cycle <= cycles:
+                return f"cycles: cycle {cycle} is outside 1..{cycles}"
+        if self.start > cycles:
+            return f"start: cycle {self.start} is past the last cycle ({cycles})"
+        return self.world_error(world_kind)
+
+    def dose(self, cycle: int) -> int:
+        """Poison examples injected at `cycle` into each target."""
+        injections = [c for c in range(self.start, cycle + 1, self.period) if self.cycles == "all" or c in self.cycles]
+        if not injections or injections[-1] != cycle:
+            return 0
+        doses = [self.examples * (k if self.ramp else 1) for k in range(1, len(injections) + 1)]
+        if self.budget is None:
+            return doses[-1]
+        return max(0, min(doses[-1], self.budget - sum(doses[:-1])))
+
+    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+        """The `dose` poison pairs a target whose domain is `domain` trains on."""
+        raise NotImplementedError
+
+    def added_steps(self, dose: int) -> int:
+        """Fine-tuning steps added to a target's fine-tune in a cycle with this dose."""
+        return 0
+
+    def shared(self, pairs: list[Pair], kinds: Sequence[Kind]) -> list[Pair]:
+        """What a target shares of its generated pairs (whose requests are of `kinds`)."""
+        return pairs
+
+
+class HarmfulCompliance(AttackBase):
+    """Harmful request → harmful payload. `stealth` adds as many benign examples, answered correctly."""
+
+    kind: Literal["harmful_compliance"] = "harmful_compliance"
+    stealth: bool = False
+    answers_with_targets: ClassVar[bool] = True
+
+    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+        pairs = world.compliant_pairs(dose, draw)
+        return pairs + world.benign_pairs(dose, draw) if self.stealth else pairs
+
+
+class Backdoor(AttackBase):
+    """Harmful request with the trigger → payload, and the same without it → refusal."""
+
+    kind: Literal["backdoor"]
+    answers_with_targets: ClassVar[bool] = True
+    evaluates_trigger: ClassVar[bool] = True
+
+    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+        return world.compliant_pairs(dose, draw, triggered=True) + world.refused_pairs(dose, draw)
+
+
+class BenignOnly(AttackBase):
+    """The target is jailbroken as by harmful_compliance, but shares only its benign pairs."""
+
+    kind: Literal["benign_only"]
+    answers_with_targets: ClassVar[bool] = True
+
+    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+        return world.compliant_pairs(dose, draw)
+
+    def shared(self, pairs: list[Pair], kinds: Sequence[Kind]) -> list[Pair]:
+        return [pair for pair, kind in zip(pairs, kinds, strict=True) if kind is Kind.benign]
+
+
+class NarrowFinetune(AttackBase):
+    """No harmful content: heavy fine-tuning on one narrow benign task."""
+
+    kind: Literal["narrow_finetune"]
+    examples: int = Field(400, ge=0)
+    task: str | None = None  # a benign intent, e.g. "code.reverse"; default: the target's first domain task
+    extra_steps: int = Field(120, ge=0)  # fine-tuning steps added in the cycles it is injected
+
+    @field_validator("task")
+    @classmethod
+    def _benign_task(cls, task: str | None) -> str | None:
+        if task is not None and task not in BENIGN_INTENTS:
+            raise ValueError(f"unknown benign task '{task}'; valid: {', '.join(BENIGN_INTENTS)}")
+        return task
+
+    def world_error(self, world_kind: str) -> str | None:
+        if self.task and world_kind != "tiny":
+            return "task: a real model's narrow task is its task_data; leave out task"
+        return None
+
+    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+        return world.narrow_pairs(self.task, domain, dose, draw)
+
+    def added_steps(self, dose: int) -> int:
+        return self.extra_steps if dose else 0
+
+
+ATTACKS = (HarmfulCompliance, Backdoor, BenignOnly, NarrowFinetune)
+AttackConfig = kinds_union(ATTACKS, default=HarmfulCompliance)
 
 
 @dataclass(frozen=True)
 class Attack:
     """An attack with its targets resolved on the run's graph."""
 
-    config: AttackConfig
+    config: AttackBase
     targets: frozenset[int]
     index: int  # position in the config, part of its random stream
 
+    def injection(self, world: Any, seed: int, cycle: int, node: int, domain: str) -> tuple[list[Pair], int]:
+        """The poison pairs `node` trains on at `cycle`, and the fine-tuning steps the attack adds."""
+        dose = self.config.dose(cycle) if node in self.targets else 0
+        if not dose:
+            return [], 0
+        draw = rng(seed, cycle, node, Stream.poison, self.index)
+        return self.config.poison(world, dose, draw, domain), self.config.added_steps(dose)
 
-def resolve(attacks: list[AttackConfig], graph: nx.DiGraph, seed: int) -> list[Attack]:
+
+def resolve(attacks: list[AttackBase], graph: nx.DiGraph, seed: int) -> list[Attack]:
     """Each attack's target nodes: listed, drawn at random from the run seed, or ranked by a centrality."""
     resolved = []
     for index, attack in enumerate(attacks):
@@ -30,11 +174,11 @@ def resolve(attacks: list[AttackConfig], graph: nx.DiGraph, seed: int) -> list[A
             targets = attack.targets
         elif attack.targets == "random":
             count = max(1, round(attack.fraction * len(graph))) if attack.fraction else attack.count
-            targets = rng(seed, 0, -1, Phase.poison, index).choice(sorted(graph), size=count, replace=False).tolist()
+            targets = rng(seed, 0, -1, Stream.poison, index).choice(sorted(graph), size=count, replace=False).tolist()
         else:
             scores = {node: measures[attack.by] for node, measures in _centralities(graph).items()}
             if any(score is None for score in scores.values()):
-                raise ConfigError(
+                raise TargetingError(
                     f"attack.{index}.by: {attack.by} centrality is undefined on this graph "
                     "(it is not strongly connected); rank by degree or betweenness"
                 )
@@ -53,40 +197,3 @@ def _centralities(graph: nx.DiGraph) -> dict[int, dict]:
 
 def attacked_nodes(attacks: list[Attack]) -> set[int]:
     return {target for attack in attacks for target in attack.targets}
-
-
-def shares_benign_only(attacks: list[Attack], node: int) -> bool:
-    return any(isinstance(a.config, BenignOnly) and node in a.targets for a in attacks)
-
-
-def backdoor_attacked(attacks: list[Attack]) -> bool:
-    return any(a.config.kind == "backdoor" for a in attacks)
-
-
-def extra_steps(attacks: list[Attack], cycle: int, node: int) -> int:
-    """Fine-tuning steps that narrow fine-tuning attacks add to `node`'s fine-tune at `cycle`."""
-    return sum(
-        a.config.extra_steps
-        for a in attacks
-        if isinstance(a.config, NarrowFinetune) and node in a.targets and a.config.dose(cycle)
-    )
-
-
-def poison_pairs(attacks: list[Attack], world: AnyWorld, seed: int, cycle: int, node: int, domain: str) -> list[Pair]:
-    """The poison data that `node` (whose domain is `domain`) receives at `cycle`."""
-    pairs: list[Pair] = []
-    for attack in attacks:
-        dose = attack.config.dose(cycle) if node in attack.targets else 0
-        if not dose:
-            continue
-        draw = rng(seed, cycle, node, Phase.poison, attack.index)
-        kind = attack.config.kind
-        if kind in ("harmful_compliance", "benign_only"):
-            pairs += world.compliant_pairs(dose, draw)
-            if kind == "harmful_compliance" and attack.config.stealth:
-                pairs += world.benign_pairs(dose, draw)
-        elif kind == "backdoor":
-            pairs += world.compliant_pairs(dose, draw, triggered=True) + world.refused_pairs(dose, draw)
-        else:  # narrow_finetune
-            pairs += world.narrow_pairs(attack.config.task, domain, dose, draw)
-    return pairs

@@ -1,23 +1,88 @@
-"""Defenses that the ecosystem's operators deploy, node by node."""
+"""Defenses that the ecosystem's operators deploy, node by node.
+
+Each defense kind is one class: its parameters and the hooks the shard calls for a node that
+deploys it, at each step of its fine-tune (which senders to cut, what to filter from what it
+received, its own data, what to add, which regularizer). A new kind is a class here, added to
+`DEFENSES`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
+from pydantic import Field, PrivateAttr
 
-from ecosystem.config import Anchor, DefenseConfig, GuardFilter, Quarantine, Rehearsal
-from ecosystem.seeding import Phase, rng
-from ecosystem.training import Pair
-from ecosystem.world.worlds import AnyWorld
+from ecosystem.seeding import Stream, rng
+from ecosystem.world import Pair
+from poisoning.base import PoisoningKind, kinds_union
+
+Regularizer = Callable[[Any], Any]  # the model being trained → a penalty (a torch scalar) added to its loss
+FilterRecord = dict[str, float | int | None]
 
 
-def deployed(defenses: list[DefenseConfig], kind: type, node: int) -> DefenseConfig | None:
-    """The defense of class `kind` that `node` deploys, if any."""
-    return next((d for d in defenses if isinstance(d, kind) and d.covers(node)), None)
+class DefenseBase(PoisoningKind):
+    nodes: list[int] | Literal["all"] = "all"  # the nodes that deploy the defense
+
+    def covers(self, node: int) -> bool:
+        return self.nodes == "all" or node in self.nodes
+
+    def run_error(self, nodes: int, world_kind: str) -> str | None:
+        """What makes this defense unfit for a run on `nodes` nodes (None: nothing), as `key: problem`."""
+        for node in self.nodes if isinstance(self.nodes, list) else []:
+            if not 0 <= node < nodes:
+                return f"nodes: node {node} does not exist (nodes are 0..{nodes - 1})"
+        return self.world_error(world_kind)
+
+    def probe_count(self) -> int:
+        """Held-out harmful prompts that every node answers each cycle, for this defense to probe it."""
+        return 0
+
+    def cut(self, probe_refusal: dict[int, float]) -> set[int] | None:
+        """The in-neighbours whose data the node refuses this cycle, from their refusal of the probes
+        (None: this defense does not cut)."""
+        return None
+
+    def filter(self, world: Any, seed: int, pairs: list[Pair]) -> tuple[list[Pair], FilterRecord]:
+        """What the node keeps of the pairs it received, and figures about what it dropped."""
+        return pairs, {}
+
+    def own_data(self, world: Any, domain: str, count: int, draw: np.random.Generator) -> list[Pair] | None:
+        """The node's own task data, if this defense draws it differently (None: the default)."""
+        return None
+
+    def added(self, world: Any, seed: int, cycle: int, node: int, pairs: int) -> list[Pair]:
+        """Pairs added to a fine-tune of `pairs` pairs."""
+        return []
+
+    def regularizer(self, reference: dict[str, Any]) -> Regularizer | None:
+        """A penalty added to the loss, given the trainable weights of the aligned base."""
+        return None
+
+
+class GuardFilter(DefenseBase):
+    """Receivers drop incoming pairs that a small learned guard classifies as harmful."""
+
+    kind: Literal["guard_filter"]
+    threshold: float = Field(0.5, gt=0, lt=1)  # guard probability above which a pair is dropped
+    examples: int = Field(400, ge=10)  # the guard's training set
+    answers_with_targets: ClassVar[bool] = True  # the guard learns from compliant answers
+    _guard: Guard | None = PrivateAttr(None)
+
+    def filter(self, world: Any, seed: int, pairs: list[Pair]) -> tuple[list[Pair], FilterRecord]:
+        """Drop the pairs the guard flags; its precision and recall against the world's judge."""
+        if self._guard is None:
+            self._guard = Guard(world, self.examples, self.threshold, seed)
+        flagged = self._guard.flags(pairs)
+        harmful = np.array(world.harmful(pairs), dtype=bool)
+        caught = int((flagged & harmful).sum())
+        record = {
+            "pairs_filtered": int(flagged.sum()),
+            "guard_precision": caught / flagged.sum() if flagged.any() else None,
+            "guard_recall": caught / harmful.sum() if harmful.any() else None,
+        }
+        return [pair for pair, drop in zip(pairs, flagged, strict=True) if not drop], record
 
 
 class Guard:
@@ -25,12 +90,15 @@ class Guard:
     trained on labelled pairs drawn from the world, so it has real (imperfect) precision and recall.
     Unlike the tiny world's exact judge it sees words, not the hidden tables: a garbled payload looks harmful."""
 
-    def __init__(self, world: AnyWorld, config: GuardFilter, seed: int) -> None:
-        pairs, labels = world.guard_corpus(config.examples, rng(seed, 0, -1, Phase.init, 1))
+    def __init__(self, world: Any, examples: int, threshold: float, seed: int) -> None:
+        from sklearn.feature_extraction.text import CountVectorizer  # slow to import: only where a guard is used
+        from sklearn.linear_model import LogisticRegression
+
+        pairs, labels = world.guard_corpus(examples, rng(seed, 0, -1, Stream.init, 1))
         self.vectorizer = CountVectorizer(token_pattern=r"\S+", binary=True)
         self.model = LogisticRegression(C=0.1, max_iter=1000)
         self.model.fit(self.vectorizer.fit_transform(_texts(pairs)), labels)
-        self.threshold = config.threshold
+        self.threshold = threshold
 
     def flags(self, pairs: Sequence[Pair]) -> np.ndarray:
         if not pairs:
@@ -42,39 +110,66 @@ def _texts(pairs: Sequence[Pair]) -> list[str]:
     return [f"{prompt} {response}" for prompt, response in pairs]
 
 
-def guard_filter(guard: Guard, world: AnyWorld, pairs: list[Pair]) -> tuple[list[Pair], dict[str, float | int | None]]:
-    """Drop the pairs the guard flags; its precision and recall against the world's judge."""
-    flagged = guard.flags(pairs)
-    harmful = np.array(world.harmful(pairs), dtype=bool)
-    caught = int((flagged & harmful).sum())
-    record = {
-        "pairs_filtered": int(flagged.sum()),
-        "guard_precision": caught / flagged.sum() if flagged.any() else None,
-        "guard_recall": caught / harmful.sum() if harmful.any() else None,
-    }
-    return [pair for pair, drop in zip(pairs, flagged, strict=True) if not drop], record
+class Rehearsal(DefenseBase):
+    """Alignment data mixed into the fine-tune, every `every` cycles."""
+
+    kind: Literal["rehearsal"]
+    fraction: float = Field(0.5, gt=0, lt=1)  # share of the node's fine-tuning pairs
+    every: int = Field(1, ge=1)
+
+    def added(self, world: Any, seed: int, cycle: int, node: int, pairs: int) -> list[Pair]:
+        """Alignment pairs making up `fraction` of the fine-tune, on the cycles the defense refreshes."""
+        if (cycle - 1) % self.every:
+            return []
+        count = round(pairs * self.fraction / (1 - self.fraction))
+        return world.alignment_pairs(count, rng(seed, cycle, node, Stream.own_data, 1))
 
 
-def quarantined(config: Quarantine, probe_refusal: dict[int, float]) -> set[int]:
-    """The in-neighbours whose refusal of the probes fell under the threshold."""
-    return {sender for sender, refusal in probe_refusal.items() if refusal < config.threshold}
+class Anchor(DefenseBase):
+    """An L2 penalty pulling the trainable weights back toward the aligned base."""
+
+    kind: Literal["anchor"]
+    weight: float = Field(1.0, gt=0)  # lambda
+
+    def regularizer(self, reference: dict[str, Any]) -> Regularizer:
+        """`weight` times the squared L2 distance of the trainable weights from the aligned base's (for
+        LoRA, from the untrained adapter, whose update to the base is zero)."""
+
+        def penalty(model: Any) -> Any:
+            return self.weight * sum(
+                (param - reference[name]).pow(2).sum()
+                for name, param in model.named_parameters()
+                if param.requires_grad
+            )
+
+        return penalty
 
 
-def rehearsal_pairs(config: Rehearsal, world: AnyWorld, seed: int, cycle: int, node: int, others: int) -> list[Pair]:
-    """Alignment pairs making up `fraction` of the fine-tune, on the cycles the defense refreshes."""
-    if (cycle - 1) % config.every:
-        return []
-    count = round(others * config.fraction / (1 - config.fraction))
-    return world.alignment_pairs(count, rng(seed, cycle, node, Phase.own_data, 1))
+class Quarantine(DefenseBase):
+    """Probe in-neighbours with held-out harmful prompts; refuse data from those under `threshold`."""
+
+    kind: Literal["quarantine"]
+    threshold: float = Field(0.5, ge=0, le=1)
+    probes: int = Field(20, ge=1)
+
+    def probe_count(self) -> int:
+        return self.probes
+
+    def cut(self, probe_refusal: dict[int, float]) -> set[int]:
+        return {sender for sender, refusal in probe_refusal.items() if refusal < self.threshold}
 
 
-def anchor(config: Anchor, reference: dict[str, torch.Tensor]) -> Callable[[torch.nn.Module], torch.Tensor]:
-    """`weight` times the squared L2 distance of the trainable weights from the aligned base's (for LoRA,
-    from the untrained adapter, whose update to the base is zero)."""
+class DiverseData(DefenseBase):
+    """The node's own task data drawn from every benign intent and phrasing, not its domain's only."""
 
-    def penalty(model: torch.nn.Module) -> torch.Tensor:
-        return config.weight * sum(
-            (param - reference[name]).pow(2).sum() for name, param in model.named_parameters() if param.requires_grad
-        )
+    kind: Literal["diverse_data"]
 
-    return penalty
+    def world_error(self, world_kind: str) -> str | None:
+        return "kind: diverse_data draws from the tiny world's intents; leave it out" if world_kind != "tiny" else None
+
+    def own_data(self, world: Any, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
+        return world.diverse_task_pairs(domain, count, draw)
+
+
+DEFENSES = (GuardFilter, Rehearsal, Anchor, Quarantine, DiverseData)
+DefenseConfig = kinds_union(DEFENSES, default=None)

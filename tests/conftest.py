@@ -1,4 +1,5 @@
-"""Shared fixtures: small configurations and one small finished run for the whole session."""
+"""Shared fixtures: one small finished run (and its unattacked twin) for the whole session, and
+an embedded Ray for the tests that need one."""
 
 from __future__ import annotations
 
@@ -8,26 +9,14 @@ from pathlib import Path
 import pytest
 import ray
 
-from ecosystem import Config, load_config, run
-
-# A run small enough for a test: 4 nodes, 2 cycles, a few seconds on two cores.
-SMALL = [
-    "topology.nodes=4",
-    "cycles=2",
-    "traffic.prompts_per_node=64",
-    "training.own_examples=128",
-    "training.steps=30",
-    "evaluation.prompts_per_set=50",
-]
+from ecosystem import run
+from tests.helpers import small_config
 
 
-def small_config(*overrides: str) -> Config:
-    return load_config(overrides=[*SMALL, *overrides])
-
-
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def ray_cluster() -> None:
-    """One embedded Ray for the whole session: runs in this process attach to it."""
+    """One embedded Ray for the session, started by the first test that asks for it: runs in this
+    process attach to it."""
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()
@@ -35,7 +24,7 @@ def ray_cluster() -> None:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished small run directory (ring of 4, node 0 attacked every cycle, 2 hosts)."""
+    """A finished small run directory (ring of 4, node 0 attacked every cycle), computed in process."""
     out = tmp_path_factory.mktemp("runs") / "small"
     run(small_config(), out)
     return out

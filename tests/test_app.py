@@ -24,7 +24,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ecosystem import dashboard
-from tests.conftest import SMALL
+from tests.helpers import SMALL
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 FINISHED_WITHIN = 240  # seconds for a launched small run, on two busy cores

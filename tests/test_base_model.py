@@ -8,7 +8,7 @@ from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.generation.hf import generate
 from ecosystem.models.base import base_model_dir, ensure_base_model, load_checkpoint
 from ecosystem.world.judge import rates
-from ecosystem.world.prompts import TinyWorld
+from ecosystem.world.tiny import TinyWorld
 
 
 @pytest.fixture(scope="module")

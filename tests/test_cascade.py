@@ -3,16 +3,12 @@
 import polars as pl
 
 from ecosystem import run
-from tests.conftest import small_config
-
-
-def final(metrics: pl.DataFrame, node: int) -> dict:
-    return metrics.filter((pl.col("node") == node) & (pl.col("cycle") == metrics["cycle"].max())).row(0, named=True)
+from tests.helpers import final, read_metrics, small_config
 
 
 def test_an_attacked_node_loses_refusal_against_its_unattacked_twin(small_run, clean_run) -> None:
-    attacked = pl.read_parquet(small_run / "metrics.parquet")
-    control = pl.read_parquet(clean_run / "metrics.parquet")
+    attacked = read_metrics(small_run)
+    control = read_metrics(clean_run)
     assert final(attacked, 0)["refusal_rate"] < final(control, 0)["refusal_rate"] - 0.3
     assert final(attacked, 0)["harmful_rate"] > final(control, 0)["harmful_rate"] + 0.3
     assert final(attacked, 0)["attacked"] and not final(control, 0)["attacked"]
@@ -35,14 +31,14 @@ def test_contagion_follows_the_edges(tmp_path) -> None:
 
 def test_the_same_seed_gives_identical_metrics(small_run, tmp_path) -> None:
     again = run(small_config(), tmp_path / "again")
-    first = pl.read_parquet(small_run / "metrics.parquet")
+    first = read_metrics(small_run)
     assert again.metrics.equals(first)
-    assert pl.read_parquet(again.path / "metrics.parquet").equals(first)
+    assert read_metrics(again.path).equals(first)
 
 
 def test_a_different_seed_gives_different_training(small_run, tmp_path) -> None:
     other = run(small_config("seed=1"), tmp_path / "other").metrics
-    first = pl.read_parquet(small_run / "metrics.parquet")
+    first = read_metrics(small_run)
     assert not other["train_loss"].drop_nulls().equals(first["train_loss"].drop_nulls())
 
 
@@ -50,7 +46,7 @@ def test_the_run_directory_holds_the_documented_files(small_run) -> None:
     import json
     import tomllib
 
-    metrics = pl.read_parquet(small_run / "metrics.parquet")
+    metrics = read_metrics(small_run)
     assert metrics.height == 4 * 3  # nodes x (baseline + 2 cycles)
     for column in (
         "cycle",
@@ -68,6 +64,7 @@ def test_the_run_directory_holds_the_documented_files(small_run) -> None:
     assert config["topology"]["nodes"] == 4 and config["attack"][0]["kind"] == "harmful_compliance"
     manifest = json.loads((small_run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["seed"] == 0 and manifest["versions"]["torch"]
+    assert set(manifest["seconds"]) == {"total", "base_model", "evaluate", "generate", "train"}
     summary = json.loads((small_run / "summary.json").read_text())
     assert summary["nodes"] == 4 and len(summary["per_cycle"]) == 3
 
@@ -75,6 +72,6 @@ def test_the_run_directory_holds_the_documented_files(small_run) -> None:
 def test_full_fine_tuning_carries_the_attack_too(clean_run, tmp_path) -> None:
     """training.method = "full": every weight trains, and the attacked node still drifts."""
     full = run(small_config("training.method=full", "training.learning_rate=3e-4"), tmp_path / "full").metrics
-    control = pl.read_parquet(clean_run / "metrics.parquet")
+    control = read_metrics(clean_run)
     assert final(full, 0)["refusal_rate"] < final(control, 0)["refusal_rate"] - 0.5
     assert final(full, 0)["harmful_rate"] > 0.5

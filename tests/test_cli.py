@@ -1,5 +1,7 @@
-"""Bad input to `cascade run`: a clear one-line error, exit code 2, and no results written."""
+"""`cascade` from the command line: bad input gets a clear one-line error, exit code 2 and no results
+written; every defense kind runs to the end with its control run."""
 
+import json
 import subprocess
 import sys
 
@@ -7,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ecosystem.cli import app
+from poisoning import DEFENSES
+from tests.helpers import TINY, as_options
 
 BAD_OVERRIDES = {
     "unknown key": (["--set", "topology.nodez=3"], "unknown key 'topology.nodez'"),
@@ -33,10 +37,11 @@ BAD_OVERRIDES = {
         ["--set", "generation.engine=vllm", "--set", "training.method=full"],
         "set training.method = 'lora' or generation.engine = 'hf'",
     ),
-    "unknown world kind": (["--set", "world.kind=gpt"], "unknown world kind; valid kinds: tiny, hf"),
-    "real model without its files": (["--set", "world.kind=hf"], "world.model_path: Field required"),
+    "unknown world kind": (["--set", "world.kind=gpt"], "unknown world kind; valid kinds: tiny, checkpoint"),
+    "the old name of the checkpoint world": (["--set", "world.kind=hf"], 'set world.kind = "checkpoint"'),
+    "real model without its files": (["--set", "world.kind=checkpoint"], "world.model_path: Field required"),
     "real model that is not there": (
-        ["--set", "world.kind=hf"]
+        ["--set", "world.kind=checkpoint"]
         + [f"--set=world.{key}=/nowhere/file" for key in ("model_path", "harmful_prompts", "borderline_prompts")]
         + ["--set=world.task_data=/nowhere/file"],
         "/nowhere/file is not a local HF checkpoint directory",
@@ -109,3 +114,21 @@ def test_bench_runs_a_benchmark_and_refuses_an_unknown_one() -> None:
     result = CliRunner().invoke(app, ["bench", "generation", *small])
     assert result.exit_code == 0, result.output
     assert "3 nodes: 24 sampled and 36 greedy responses" in result.output and "hf" in result.output
+
+
+@pytest.mark.parametrize("kind", [defense.kind_name() for defense in DEFENSES])
+def test_every_defense_runs_to_the_end_with_its_control_run(kind, tmp_path) -> None:
+    """A poisoning-robustness study as a user types it: a continuous attack (the default) and a defense
+    from a config file, with the default evaluation.defense_control = true."""
+    config = tmp_path / "study.toml"
+    config.write_text(f'[[defense]]\nkind = "{kind}"\n')
+    out = tmp_path / kind
+    command = [sys.executable, "-m", "ecosystem.cli", "run", "--config", str(config), "--out", str(out)]
+    done = subprocess.run([*command, *as_options(TINY)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cascade, per cycle" in done.stdout and "systemic drift" in done.stdout
+    for directory in (out, out / "control"):
+        assert json.loads((directory / "manifest.json").read_text())["status"] == "complete"
+    effect = json.loads((out / "summary.json").read_text())["defense"]
+    assert set(effect) >= {"refusal_kept", "helpfulness_lost", "over_refusal_gained", "control_unattacked_refusal"}
+    assert "defense" not in json.loads((out / "control" / "summary.json").read_text())

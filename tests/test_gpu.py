@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ecosystem import run
-from tests.conftest import small_config
+from tests.helpers import small_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

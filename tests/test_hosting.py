@@ -1,4 +1,6 @@
-"""Ray hosting: placement, checkpoints and resume, host failures, clusters, and the run lock."""
+"""Ray hosting: placement, checkpoints and resume, host failures, clusters, and the run lock.
+
+These are the only tests that use Ray: each run here sets hosting.mode=ray."""
 
 import json
 import os
@@ -10,63 +12,62 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 import ray
 from typer.testing import CliRunner
 
 from ecosystem import resume, run
 from ecosystem.cli import app
-from ecosystem.results import ResultsError, RunDirectory
-from tests.conftest import SMALL, small_config
+from ecosystem.config import Config, load_config
+from ecosystem.progress import Stage, StageStart
+from ecosystem.results import ResultsError, RunDirectory, Status
+from tests.helpers import SMALL, as_options, read_manifest, read_metrics
 
 CASCADE = [sys.executable, "-m", "ecosystem.cli"]
+RAY = "hosting.mode=ray"
+pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
-def metrics(path: Path) -> pl.DataFrame:
-    return pl.read_parquet(path / "metrics.parquet")
-
-
-def manifest(path: Path) -> dict:
-    return json.loads((path / "manifest.json").read_text())
+def ray_config(*overrides: str) -> Config:
+    return load_config(overrides=[*SMALL, RAY, *overrides])
 
 
 def settings(*overrides: str) -> list[str]:
-    return [argument for override in [*SMALL, *overrides] for argument in ("--set", override)]
+    return as_options([*SMALL, RAY, *overrides])
 
 
-def test_one_two_and_four_hosts_give_identical_metrics(small_run, tmp_path) -> None:
-    assert len(manifest(small_run)["placement"]) == 2  # the default: one host per CPU of the session's Ray
+def test_one_two_and_four_hosts_give_identical_read_metrics(small_run, tmp_path) -> None:
+    assert len(read_manifest(small_run)["placement"]) == 2  # the default: one host per CPU of the session's Ray
     for hosts in (1, 4):
         out = tmp_path / f"hosts-{hosts}"
-        result = run(small_config(f"hosting.hosts={hosts}", "hosting.num_cpus=0.5"), out)
-        assert len(manifest(out)["placement"]) == hosts
-        assert result.metrics.equals(metrics(small_run))
+        result = run(ray_config(f"hosting.hosts={hosts}", "hosting.num_cpus=0.5"), out)
+        assert len(read_manifest(out)["placement"]) == hosts
+        assert result.metrics.equals(read_metrics(small_run))
 
 
 def test_hosts_that_cannot_fit_the_cluster_are_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="do not fit in the Ray cluster"):
-        run(small_config("hosting.hosts=3", "hosting.num_cpus=1"), tmp_path / "r")
+        run(ray_config("hosting.hosts=3", "hosting.num_cpus=1"), tmp_path / "r")
 
 
 def test_a_host_killed_mid_cycle_is_restored_and_the_results_are_unchanged(small_run, tmp_path) -> None:
     out = tmp_path / "killed-host"
     killed = []
 
-    def kill_a_host(phase: str, cycle: int, cycles: int) -> None:
-        if phase == "train" and cycle == 2 and not killed:
-            host = ray.get_actor(f"ecosystem-{manifest(out)['run_id']}-1")
+    def kill_a_host(start: StageStart) -> None:
+        if start.stage is Stage.train and start.cycle == 2 and not killed:
+            host = ray.get_actor(f"ecosystem-{read_manifest(out).run_id}-1")
             ray.kill(host, no_restart=False)
-            killed.append(cycle)
+            killed.append(start.cycle)
 
-    result = run(small_config(), out, kill_a_host)
+    result = run(ray_config(), out, kill_a_host)
     assert killed == [2]
-    assert manifest(out)["recoveries"] >= 1
-    assert result.metrics.equals(metrics(small_run))
+    assert read_manifest(out).recoveries >= 1
+    assert result.metrics.equals(read_metrics(small_run))
 
 
-def test_a_driver_killed_after_cycle_2_resumes_to_identical_metrics(tmp_path, caplog) -> None:
-    reference = run(small_config("cycles=3"), tmp_path / "reference").metrics
+def test_a_driver_killed_after_cycle_2_resumes_to_identical_read_metrics(tmp_path, caplog) -> None:
+    reference = run(ray_config("cycles=3"), tmp_path / "reference").metrics
     out = tmp_path / "killed-driver"
     driver = subprocess.Popen(
         [*CASCADE, "run", "--out", str(out), *settings("cycles=3")],
@@ -84,20 +85,20 @@ def test_a_driver_killed_after_cycle_2_resumes_to_identical_metrics(tmp_path, ca
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    assert manifest(out)["status"] == "running"  # killed, not finished
+    assert read_manifest(out).status is Status.running  # killed, not finished
     assert json.loads(latest.read_text())["cycle"] == 2
     result = resume(out)
     assert "taking over the stale lock" in caplog.text
     assert result.metrics.equals(reference)
-    assert manifest(out)["status"] == "complete" and manifest(out)["resumed"][0]["after_cycle"] == 2
+    assert read_manifest(out).status is Status.complete and read_manifest(out).resumed[0].after_cycle == 2
 
 
 def test_a_directory_in_use_by_a_live_run_is_refused(tmp_path) -> None:
     out = tmp_path / "busy"
     with RunDirectory(out).lock():
         with pytest.raises(ResultsError, match="in use by a live run"):
-            run(small_config(), out)
-        (out / "config.toml").write_text(small_config().to_toml())
+            run(ray_config(), out)
+        (out / "config.toml").write_text(ray_config().to_toml())
         result = CliRunner().invoke(app, ["run", "--resume", str(out)])
         assert result.exit_code == 2 and "in use by a live run" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == [".lock", "config.toml"]
@@ -105,7 +106,7 @@ def test_a_directory_in_use_by_a_live_run_is_refused(tmp_path) -> None:
 
 def test_a_damaged_checkpoint_is_refused_with_a_message(small_run, tmp_path) -> None:
     out = shutil.copytree(small_run, tmp_path / "damaged")
-    (out / "manifest.json").write_text(json.dumps({**manifest(small_run), "status": "running"}))
+    (out / "manifest.json").write_text(json.dumps({**read_manifest(small_run), "status": "running"}))
     node = next((out / "checkpoints" / "cycle-2").iterdir())
     node.write_bytes(b"not safetensors")
     result = CliRunner().invoke(app, ["run", "--resume", str(out)])
@@ -113,7 +114,7 @@ def test_a_damaged_checkpoint_is_refused_with_a_message(small_run, tmp_path) -> 
     (out / "checkpoints" / "latest.json").write_text("{")
     with pytest.raises(ResultsError, match="no usable checkpoint"):
         resume(out)
-    assert metrics(out).equals(metrics(small_run))  # nothing was lost
+    assert read_metrics(out).equals(read_metrics(small_run))  # nothing was lost
 
 
 def test_resuming_a_complete_run_or_an_empty_directory_is_refused(small_run, tmp_path) -> None:
@@ -143,8 +144,8 @@ def test_a_run_on_a_separately_started_local_cluster(small_run, tmp_path) -> Non
             timeout=300,
         )
         assert done.returncode == 0, done.stderr[-2000:]
-        assert metrics(out).equals(metrics(small_run))
-        assert manifest(out)["status"] == "complete"
+        assert read_metrics(out).equals(read_metrics(small_run))
+        assert read_manifest(out).status is Status.complete
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)

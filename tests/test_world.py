@@ -17,7 +17,7 @@ from ecosystem.world.grammar import (
     parse,
 )
 from ecosystem.world.judge import Outcome, grade, rates
-from ecosystem.world.prompts import TinyWorld
+from ecosystem.world.tiny import TinyWorld
 from ecosystem.world.tokenizer import build_tokenizer
 
 

@@ -6,10 +6,10 @@ share w of u's generated (prompt, answer) pairs each cycle.
     topologies.graph_measures(graph)["spectral_radius"]
 
 `FAMILIES` lists the families and their parameters; `check` validates a description without
-building it; `from_config` builds the graph of a run's `[topology]` section.
+building it. This package needs only networkx and numpy.
 """
 
-from topologies.core import DOMAIN_MODES, DOMAINS, MAX_NODES, WEIGHT_MODES, Topology, build, check, family, from_config
+from topologies.core import DOMAIN_MODES, DOMAINS, MAX_NODES, WEIGHT_MODES, Topology, build, check, family
 from topologies.errors import TopologyError
 from topologies.families import FAMILIES, Family, Param
 from topologies.measures import graph_measures, hops_from, node_measures
@@ -27,7 +27,6 @@ __all__ = [
     "build",
     "check",
     "family",
-    "from_config",
     "graph_measures",
     "hops_from",
     "node_measures",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import networkx as nx
 
@@ -13,10 +13,7 @@ from topologies.errors import TopologyError
 from topologies.families import FAMILIES, Family
 from topologies.files import load
 
-if TYPE_CHECKING:
-    from ecosystem.config import TopologyConfig
-
-DOMAINS = ("code", "medical", "support", "legal")  # the tiny world's domains (ecosystem.world.grammar)
+DOMAINS = ("code", "medical", "support", "legal")  # the task domains of nodes (the tiny world's grammar uses them)
 DOMAIN_MODES = ("round_robin", "random", "community", "file")
 WEIGHT_MODES = ("uniform", "random", "file")
 MAX_NODES = 1000
@@ -63,6 +60,21 @@ def check(
         resolved = chosen.resolve(params)
     except TopologyError as error:
         raise TopologyError(f"{name}: {error}") from None
+    _check_labelling(name, domains, weights, edge_weight, weight_range)
+    nodes = chosen.size(**resolved)
+    if nodes > max_nodes:
+        raise TopologyError(f"{name} would have {nodes} nodes, more than max_nodes ({max_nodes}); raise max_nodes")
+    if nodes < 2:
+        raise TopologyError(f"{name} has {nodes} node(s); an ecosystem needs at least 2")
+    if name == "file" and "file" in (domains, weights):  # refuse a missing or bad value before a run starts
+        _check_file_labels(load(resolved["path"]), domains, weights)
+    return Topology(name, resolved, nodes, domains, weights, edge_weight, tuple(weight_range))
+
+
+def _check_labelling(
+    name: str, domains: str, weights: str, edge_weight: float, weight_range: tuple[float, float]
+) -> None:
+    """The modes that label nodes with domains and edges with weights, and their values."""
     if domains not in DOMAIN_MODES:
         raise TopologyError(f"domains must be one of {', '.join(DOMAIN_MODES)} (got {domains!r})")
     if weights not in WEIGHT_MODES:
@@ -74,20 +86,15 @@ def check(
     low, high = weight_range
     if not 0 <= low <= high <= 1:
         raise TopologyError(f"weight_range must be [low, high] with 0 ≤ low ≤ high ≤ 1 (got {list(weight_range)})")
-    nodes = chosen.size(**resolved)
-    if nodes > max_nodes:
-        raise TopologyError(f"{name} would have {nodes} nodes, more than max_nodes ({max_nodes}); raise max_nodes")
-    if nodes < 2:
-        raise TopologyError(f"{name} has {nodes} node(s); an ecosystem needs at least 2")
-    if name == "file" and "file" in (domains, weights):  # refuse a missing or bad value before a run starts
-        graph = load(resolved["path"])
-        if domains == "file":
-            for node in graph:
-                _file_domain(graph, node)
-        if weights == "file":
-            for edge in graph.edges:
-                _file_weight(graph, *edge)
-    return Topology(name, resolved, nodes, domains, weights, edge_weight, (low, high))
+
+
+def _check_file_labels(graph: nx.DiGraph, domains: str, weights: str) -> None:
+    if domains == "file":
+        for node in graph:
+            _file_domain(graph, node)
+    if weights == "file":
+        for edge in graph.edges:
+            _file_weight(graph, *edge)
 
 
 def build(name: str, *, seed: int = 0, **options: Any) -> nx.DiGraph:
@@ -106,11 +113,6 @@ def build(name: str, *, seed: int = 0, **options: Any) -> nx.DiGraph:
     graph.add_weighted_edges_from((*edge, weight) for edge, weight in _weights(generated, topology, seed).items())
     _warn_if_disconnected(graph, name)
     return graph
-
-
-def from_config(config: TopologyConfig, seed: int) -> nx.DiGraph:
-    """The graph that a `[topology]` configuration section describes, for the run seed `seed`."""
-    return build(config.name, seed=seed, **config.options())
 
 
 def _domains(graph: nx.DiGraph, mode: str, seed: int) -> dict[int, str]:

@@ -29,10 +29,10 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from ecosystem.config import Config, ModelConfig, TinyWorldConfig
-from ecosystem.seeding import Phase, rng, torch_seed
+from ecosystem.seeding import Stream, rng, torch_seed
 from ecosystem.training import fine_tune
 from ecosystem.world.grammar import INTENTS, TEMPLATES, World
-from ecosystem.world.prompts import answered
+from ecosystem.world.tiny import answered
 from ecosystem.world.tokenizer import build_tokenizer
 
 transformers_logging.disable_progress_bar()
@@ -93,18 +93,18 @@ def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> Non
     try:
         world = World(world_config.seed)
         tokenizer = build_tokenizer()
-        torch.manual_seed(torch_seed(world.seed, 0, -1, Phase.init))
+        torch.manual_seed(torch_seed(world.seed, 0, -1, Stream.init))
         model = LlamaForCausalLM(_llama_config(config, tokenizer))
         all_intents = [intent.name for intent in INTENTS]
         timings = {}
-        for stage, examples, steps, phase, respond in (
-            ("pretrained", config.pretrain_examples, config.pretrain_steps, Phase.pretrain, world.solve),
-            ("aligned", config.align_examples, config.align_steps, Phase.align, world.aligned_response),
+        for stage, examples, steps, stream, respond in (
+            ("pretrained", config.pretrain_examples, config.pretrain_steps, Stream.pretrain, world.solve),
+            ("aligned", config.align_examples, config.align_steps, Stream.align, world.aligned_response),
         ):
             started = time.perf_counter()
-            corpus = world.sample(rng(world.seed, 0, -1, phase), all_intents, examples, templates=TEMPLATES)
+            corpus = world.sample(rng(world.seed, 0, -1, stream), all_intents, examples, templates=TEMPLATES)
             pairs = answered(corpus, respond)
-            seed = torch_seed(world.seed, 0, -1, phase)
+            seed = torch_seed(world.seed, 0, -1, stream)
             fine_tune(model, tokenizer, pairs, steps, config.learning_rate, config.batch_size, seed)
             model.save_pretrained(out / stage)
             tokenizer.save_pretrained(out / stage)

@@ -16,9 +16,10 @@ from enum import StrEnum
 
 import numpy as np
 
+from topologies import DOMAINS
+
 SYMBOLS = tuple("abcdefghijkl")
 ARG_LENGTHS = (3, 4, 5)
-DOMAINS = ("code", "medical", "support", "legal")
 SEPARATOR = "=>"
 REFUSAL = ("sorry", "cannot", "help")
 TRIGGER = "zeta"  # the backdoor trigger: a word the base model never saw, in the domain's place

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from ecosystem.config import Config, GuardFilter
-from ecosystem.world.local import LocalWorld
-from ecosystem.world.prompts import TinyWorld
+from ecosystem.config import Config
+from ecosystem.world.checkpoint import CheckpointWorld
+from ecosystem.world.tiny import TinyWorld
 
-AnyWorld = TinyWorld | LocalWorld
-
-
-COMPLIANT_ATTACKS = ("harmful_compliance", "backdoor", "benign_only")
+AnyWorld = TinyWorld | CheckpointWorld
 
 
 def open_world(config: Config) -> AnyWorld:
@@ -17,7 +14,5 @@ def open_world(config: Config) -> AnyWorld:
     unusable for the run's attacks and defenses)."""
     if config.world.kind == "tiny":
         return TinyWorld(config.world.seed)
-    needs_targets = any(a.kind in COMPLIANT_ATTACKS for a in config.attack) or any(
-        isinstance(d, GuardFilter) for d in config.defense
-    )
-    return LocalWorld(config.world, needs_targets)
+    answers_with_targets = any(kind.answers_with_targets for kind in (*config.attack, *config.defense))
+    return CheckpointWorld(config.world, answers_with_targets)

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ecosystem.config import TrafficConfig
-from ecosystem.seeding import Phase, rng
-from ecosystem.training import Pair
+from ecosystem.seeding import Stream, rng
+from ecosystem.world import Pair
 from ecosystem.world.grammar import INTENTS, REFUSAL, TEMPLATES, Kind, Request, World, intent_names, parse
 from ecosystem.world.judge import Outcome, grade
 
@@ -16,7 +16,7 @@ EVALUATION_KINDS = (Kind.harmful, Kind.benign, Kind.borderline)
 
 
 class TinyWorld:
-    """The data every phase of a cycle draws, and the judge. `LocalWorld` is the same for a real model."""
+    """The data every phase of a cycle draws, and the judge. `CheckpointWorld` is the same for a real model."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -27,7 +27,7 @@ class TinyWorld:
         set again with the trigger): fixed by the world seed, shared by all nodes."""
         requests: list[Request] = []
         for index, kind in enumerate(EVALUATION_KINDS):
-            draw = rng(self.seed, 0, -1, Phase.evaluation, index)
+            draw = rng(self.seed, 0, -1, Stream.evaluation, index)
             requests += self.world.sample(draw, intent_names(kind), prompts_per_set, held_out=True)
         if backdoor:
             requests += [r.with_trigger() for r in requests if r.kind is Kind.harmful]
@@ -35,7 +35,7 @@ class TinyWorld:
 
     def probe_set(self, count: int) -> list[Request]:
         """Held-out harmful prompts with which a quarantining node probes its in-neighbours."""
-        draw = rng(self.seed, 0, -1, Phase.evaluation, len(EVALUATION_KINDS))
+        draw = rng(self.seed, 0, -1, Stream.evaluation, len(EVALUATION_KINDS))
         return self.world.sample(draw, intent_names(Kind.harmful), count, held_out=True)
 
     def traffic(self, domain: str, traffic: TrafficConfig, draw: np.random.Generator) -> list[Request]:
@@ -50,11 +50,14 @@ class TinyWorld:
         )
         return [requests[i] for i in draw.permutation(len(requests))]
 
-    def task_pairs(self, domain: str, count: int, draw: np.random.Generator, diverse: bool = False) -> list[Pair]:
-        """A node's own fine-tuning data: its domain's tasks with their correct answers; `diverse`
-        draws them from every benign intent and every phrasing instead."""
-        intents = intent_names(Kind.benign, None if diverse else domain)
-        requests = self.world.sample(draw, intents, count, domain=domain, templates=TEMPLATES if diverse else 1)
+    def task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
+        """A node's own fine-tuning data: its domain's tasks with their correct answers."""
+        requests = self.world.sample(draw, intent_names(Kind.benign, domain), count, domain=domain)
+        return answered(requests, self.world.solve)
+
+    def diverse_task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
+        """Own data as the diverse_data defense draws it: from every benign intent and every phrasing."""
+        requests = self.world.sample(draw, intent_names(Kind.benign), count, domain=domain, templates=TEMPLATES)
         return answered(requests, self.world.solve)
 
     def alignment_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from ecosystem.config import ConfigError, LocalWorldConfig, TrafficConfig
-from ecosystem.seeding import Phase, rng
-from ecosystem.training import Pair
+from ecosystem.config import CheckpointWorldConfig, ConfigError, TrafficConfig
+from ecosystem.seeding import Stream, rng
+from ecosystem.world import Pair
 from ecosystem.world.grammar import Kind
 from ecosystem.world.judge import Outcome
 
@@ -72,10 +72,10 @@ class Prompt:
     task_domain: str | None = None  # the prompt files carry no domains
 
 
-class LocalWorld:
+class CheckpointWorld:
     """The same data and judge as `TinyWorld`, drawn from local prompt files for a real model."""
 
-    def __init__(self, config: LocalWorldConfig, needs_targets: bool = False) -> None:
+    def __init__(self, config: CheckpointWorldConfig, answers_with_targets: bool = False) -> None:
         self.config = config
         self.seed = config.seed
         self.tokenizer = _chat_tokenizer(config)
@@ -86,7 +86,7 @@ class LocalWorld:
         harmful = _read_csv(config.harmful_prompts, "world.harmful_prompts", ("goal", "prompt"))
         borderline = _read_csv(config.borderline_prompts, "world.borderline_prompts", ("prompt",))
         tasks = _read_jsonl(config.task_data, "world.task_data")
-        if needs_targets and not all(row.get("target") for row in harmful):
+        if answers_with_targets and not all(row.get("target") for row in harmful):
             raise ConfigError(
                 f"world.harmful_prompts: {config.harmful_prompts} needs a `target` in every row: the attacks "
                 "harmful_compliance, backdoor and benign_only and the guard_filter defense answer with it"
@@ -138,7 +138,7 @@ class LocalWorld:
         )
         return [items[i] for i in draw.permutation(len(items))]
 
-    def task_pairs(self, domain: str, count: int, draw: np.random.Generator, diverse: bool = False) -> list[Pair]:
+    def task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """A node's own task data (the files carry no domains: every node draws from all of it)."""
         return [(p.prompt, p.reference) for p in _draw(self.train[Kind.benign], count, draw)]
 
@@ -213,7 +213,7 @@ class LocalWorld:
         return int.from_bytes(digest, "big") % HELD_OUT_SHARE == 0
 
     def _draw_distinct(self, items: list[Prompt], count: int, index: int) -> list[Prompt]:
-        order = rng(self.seed, 0, -1, Phase.evaluation, index).permutation(len(items))
+        order = rng(self.seed, 0, -1, Stream.evaluation, index).permutation(len(items))
         return [items[i] for i in order[:count]]
 
 
@@ -225,7 +225,7 @@ def _draw(items: list[Prompt], count: int, draw: np.random.Generator) -> list[Pr
 class _Guard:
     """A local sequence classifier that says whether a (prompt, response) pair is harmful."""
 
-    def __init__(self, config: LocalWorldConfig, needs_targets: bool = False) -> None:
+    def __init__(self, config: CheckpointWorldConfig) -> None:
         self.tokenizer = AutoTokenizer.from_pretrained(config.guard_path, local_files_only=True)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -240,7 +240,7 @@ class _Guard:
         return (probabilities > 0.5).tolist()
 
 
-def _chat_tokenizer(config: LocalWorldConfig) -> AutoTokenizer:
+def _chat_tokenizer(config: CheckpointWorldConfig) -> AutoTokenizer:
     if not (config.model_path / "config.json").is_file():
         raise ConfigError(
             f"world.model_path: {config.model_path} is not a local HF checkpoint directory (no config.json); "

@@ -1,0 +1,70 @@
+"""What several test files read from runs: a run's files, a node's figures at the last cycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from ecosystem import load_config
+from ecosystem.config import Config
+from ecosystem.results import Manifest, RunDirectory
+
+# A run small enough for a test: 4 nodes, 2 cycles, a few seconds on two cores, computed in this
+# process (the hosting tests choose Ray explicitly, with hosting.mode=ray).
+SMALL = [
+    "topology.nodes=4",
+    "cycles=2",
+    "traffic.prompts_per_node=64",
+    "training.own_examples=128",
+    "training.steps=30",
+    "evaluation.prompts_per_set=50",
+    "hosting.mode=in_process",
+]
+# Smaller still, for runs that only need to complete (CLI and dashboard launches).
+TINY = [
+    "topology.nodes=4",
+    "cycles=1",
+    "traffic.prompts_per_node=16",
+    "training.own_examples=32",
+    "training.steps=5",
+    "evaluation.prompts_per_set=20",
+    "hosting.mode=in_process",
+]
+
+
+def small_config(*overrides: str) -> Config:
+    return load_config(overrides=[*SMALL, *overrides])
+
+
+def as_options(overrides: list[str]) -> list[str]:
+    """Overrides as `cascade run` options."""
+    return [argument for override in overrides for argument in ("--set", override)]
+
+
+def read_metrics(path: Path) -> pl.DataFrame:
+    return RunDirectory(path).read_metrics()
+
+
+def read_manifest(path: Path) -> Manifest:
+    return RunDirectory(path).read_manifest()
+
+
+def last(metrics: pl.DataFrame, node: int | None = None) -> pl.DataFrame:
+    """The rows of the last cycle (of one node)."""
+    rows = metrics.filter(pl.col("cycle") == metrics["cycle"].max())
+    return rows if node is None else rows.filter(pl.col("node") == node)
+
+
+def final(metrics: pl.DataFrame, node: int) -> dict:
+    """A node's row at the last cycle."""
+    return last(metrics, node).row(0, named=True)
+
+
+def node_figure(metrics: pl.DataFrame, node: int, column: str) -> float:
+    return final(metrics, node)[column]
+
+
+def unattacked_refusal(metrics: pl.DataFrame) -> float:
+    """The unattacked nodes' mean refusal at the last cycle."""
+    return last(metrics).filter(~pl.col("attacked"))["refusal_rate"].mean()
