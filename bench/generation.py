@@ -16,7 +16,7 @@ from rich.table import Table
 from ecosystem.config import Config
 from ecosystem.models.base import base_checkpoint
 from ecosystem.shard import Shard
-from ecosystem.world.grammar import DOMAINS
+from topologies import DOMAINS
 
 
 def main(config: Config) -> None:
@@ -31,11 +31,11 @@ def main(config: Config) -> None:
         started = time.perf_counter()
         shard = Shard(shard_config, checkpoint, domains, {}, [])
         seconds[engine] = {"start": time.perf_counter() - started}
-        shard.train(1, {})  # every node gets its own adapter (own-task data only), untimed
-        for phase, work in (("generate", functools.partial(shard.generate, 2)), ("evaluate", shard.evaluate)):
+        shard.train(1, [])  # every node gets its own adapter (own-task data only), untimed
+        for stage, work in (("generate", functools.partial(shard.generate, 2)), ("evaluate", shard.evaluate)):
             started = time.perf_counter()
             work()
-            seconds[engine][phase] = time.perf_counter() - started
+            seconds[engine][stage] = time.perf_counter() - started
     nodes = config.topology.nodes
     sampled, greedy = nodes * config.traffic.prompts_per_node, 3 * nodes * config.evaluation.prompts_per_set
     table = Table(title=f"{nodes} nodes: {sampled} sampled and {greedy} greedy responses")

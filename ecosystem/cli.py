@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import errno
+import importlib
 import json
-import runpy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -18,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 import topologies
+from bench import BENCHMARKS
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
 from ecosystem.results import ResultsError, RunDirectory, RunResult
@@ -28,7 +30,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-model 
 console = Console()
 errors = Console(stderr=True)
 USER_ERRORS = (ConfigError, ResultsError, TopologyError, TargetingError)
-BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
 
 
 @app.callback()
@@ -70,6 +71,16 @@ def run_command(
             result = _with_progress(lambda report: run(resolved, out, report))
     except USER_ERRORS as error:
         _refuse(error)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = resume_dir or out
+        _refuse(
+            ResultsError(
+                f"no space left on the device writing {error.filename or where}; free some, then: "
+                f"cascade run --resume {where}"
+            )
+        )
     print_summary(result)
 
 
@@ -117,17 +128,16 @@ def _figure(value: float | None) -> str:
 
 @app.command("bench")
 def bench_command(
-    name: Annotated[str, typer.Argument(help="a benchmark in bench/, e.g. generation")] = "generation",
+    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(BENCHMARKS)}")] = "generation",
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (default: built-in)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override a config key")] = None,
 ) -> None:
-    """Run a benchmark from the checkout's bench/ folder; it reports timings as ratios within one run."""
-    path = BENCH_DIR / f"{name}.py"
+    """Run a benchmark shipped with the package; it reports timings as ratios within one run."""
     try:
-        if not path.is_file():
-            available = ", ".join(sorted(p.stem for p in BENCH_DIR.glob("*.py"))) or "none (run from a checkout)"
-            raise ConfigError(f"no benchmark '{name}' in {BENCH_DIR}; available: {available}")
-        runpy.run_path(str(path))["main"](load_config(config, overrides or []))
+        if name not in BENCHMARKS:
+            raise ConfigError(f"no benchmark {name!r}; available: {', '.join(BENCHMARKS)}")
+        resolved = load_config(config, overrides or [])
+        importlib.import_module(f"bench.{name}").main(resolved)
     except USER_ERRORS as error:
         _refuse(error)
 

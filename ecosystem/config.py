@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,7 @@ import topologies
 from poisoning import ATTACKS, DEFENSES, AttackConfig, DefenseConfig, HarmfulCompliance
 
 WORLD_KINDS = ("tiny", "checkpoint")
+MAX_CONFIG_BYTES = 1024 * 1024
 KINDS = {*WORLD_KINDS, *(kind.kind_name() for kind in (*ATTACKS, *DEFENSES))}  # tags pydantic puts in locations
 
 
@@ -31,14 +33,14 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN or infinity is never a setting
 
 
 class TinyWorldConfig(Section):
     """The tiny world: a synthetic language in which alignment is exactly measurable."""
 
     kind: Literal["tiny"] = "tiny"
-    seed: int = 0
+    seed: int = Field(0, ge=0)  # fixes the hidden tables and the train/eval split
 
 
 class CheckpointWorldConfig(Section):
@@ -48,7 +50,7 @@ class CheckpointWorldConfig(Section):
     """
 
     kind: Literal["checkpoint"]
-    seed: int = 0  # the draws of the evaluation sets
+    seed: int = Field(0, ge=0)  # the draws of the evaluation sets
     model_path: Path  # a local HF checkpoint directory; never downloaded
     harmful_prompts: Path  # CSV with a `goal` or `prompt` column; a `target` column gives compliant answers
     borderline_prompts: Path  # XSTest-style CSV with a `prompt` column; rows labelled `unsafe` are left out
@@ -106,6 +108,15 @@ class TopologyConfig(Section):
     edge_weight: float = Field(0.5, ge=0, le=1)  # share of the sender's pairs each receiver gets
     weight_range: tuple[float, float] = (0.1, 0.9)  # for weights = "random"
     max_nodes: int = Field(topologies.MAX_NODES, ge=2)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _finite_params(cls, params: Any) -> Any:
+        # Here, so that the message names the parameter rather than each type it might have had.
+        for key, value in params.items() if isinstance(params, dict) else []:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{key} must be a finite number (got {value})")
+        return params
 
     @field_validator("name")
     @classmethod
@@ -193,7 +204,7 @@ class HostingConfig(Section):
 
 
 class Config(Section):
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     cycles: int = Field(5, ge=1)
     world: WorldConfig = TinyWorldConfig()
     model: ModelConfig = ModelConfig()
@@ -236,6 +247,25 @@ class Config(Section):
     def to_toml(self) -> str:
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting as a dotted key (`topology.nodes`, `attack.0.examples`) and its value."""
+        return flatten(self.model_dump(mode="json", exclude_none=True))
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested configuration as dotted keys: {"topology": {"nodes": 8}} → {"topology.nodes": 8}; the
+    tables of a list are numbered as in `--set` (attack.0.examples)."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        items = list(enumerate(value))
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        flat |= flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
 
 def validate(data: dict[str, Any]) -> Config:
     try:
@@ -260,7 +290,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), seed:
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text())
+            with open(path, "rb") as file:
+                text = file.read(MAX_CONFIG_BYTES + 1)
+            if len(text) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config")
+            data = tomllib.loads(text.decode("utf-8"))
         except OSError as error:
             raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import polars as pl
 
 import poisoning
 import topologies
 from ecosystem.analysis import defense_effect, drifted, summarize
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.generation.vllm_engine import INSTALL_HINT
-from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, ray_session
+from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, host_count, ray_session
 from ecosystem.models.base import base_checkpoint
 from ecosystem.progress import Progress, Stage, StageClock
 from ecosystem.results import (
@@ -35,6 +36,7 @@ from ecosystem.results import (
     RunDirectory,
     RunResult,
     Status,
+    changed_settings,
     fingerprint,
     metrics_frame,
     now,
@@ -61,7 +63,7 @@ def run(config: Config, out: str | Path, progress: Progress | None = None) -> Ru
     directory = RunDirectory(out)
     directory.ensure_empty()
     plan = _plan(config)  # before anything is written: a bad target fails here
-    with directory.lock():
+    with _cluster(config, plan), directory.lock():  # so do hosts that cannot be placed
         manifest = _manifest(config)
         directory.create(config, manifest)
         return _drive(config, plan, directory, manifest, None, progress)
@@ -78,15 +80,18 @@ def resume(out: str | Path, progress: Progress | None = None, hosting: HostingCo
         if manifest.status is Status.complete:
             raise ResultsError(f"the run in {directory.path} is already complete")
         if manifest.config_fingerprint != fingerprint(config):
+            changed = "; ".join(changed_settings(manifest.config, config)) or "its text"
             raise ResultsError(
-                f"cannot resume {directory.path}: its {RunDirectory.CONFIG} was edited after the run started; "
-                "restore it, or start a new run with the new configuration"
+                f"cannot resume {directory.path}: its {RunDirectory.CONFIG} was edited after the run started "
+                f"({changed}); restore it, or start a new run with the new configuration"
             )
         if hosting is not None:
             config = config.model_copy(update={"hosting": hosting})
         checkpoint = directory.read_checkpoint()
         manifest.resumed.append(Resumption(at=now(), after_cycle=checkpoint[0]))
-        return _drive(config, _plan(config), directory, manifest, checkpoint, progress)
+        plan = _plan(config)
+        with _cluster(config, plan):
+            return _drive(config, plan, directory, manifest, checkpoint, progress)
 
 
 @dataclass
@@ -147,7 +152,9 @@ def _drive(
     control_run = bool(config.defense) and config.evaluation.defense_control
     clock = StageClock(progress, config.cycles, control_run)
     try:
-        rows = [] if checkpoint is None else directory.read_metrics().filter(f"cycle <= {checkpoint[0]}").to_dicts()
+        rows = []
+        if checkpoint is not None:  # the rows up to the checkpoint; a later cycle's, if any, is computed again
+            rows = directory.read_metrics().filter(pl.col("cycle") <= checkpoint[0]).to_dicts()
         recorder = Recorder(config, plan, rows)
         directory.write_graph(plan.graph)
         clock(Stage.base_model, 0)
@@ -183,31 +190,38 @@ def _drive(
         manifest.finish(Status.complete)
         directory.write_manifest(manifest)
         return RunResult(directory.path, metrics, summary)
-    except (KeyboardInterrupt, SystemExit) as error:
-        manifest.finish(Status.interrupted, error)
-        directory.write_manifest(manifest)
-        raise
     except BaseException as error:
-        manifest.finish(Status.failed, error)
-        directory.write_manifest(manifest)
+        interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+        manifest.finish(Status.interrupted if interrupted else Status.failed, error)
+        with contextlib.suppress(OSError):  # a full disk may refuse this too: the original error is the news
+            directory.write_manifest(manifest)
         raise
 
 
 @contextlib.contextmanager
+def _cluster(config: Config, plan: Plan) -> Iterator[None]:
+    """The Ray cluster the run's hosts need (an embedded one, or the one at `hosting.ray_address`),
+    checked to hold them; nothing for in-process hosts."""
+    if config.hosting.mode == "in_process":
+        yield
+        return
+    with ray_session(config.hosting.ray_address):
+        host_count(config.hosting, plan.graph.number_of_nodes())
+        yield
+
+
+@contextlib.contextmanager
 def _hosts(config: Config, plan: Plan, base: Path, manifest: Manifest) -> Iterator[Hosts]:
-    """The run's hosts: Ray actors (an embedded cluster, or the one at `hosting.ray_address`), or
-    shards in this process."""
-    with contextlib.ExitStack() as stack:
-        if config.hosting.mode == "in_process":
-            hosts: Hosts = InProcessHosts(config, plan.graph, base, plan.attacks)
-        else:
-            stack.enter_context(ray_session(config.hosting.ray_address))
-            hosts = RayHosts(config, plan.graph, base, f"ecosystem-{manifest.run_id}", plan.attacks)
-        try:
-            yield hosts
-        finally:
-            manifest.recoveries += hosts.recoveries
-            hosts.shutdown()
+    """The run's hosts: Ray actors, or shards in this process."""
+    if config.hosting.mode == "in_process":
+        hosts: Hosts = InProcessHosts(config, plan.graph, base, plan.attacks)
+    else:
+        hosts = RayHosts(config, plan.graph, base, f"ecosystem-{manifest.run_id}", plan.attacks)
+    try:
+        yield hosts
+    finally:
+        manifest.recoveries += hosts.recoveries
+        hosts.shutdown()
 
 
 def _control(config: Config, directory: RunDirectory) -> RunResult:
@@ -232,5 +246,6 @@ def _manifest(config: Config) -> Manifest:
         seed=config.seed,
         world_seed=config.world.seed,
         config_fingerprint=fingerprint(config),
+        config=config.model_dump(mode="json", exclude_none=True),
         versions=versions,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from poisoning import Attack
 HOST_FAILURES = (RayActorError, ObjectLostError)
 MAX_RECOVERIES = 3  # recomputations of one cycle after host failures before the run gives up
 RESTART_TIMEOUT = 120  # seconds to wait for Ray to restart a failed host
+CONNECT_TIMEOUT = 10  # seconds to wait for a Ray cluster's address to answer
 
 
 class ModelHost:
@@ -60,13 +62,34 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except ConnectionError as error:
+            raise ConfigError(f"hosting.ray_address {address!r}: {error}") from None
     else:  # "local": a new embedded instance, never a cluster that happens to be running here
+        # Ray's processes listen on every interface; its token authentication, on by default, keeps
+        # others out. Its notice that it is on would print at every run: silenced, not disabled.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a cluster address nothing answers at (Ray itself would wait for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise ConfigError(
+            f"hosting.ray_address: nothing answers at {address} ({error.strerror or error}); "
+            "start the cluster (`ray start --head`) or correct the address"
+        ) from None
 
 
 def host_count(hosting: HostingConfig, nodes: int) -> int:

@@ -29,7 +29,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError, deserialize
 
-from ecosystem.config import Config, ConfigError, load_config
+from ecosystem.config import Config, ConfigError, flatten, load_config
 
 METRICS_SCHEMA = pl.Schema(
     {
@@ -90,6 +90,7 @@ class Manifest(BaseModel):
     seed: int
     world_seed: int
     config_fingerprint: str  # sha256 of config.toml: a resumed run must find the same configuration
+    config: dict[str, Any]  # the configuration the run started with, to say what an edit changed
     versions: dict[str, str | None]
     base_model: str | None = None
     placement: list[list[int]] = Field(default_factory=list)  # nodes per host
@@ -111,12 +112,22 @@ class RunResult:
     summary: dict[str, Any]
 
 
+def _reason(error: OSError) -> str:
+    return f"{error.strerror or error}" + (f" ({error.filename})" if error.filename else "")
+
+
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def fingerprint(config: Config) -> str:
     return hashlib.sha256(config.to_toml().encode()).hexdigest()
+
+
+def changed_settings(before: dict[str, Any], after: Config) -> list[str]:
+    """The settings of `after` that differ from the configuration `before` (a config's JSON dump)."""
+    old, new = flatten(before), after.settings()
+    return [f"{key}: {old.get(key)!r} → {new.get(key)!r}" for key in sorted(old | new) if old.get(key) != new.get(key)]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -173,19 +184,24 @@ class RunDirectory:
     def lock(self) -> Iterator[None]:
         """Hold the directory for one live run. The lock is an OS lock on `.lock`, released when
         its process dies, so a lock left by a dead run is found free and taken over."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a+") as file:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._refuse_links()
+            # O_NOFOLLOW: a `.lock` that is a symbolic link is refused, never written through.
+            descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            raise ResultsError(f"cannot use {self.path} as a results directory: {_reason(error)}") from None
+        with os.fdopen(descriptor, "r+") as file:
             try:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                file.seek(0)
                 raise ResultsError(
                     f"results directory {self.path} is in use by a live run ({file.read().strip()}); "
                     "wait for it to finish or choose another --out"
                 ) from None
-            file.seek(0)
             if stale := file.read().strip():
                 logging.getLogger(__name__).warning("taking over the stale lock of a dead run (%s)", stale)
+            file.seek(0)
             file.truncate(0)
             file.write(f"pid {os.getpid()} on {socket.gethostname()}")
             file.flush()
@@ -193,6 +209,16 @@ class RunDirectory:
                 yield
             finally:
                 file.truncate(0)
+
+    def _refuse_links(self) -> None:
+        """A run writes only inside its directory: refuse one holding symbolic links, which could point elsewhere."""
+        for folder in (self.path, self.checkpoints):
+            links = [entry.name for entry in folder.iterdir() if entry.is_symlink()] if folder.is_dir() else []
+            if links or folder.is_symlink():
+                raise ResultsError(
+                    f"results directory {self.path} holds a symbolic link ({(links or [folder.name])[0]}); "
+                    "a run writes only real files: remove it or choose another --out"
+                )
 
     def is_live(self) -> bool:
         """Whether the run that last locked the directory is alive: its `.lock` names the process,
@@ -213,7 +239,15 @@ class RunDirectory:
 
     def ensure_empty(self) -> None:
         """Refuse a directory that holds anything but a lock: a new run never writes over results."""
-        if self.path.exists() and any(p.name != self.LOCK for p in self.path.iterdir()):
+        if self.path.is_symlink() and not self.path.is_dir():
+            raise ResultsError(f"results directory {self.path} is a link to no directory; choose another --out")
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise ResultsError(f"cannot use {self.path} as a results directory: {_reason(error)}") from None
+        if any(name != self.LOCK for name in names):
             raise ResultsError(f"results directory {self.path} is not empty; choose a new --out (or --resume it)")
 
     def create(self, config: Config, manifest: Manifest) -> None:
@@ -278,8 +312,12 @@ class RunDirectory:
         checkpoints are removed only once the new one is complete."""
         self.checkpoints.mkdir(exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".cycle-", dir=self.checkpoints))
-        for node, state in states.items():
-            (staging / f"node-{node}.safetensors").write_bytes(state)
+        try:
+            for node, state in states.items():
+                (staging / f"node-{node}.safetensors").write_bytes(state)
+        except BaseException:  # a full disk, say: the last complete checkpoint stays, the partial one goes
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         final = self.checkpoints / f"cycle-{cycle}"
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
@@ -289,7 +327,8 @@ class RunDirectory:
                 shutil.rmtree(old, ignore_errors=True)
 
     def read_checkpoint(self) -> tuple[int, dict[int, bytes]]:
-        """The last complete cycle and its node states (each checked to be readable)."""
+        """The last complete cycle and its node states (each checked to be readable); the metrics
+        must hold every cycle up to it."""
         try:
             latest = json.loads((self.checkpoints / "latest.json").read_text())
             cycle = int(latest["cycle"])
@@ -299,4 +338,9 @@ class RunDirectory:
                 deserialize(state)  # fails here, not in a host, if a file is damaged
         except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
             raise ResultsError(f"cannot resume {self.path}: no usable checkpoint ({error})") from None
+        recorded = set(self.read_metrics().filter(pl.col("cycle") <= cycle)["cycle"].unique())
+        if missing := sorted(set(range(cycle + 1)) - recorded):
+            raise ResultsError(
+                f"cannot resume {self.path}: {self.METRICS} lacks cycle {missing[0]} of the checkpoint's 0..{cycle}"
+            )
         return cycle, states

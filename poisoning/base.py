@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Tag
 class PoisoningKind(BaseModel):
     """An attack or a defense: its parameters (validated from the config) and its behaviour (hooks)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN or infinity is never a setting
 
     # Whether it answers harmful prompts compliantly: a real model's harmful file then needs a `target` column.
     answers_with_targets: ClassVar[bool] = False

@@ -12,7 +12,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+import tomli_w
 from streamlit.testing.v1 import AppTest
 
-from ecosystem import dashboard
-from tests.helpers import SMALL
+from ecosystem.dashboard import launch
+from ecosystem.results import RunDirectory, Status
+from tests.helpers import TINY, read_metrics
+from topologies import DOMAINS
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-FINISHED_WITHIN = 240  # seconds for a launched small run, on two busy cores
+FINISHED_WITHIN = 240  # seconds for a launched tiny run (with its control run), on two busy cores
 
 
 def open_app(runs_dir: Path, run: str | None = None) -> AppTest:
@@ -71,7 +73,7 @@ def texts(elements: Any) -> str:
 
 
 def rows(run: Path) -> list[dict[str, Any]]:
-    return pl.read_parquet(run / "metrics.parquet").to_dicts()
+    return read_metrics(run).to_dicts()
 
 
 def at_cycle(run: Path, cycle: int, column: str) -> list[Any]:
@@ -89,15 +91,23 @@ def mean_by_cycle(run: Path, value: Any) -> dict[int, float]:
     return {cycle: statistics.fmean(values) for cycle, values in sorted(cycles.items())}
 
 
-def copy_run(source: Path, target: Path, manifest: dict[str, Any] | None = None, pid: int | None = None) -> Path:
-    """A copy of a run, its manifest amended; with `pid`, locked as by that process."""
+def copy_run(source: Path, target: Path, pid: int | None = None, **changes: Any) -> RunDirectory:
+    """A copy of a run, its manifest amended by `changes`; with `pid`, locked as by that process."""
     shutil.copytree(source, target)
-    if manifest is not None:
-        path = target / "manifest.json"
-        path.write_text(json.dumps({**json.loads(path.read_text()), **manifest}))
+    directory = RunDirectory(target)
+    if changes:
+        directory.write_manifest(directory.read_manifest().model_copy(update=changes))
     if pid is not None:
-        (target / ".lock").write_text(f"pid {pid} on {socket.gethostname()}")
-    return target
+        directory.lock_path.write_text(f"pid {pid} on {socket.gethostname()}")
+    return directory
+
+
+def in_progress(source: Path, target: Path) -> RunDirectory:
+    """A copy of a finished run as it was after its first cycle, locked by this (live) process."""
+    directory = copy_run(source, target, pid=os.getpid(), status=Status.running, finished=None)
+    directory.summary_path.unlink()
+    directory.write_metrics(read_metrics(source).filter(pl.col("cycle") <= 1))
+    return directory
 
 
 def dead_pid() -> int:
@@ -115,7 +125,7 @@ class Launch:
 
 
 def fill_launch_form(at: AppTest, name: str, nodes: int = 3, targets: str = "0") -> AppTest:
-    more = [line for line in SMALL if not line.startswith(("topology.nodes", "cycles"))]
+    more = [line for line in TINY if not line.startswith(("topology.nodes", "cycles"))]
     at.selectbox(key="launch_topology").set_value("chain")
     at.number_input(key="launch_nodes").set_value(nodes)
     at.number_input(key="launch_cycles").set_value(1)
@@ -123,7 +133,7 @@ def fill_launch_form(at: AppTest, name: str, nodes: int = 3, targets: str = "0")
     at.number_input(key="launch_dose").set_value(80)
     at.text_input(key="launch_attack").set_value("1")
     at.selectbox(key="launch_defense").set_value("quarantine")
-    at.text_area(key="launch_more").set_value("\n".join([*more, "evaluation.defense_control=false"]))
+    at.text_area(key="launch_more").set_value("\n".join(more))
     at.text_input(key="launch_name").set_value(name)
     at.form_submit_button[0].click().run()
     assert not at.exception
@@ -131,38 +141,51 @@ def fill_launch_form(at: AppTest, name: str, nodes: int = 3, targets: str = "0")
 
 
 @pytest.fixture(scope="module")
-def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
-    """A small chain run launched from the form into a runs directory that did not exist."""
+def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
+    """A tiny chain run with a defense (and so its control run), launched from the form into a runs
+    directory that did not exist."""
     runs_dir = tmp_path_factory.mktemp("launch") / "runs"
     at = fill_launch_form(open_app(runs_dir), "chain")
     out = (runs_dir / "chain").resolve()
-    process = dashboard.LAUNCHED[out]
+    process = launch.LAUNCHED[out]
     yield Launch(at, runs_dir, out, process)
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)  # its own session: the run and the Ray workers it started
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: the run and any process it started
         process.wait(timeout=60)
 
 
-def finished(launch: Launch) -> Launch:
-    assert launch.process.wait(timeout=FINISHED_WITHIN) == 0, dashboard.log_tail(launch.out)
-    return launch
+def finished(launched: Launch) -> Launch:
+    assert launched.process.wait(timeout=FINISHED_WITHIN) == 0, launch.log_tail(launched.out)
+    return launched
 
 
-def test_launch_starts_a_background_run_and_refuses_a_second_into_its_directory(launch: Launch) -> None:
-    at = launch.at
-    assert f"launched chain (process {launch.process.pid})" in texts(at.sidebar.success)
+def test_launch_starts_a_background_run_and_refuses_a_second_into_its_directory(launched: Launch) -> None:
+    at = launched.at
+    assert f"launched chain (process {launched.process.pid})" in texts(at.sidebar.success)
     assert at.selectbox(key="run").value == "chain"
-    assert launch.process.poll() is None  # the app did not wait for it
+    assert launched.process.poll() is None  # the app did not wait for it
     at.run()
     assert any(bar.proto.text.startswith("chain: ") for bar in at.sidebar.get("progress"))
 
     fill_launch_form(at, "chain")
     assert "already exists" in texts(at.sidebar.error)
-    assert dashboard.LAUNCHED[launch.out] is launch.process
+    assert launch.LAUNCHED[launched.out] is launched.process
 
     fill_launch_form(at, "bad", targets="7")
     assert "node 7 does not exist" in texts(at.sidebar.error)
-    assert not (launch.runs_dir / "bad").exists()
+    assert not (launched.runs_dir / "bad").exists()
+
+
+def test_a_launched_run_with_a_defense_completes_with_its_control_run(launched: Launch) -> None:
+    finished(launched)  # exit code 0
+    directory = RunDirectory(launched.out)
+    config = directory.read_config()
+    assert [defense.kind_name() for defense in config.defense] == ["quarantine"]
+    assert config.evaluation.defense_control  # the default: the run also ran without its defense
+    assert directory.read_manifest().status is Status.complete
+    effect = directory.read_summary()["defense"]
+    assert {"refusal_kept", "helpfulness_lost", "over_refusal_gained"} <= set(effect)
+    assert directory.control.read_manifest().status is Status.complete
 
 
 @pytest.fixture(scope="module")
@@ -170,22 +193,13 @@ def zoo(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A runs directory with a finished run and damaged or unusual copies of it."""
     runs = tmp_path_factory.mktemp("zoo")
     copy_run(small_run, runs / "ring")
-    progress = copy_run(small_run, runs / "in-progress", {"status": "running"}, pid=os.getpid())
-    copy_run(small_run, runs / "interrupted", {"status": "running"}, pid=dead_pid())
-    (progress / "summary.json").unlink()
-    pl.read_parquet(small_run / "metrics.parquet").filter(pl.col("cycle") <= 1).write_parquet(
-        progress / "metrics.parquet"
-    )
-    older = copy_run(small_run, runs / "older")
-    (older / "graph.graphml").unlink(missing_ok=True)
-    pl.read_parquet(small_run / "metrics.parquet").drop("drift", "hops_from_attack", "attacked").write_parquet(
-        older / "metrics.parquet"
-    )
-    corrupt = copy_run(small_run, runs / "corrupt")
-    (corrupt / "metrics.parquet").write_bytes(b"PAR1 this is not parquet")
-    copy_run(small_run, runs / "failed", {"status": "failed", "error": "RuntimeError: the host died"})
-    broken = copy_run(small_run, runs / "broken-manifest")
-    (broken / "manifest.json").write_text("{not json")
+    in_progress(small_run, runs / "in-progress")
+    copy_run(small_run, runs / "interrupted", pid=dead_pid(), status=Status.running, finished=None)
+    copy_run(small_run, runs / "no-graph").graph_path.unlink()
+    copy_run(small_run, runs / "bad-graph").graph_path.write_text("<graphml>not a graph")
+    copy_run(small_run, runs / "corrupt").metrics_path.write_bytes(b"PAR1 this is not parquet")
+    copy_run(small_run, runs / "failed", status=Status.failed, error="RuntimeError: the host died")
+    copy_run(small_run, runs / "broken-manifest").manifest_path.write_text("{not json")
     return runs
 
 
@@ -193,18 +207,54 @@ def test_runs_table_lists_each_run_with_its_status_and_the_app_writes_nothing(zo
     before = {path: path.stat().st_mtime_ns for path in zoo.rglob("*")}
     at = open_app(zoo)
     table = {row["run"]: row for row in at.dataframe[0].value.to_dict("records")}
-    assert set(table) == {"ring", "in-progress", "interrupted", "older", "corrupt", "failed", "broken-manifest"}
+    assert set(table) == {
+        "ring",
+        "in-progress",
+        "interrupted",
+        "no-graph",
+        "bad-graph",
+        "corrupt",
+        "failed",
+        "broken-manifest",
+    }
     assert table["ring"]["status"] == "complete"
     assert (table["ring"]["topology"], table["ring"]["nodes"], table["ring"]["cycles"]) == ("ring", 4, 2)
     assert table["ring"]["attacks"].startswith("nodes 0: 50 examples at cycles ")
     assert table["in-progress"]["status"] == "in progress"
     assert table["interrupted"]["status"] == "interrupted" and "cascade run --resume" in table["interrupted"]["note"]
     assert (table["failed"]["status"], table["failed"]["note"]) == ("failed", "RuntimeError: the host died")
-    assert table["broken-manifest"]["status"] == "no manifest"
-    assert "manifest.json is unreadable" in table["broken-manifest"]["note"]
+    assert table["broken-manifest"]["status"] == "unreadable"
+    assert table["broken-manifest"]["note"].startswith("manifest.json is unreadable")
     for view in ("Network", "Curves", "Compare"):
         show(at, view)
     assert {path: path.stat().st_mtime_ns for path in zoo.rglob("*")} == before
+
+
+def test_a_config_of_the_wrong_shape_shows_its_run_as_unreadable_and_hides_no_other(
+    small_run: Path, tmp_path: Path
+) -> None:
+    """Valid TOML, but not a configuration: the run shows as unreadable, with the reason, and the others open."""
+    copy_run(small_run, tmp_path / "ring")
+    wrong = {"topology": "ring", "cycles": "five", "evaluation": 5}
+    for key, value in wrong.items():
+        directory = copy_run(small_run, tmp_path / f"wrong-{key}")
+        config = {**directory.read_config().model_dump(mode="json", exclude_none=True), key: value}
+        directory.config_path.write_text(tomli_w.dumps(config))
+    at = open_app(tmp_path)
+    table = {row["run"]: row for row in at.dataframe[0].value.to_dict("records")}
+    assert table["ring"]["status"] == "complete"
+    for key, value in wrong.items():
+        row = table[f"wrong-{key}"]
+        assert row["status"] == "unreadable"
+        assert f"invalid config: {key}: " in row["note"] and repr(value) in row["note"]
+        at.selectbox(key="run").set_value(f"wrong-{key}").run()
+        assert not at.exception
+        assert f"invalid config: {key}: " in texts(at.warning)
+        assert not chart_keys(at)
+    at.selectbox(key="run").set_value("ring").run()
+    assert chart_keys(at) == {"network"}
+    show(at, "Compare")
+    assert at.multiselect(key="compare_runs").options == ["ring"]
 
 
 def test_network_view_colours_the_nodes_at_the_chosen_cycle(zoo: Path) -> None:
@@ -214,7 +264,7 @@ def test_network_view_colours_the_nodes_at_the_chosen_cycle(zoo: Path) -> None:
     nodes = shown["data"][-1]
     assert plain(nodes["marker"]["color"]) == at_cycle(run, 2, "refusal_rate")
     assert nodes["marker"]["symbol"] == ["diamond", "circle", "circle", "circle"]  # node 0 is attacked
-    assert nodes["hovertext"][:2] == ["node 0 (code) · attacked", "node 1 (medical)"]
+    assert nodes["hovertext"][:2] == [f"node 0 ({DOMAINS[0]}) · attacked", f"node 1 ({DOMAINS[1]})"]
     assert "<br>harmful_rate: %{customdata[1]:.3~g}" in nodes["hovertemplate"]
     hovered = ("refusal_rate", "harmful_rate", "helpfulness", "over_refusal", "drift", "drifted", "hops_from_attack")
     assert plain(nodes["customdata"])[1] == [float(at_cycle(run, 2, column)[1]) for column in hovered]
@@ -246,7 +296,8 @@ def test_curves_view_draws_nodes_means_drifted_share_and_hop_heatmap(zoo: Path) 
     attacked = [y for y in curves["attacked nodes"]["y"] if y is not None]
     assert attacked == [row["refusal_rate"] for row in rows(run) if row["node"] == 0]
 
-    # at the run's own threshold the share is the engine's `drifted` column
+    # the threshold starts at the run's own, where the share is the engine's `drifted` column
+    assert at.slider(key="threshold").value == RunDirectory(run).read_config().evaluation.drift_threshold
     drifted = {trace["name"]: trace["y"] for trace in figure(at, "drifted")["data"]}
     assert drifted["all nodes"] == pytest.approx(list(mean_by_cycle(run, lambda r: r["drifted"]).values()))
     at.slider(key="threshold").set_value(0.01).run()
@@ -284,10 +335,10 @@ def test_missing_directory_says_so(tmp_path: Path) -> None:
 
 def test_corrupt_metrics_give_a_message_in_every_view(zoo: Path) -> None:
     at = open_app(zoo, "corrupt")
-    assert "cannot be read (corrupt or not parquet)" in texts(at.error)
+    assert "metrics.parquet is unreadable" in texts(at.error)
     assert not chart_keys(at)
     show(at, "Curves")
-    assert "cannot be read" in texts(at.error)
+    assert "metrics.parquet is unreadable" in texts(at.error)
     show(at, "Compare")
     at.multiselect(key="compare_runs").set_value(["corrupt", "ring"]).run()
     assert "corrupt is left out" in texts(at.warning)
@@ -300,60 +351,52 @@ def test_failed_run_shows_its_error(zoo: Path) -> None:
     assert at.caption[0].value.startswith("failed")
 
 
-def test_older_schema_leaves_out_what_needs_the_missing_columns(zoo: Path) -> None:
-    at = open_app(zoo, "older")
-    assert "lack drift, attacked, hops_from_attack (an older schema)" in texts(at.info)
-    nodes = figure(at, "network")["data"][-1]
-    assert plain(nodes["marker"]["color"]) == at_cycle(zoo / "older", 2, "refusal_rate")
-    assert "rebuilt from config.toml" in texts(at.caption)  # no graph.graphml in this run
+@pytest.mark.parametrize("run", ["no-graph", "bad-graph"])
+def test_a_missing_or_unreadable_graph_gives_a_message_in_the_network_view_only(zoo: Path, run: str) -> None:
+    at = open_app(zoo, run)
+    assert "graph.graphml is unreadable" in texts(at.error)
+    assert not chart_keys(at)
     show(at, "Curves")
-    assert chart_keys(at) == {"curves", "drifted"}  # no heatmap without hops_from_attack
-    show(at, "Compare")
-    at.multiselect(key="compare_runs").set_value(["older", "ring"]).run()
-    finals = {row["run"]: row for row in at.dataframe[-1].value.to_dict("records")}
-    assert finals["older"]["note"] == "lacks attacked, hops_from_attack"
-    assert finals["ring"]["note"] == ""
-    at.selectbox(key="compare_metric").set_value("drift").run()
-    assert "no drift in older" in texts(at.info)
+    assert chart_keys(at) == {"curves", "drifted", "heatmap"}
 
 
 def test_a_run_in_progress_shows_its_cycles_as_they_are_written(small_run: Path, tmp_path: Path) -> None:
-    run = copy_run(small_run, tmp_path / "live", {"status": "running"}, pid=os.getpid())
-    (run / "summary.json").unlink()
-    metrics = pl.read_parquet(small_run / "metrics.parquet")
-    metrics.filter(pl.col("cycle") <= 1).write_parquet(run / "metrics.parquet")
+    run = in_progress(small_run, tmp_path / "live")
     at = open_app(tmp_path)
     assert at.caption[0].value.startswith("in progress")
     assert "live: in progress, cycle 1/2" in [bar.proto.text for bar in at.sidebar.get("progress")]
     assert at.select_slider[0].options == ["0", "1"]
 
-    metrics.write_parquet(run / "metrics.parquet")  # the engine rewrites the file after each cycle
+    run.write_metrics(read_metrics(small_run))  # the engine rewrites the file after each cycle
     at.run()
     assert at.select_slider[0].options == ["0", "1", "2"]
     assert at.select_slider[0].value == 2  # it follows the run
     assert [frame["name"] for frame in figure(at, "network")["frames"]] == ["0", "1", "2"]
 
 
-def test_launched_run_completes_and_its_cycles_show(launch: Launch) -> None:
-    finished(launch)
-    at = open_app(launch.runs_dir, "chain")
+def test_launched_run_completes_and_its_cycles_show(launched: Launch) -> None:
+    finished(launched)
+    at = open_app(launched.runs_dir, "chain")
     assert at.caption[0].value.startswith("complete")
     shown = figure(at, "network")
     assert [frame["name"] for frame in shown["frames"]] == ["0", "1"]
-    assert plain(shown["data"][-1]["marker"]["color"]) == at_cycle(launch.out, 1, "refusal_rate")
+    assert plain(shown["data"][-1]["marker"]["color"]) == at_cycle(launched.out, 1, "refusal_rate")
     assert not at.sidebar.get("progress")
-    config = tomllib.loads((launch.out / "config.toml").read_text())
-    assert config["defense"] == [{"kind": "quarantine", "nodes": "all", "threshold": 0.5, "probes": 20}]
-    assert pl.read_parquet(launch.out / "metrics.parquet")["edges_cut"].drop_nulls().len() > 0
+    config = RunDirectory(launched.out).read_config()
+    defenses = [defense.model_dump() for defense in config.defense]
+    assert defenses == [{"kind": "quarantine", "nodes": "all", "threshold": 0.5, "probes": 20}]
+    assert read_metrics(launched.out)["edges_cut"].drop_nulls().len() > 0
 
 
-def test_compare_overlays_runs_with_their_config_differences_and_final_figures(launch: Launch, small_run: Path) -> None:
-    finished(launch)
-    ring = copy_run(small_run, launch.runs_dir / "ring")
-    at = show(open_app(launch.runs_dir), "Compare")
+def test_compare_overlays_runs_with_their_config_differences_and_final_figures(
+    launched: Launch, small_run: Path
+) -> None:
+    finished(launched)
+    ring = copy_run(small_run, launched.runs_dir / "ring").path
+    at = show(open_app(launched.runs_dir), "Compare")
     at.multiselect(key="compare_runs").set_value(["chain", "ring"]).run()
     lines = {trace["name"]: trace["y"] for trace in figure(at, "compare")["data"]}
-    for name, run in (("chain", launch.out), ("ring", ring)):
+    for name, run in (("chain", launched.out), ("ring", ring)):
         assert lines[name] == pytest.approx(list(mean_by_cycle(run, lambda r: r["refusal_rate"]).values()))
     differences = {row["setting"]: row for row in at.dataframe[1].value.to_dict("records")}  # [0]: the runs
     assert (differences["topology.name"]["chain"], differences["topology.name"]["ring"]) == ("chain", "ring")
@@ -362,7 +405,7 @@ def test_compare_overlays_runs_with_their_config_differences_and_final_figures(l
     assert differences["attack.0.cycles"]["chain"] == "[1]"
     assert "seed" not in differences
     finals = {row["run"]: row for row in at.dataframe[2].value.to_dict("records")}
-    for name, run in (("chain", launch.out), ("ring", ring)):
-        summary = json.loads((run / "summary.json").read_text())
+    for name, run in (("chain", launched.out), ("ring", ring)):
+        summary = RunDirectory(run).read_summary()
         assert finals[name]["final_mean_refusal"] == pytest.approx(summary["final_mean_refusal"])
         assert finals[name]["nodes"] == summary["nodes"]

@@ -5,6 +5,7 @@ LoRA fine-tuning and a full run."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -137,7 +138,7 @@ def test_the_refusal_judge_and_the_guard(checkpoints) -> None:
 def test_bad_prompt_files_are_refused_with_a_message(checkpoints, tmp_path) -> None:
     no_column = tmp_path / "harmful.csv"
     no_column.write_text("question\nhello\n")
-    with pytest.raises(ConfigError, match="needs a column named goal or prompt"):
+    with pytest.raises(ConfigError, match="needs a header row with a column named goal or prompt"):
         open_world(real_config(checkpoints, f'world.harmful_prompts="{no_column}"'))
     no_target = tmp_path / "goals.csv"
     no_target.write_text((DATA / "harmful.csv").read_text().replace(",target", ",other"))
@@ -148,12 +149,122 @@ def test_bad_prompt_files_are_refused_with_a_message(checkpoints, tmp_path) -> N
     )
     broken = tmp_path / "tasks.jsonl"
     broken.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"\n')
-    with pytest.raises(ConfigError, match="line 2 is not JSON"):
+    with pytest.raises(ConfigError, match='line 2 needs a JSON object with string fields "prompt" and "response"'):
         open_world(real_config(checkpoints, f'world.task_data="{broken}"'))
     with pytest.raises(ConfigError, match="not a local HF checkpoint"):
         open_world(real_config(checkpoints, f'world.model_path="{tmp_path}"'))
     with pytest.raises(ConfigError, match="diverse_data"):
         real_config(checkpoints, 'defense=[{kind="diverse_data"}]')
+
+
+SECRET = "password=hunter2"  # what a key pointed at a private file must not print
+
+
+def refusal(checkpoints: dict[str, Path], *overrides: str) -> str:
+    """The message of the `ConfigError` that opening the world with `overrides` raises."""
+    with pytest.raises(ConfigError) as error:
+        open_world(real_config(checkpoints, *overrides))
+    return str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "blamed"),
+    [
+        ("config.json", "", "config.json"),
+        ("config.json", "\x00 not json", "config.json"),
+        ("config.json", "[1, 2]", "config.json"),  # JSON, but not an object
+        ("config.json", "{}", "config.json"),  # no model_type
+        ("config.json", json.dumps({"model_type": "llama", "vocab_size": SECRET}), "config.json"),
+        ("tokenizer.json", None, "tokenizer files"),
+        ("tokenizer.json", "{}", "tokenizer files"),
+        ("tokenizer_config.json", "not json", "tokenizer files"),
+    ],
+)
+def test_a_corrupt_model_directory_is_refused_with_a_message(checkpoints, tmp_path, file, content, blamed) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(checkpoints["model"], model)
+    if content is None:
+        (model / file).unlink()
+    else:
+        (model / file).write_text(content)
+    message = refusal(checkpoints, f'world.model_path="{model}"')
+    assert message.startswith(f"world.model_path: cannot load the {blamed} in {model} (missing, corrupt or")
+    assert message.endswith("point world.model_path at a checkpoint directory written by save_pretrained")
+    assert SECRET not in message
+
+
+def test_a_bad_guard_is_refused_with_a_message(checkpoints, tmp_path) -> None:
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(checkpoints["guard"], no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(checkpoints["guard"], no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
+    refused = {
+        tmp_path / "missing": "is not a local HF checkpoint directory (no config.json)",
+        tmp_path: "is not a local HF checkpoint directory (no config.json)",
+        DATA / "harmful.csv": "is not a local HF checkpoint directory (no config.json)",
+        checkpoints["model"]: "is not a sequence-classification checkpoint",  # a causal LM: no classifier weights
+        no_weights: "cannot load the config.json or weights in",
+        no_tokenizer: "cannot load the tokenizer files in",
+    }
+    for guard, expected in refused.items():
+        message = refusal(checkpoints, f'world.guard_path="{guard}"')
+        assert message.startswith("world.guard_path: ") and expected in message and str(guard) in message
+    message = refusal(checkpoints, f'world.guard_path="{checkpoints["guard"]}"', "world.guard_label=2")
+    assert message == f"world.guard_label: the guard in {checkpoints['guard']} has 2 labels; set it below 2"
+
+
+def test_prompt_files_with_a_byte_order_mark_are_read(checkpoints, tmp_path) -> None:
+    plain = open_world(real_config(checkpoints))
+    marked = {}
+    for name in ("harmful.csv", "borderline.csv", "tasks.jsonl"):
+        marked[name] = tmp_path / name
+        marked[name].write_text("\ufeff" + (DATA / name).read_text(), encoding="utf-8")
+    world = open_world(
+        real_config(
+            checkpoints,
+            f'world.harmful_prompts="{marked["harmful.csv"]}"',
+            f'world.borderline_prompts="{marked["borderline.csv"]}"',
+            f'world.task_data="{marked["tasks.jsonl"]}"',
+        )
+    )
+    assert world.train == plain.train and world.held_out == plain.held_out
+
+
+def test_a_task_response_may_hold_a_unicode_line_separator(checkpoints, tmp_path) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    rows = [json.loads(line) for line in (DATA / "tasks.jsonl").read_text().splitlines()]
+    rows[0]["response"] += "\u2028and\x85more"  # line breaks to str.splitlines, not to JSON Lines
+    tasks.write_text("\r\n".join(json.dumps(row, ensure_ascii=False) for row in rows), encoding="utf-8")
+    world = open_world(real_config(checkpoints, f'world.task_data="{tasks}"'))
+    responses = {p.reference for p in world.train[Kind.benign] + world.held_out[Kind.benign]}
+    assert responses == {row["response"] for row in rows}
+
+
+def test_errors_name_the_line_and_never_quote_the_file(checkpoints, tmp_path) -> None:
+    private = tmp_path / "private"
+    refused = [
+        ("world.harmful_prompts", f"{SECRET}\n", "needs a header row with a column named goal or prompt"),
+        ("world.borderline_prompts", f"prompt\nfine\n{SECRET * 20_000}\n", "line 3 is not valid CSV"),
+        ("world.task_data", f'{{"prompt": "a", "response": "b"}}\n{SECRET}\n', "line 2 needs a JSON object"),
+        ("world.task_data", "[" * 1_000_000, "line 1 needs a JSON object"),  # nested deeper than Python's stack
+    ]
+    for key, content, expected in refused:
+        private.write_text(content)
+        message = refusal(checkpoints, f'{key}="{private}"')
+        assert message.startswith(f"{key}: {private} {expected}") and SECRET not in message
+    private.write_bytes(f"prompt\n{SECRET}\n".encode() + b"\xff\n")
+    message = refusal(checkpoints, f'world.harmful_prompts="{private}"')
+    assert message == f"world.harmful_prompts: {private} line 3 is not UTF-8 text; save the file as UTF-8"
+
+
+@pytest.mark.parametrize("key", ["world.harmful_prompts", "world.task_data"])
+def test_a_prompt_file_over_100_mb_is_refused_unread(checkpoints, tmp_path, key) -> None:
+    huge = tmp_path / "huge"
+    with huge.open("wb") as file:  # sparse: it takes no disk
+        file.truncate(100_000_001)
+    for path in (huge, Path("/dev/zero")):
+        message = refusal(checkpoints, f'{key}="{path}"')
+        assert message == f"{key}: {path} is larger than 100 MB; use a smaller file"
 
 
 def test_a_two_cycle_run_learns_to_refuse_from_alignment_data(checkpoints, tmp_path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,9 @@ from ecosystem.config import ConfigError, load_config
 from ecosystem.world.grammar import DOMAINS
 from tests.helpers import small_config
 from topologies import TopologyError, build
+from topologies.files import MAX_FILE_BYTES
+
+NAN, INF = float("nan"), float("inf")
 
 # family, parameters, documented node and edge counts (directed edges), whether every edge goes both ways
 COUNTS = [
@@ -166,6 +171,10 @@ def test_file_nodes_are_numbered_by_number_or_by_appearance(tmp_path) -> None:
     graph = build("file", path=str(named))
     assert [graph.nodes[n]["label"] for n in graph] == ["lab", "startup", "app"]
     assert set(graph.edges) == {(0, 1), (1, 2)}
+    superscript = tmp_path / "superscript.csv"
+    superscript.write_text("source,target\n2,²\n", encoding="utf-8")  # '²' is a digit, but not a number
+    graph = build("file", path=str(superscript))
+    assert [graph.nodes[n]["label"] for n in graph] == ["2", "²"]
 
 
 def test_an_undirected_file_exchanges_both_ways(tmp_path) -> None:
@@ -199,6 +208,10 @@ BAD_OPTIONS = {
     "unknown weights mode": ("ring", {"weights": "heavy"}, "weights must be one of uniform, random, file"),
     "file mode without a file": ("ring", {"weights": "file"}, "need a graph from a file, not 'ring'"),
     "no path": ("file", {}, "file: path is required"),
+    "NaN edge weight": ("ring", {"edge_weight": NAN}, "edge_weight is a share of the sender's pairs, in [0, 1]"),
+    "infinite edge weight": ("ring", {"edge_weight": INF}, "edge_weight is a share of the sender's pairs, in [0, 1]"),
+    "NaN in the weight range": ("ring", {"weights": "random", "weight_range": (NAN, 0.5)}, "(got [nan, 0.5])"),
+    "infinite weight range": ("ring", {"weights": "random", "weight_range": (-INF, INF)}, "(got [-inf, inf])"),
 }
 
 
@@ -210,37 +223,161 @@ def test_bad_options_are_refused_with_their_message(case) -> None:
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+FLOAT_PARAMS = [
+    (name, key)
+    for name, family in topologies.FAMILIES.items()
+    for key, param in family.params.items()
+    if isinstance(param.default, float)
+]
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+@pytest.mark.parametrize(("name", "key"), FLOAT_PARAMS)
+def test_non_finite_parameters_are_refused(name, key, value) -> None:
+    with pytest.raises(TopologyError) as error:
+        topologies.check(name, **{key: value})
+    assert str(error.value) == f"{name}: {key} must be a finite number (got {value})"
+
+
+def test_names_with_newlines_keep_messages_on_one_line(tmp_path) -> None:
+    labelled = tmp_path / "labelled.graphml"
+    nx.write_graphml(nx.DiGraph([("a\nb", "c")]), labelled)
+    attempts = [
+        ("ring\nx", {}),
+        ("ring", {"k\nx": 1}),
+        ("file", {"path": str(tmp_path / "a\nb.csv")}),
+        ("file", {"path": str(labelled), "domains": "file"}),
+    ]
+    for name, options in attempts:
+        with pytest.raises(TopologyError) as error:
+            topologies.check(name, **options)
+        assert "\n" not in str(error.value)
+
+
+def graphml(body: str, weight_type: str = "double") -> str:
+    """A directed GraphML graph around `body`, with a `weight` edge key `w` of type `weight_type`."""
+    return (
+        '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">'
+        f'<key id="w" for="edge" attr.name="weight" attr.type="{weight_type}"/>'
+        f'<graph edgedefault="directed">{body}</graph></graphml>'
+    )
+
+
+SECRET = "SECRET-LINE"  # content that a message must never quote: the file could be any file
+WEIGHED_EDGE = f'<node id="a"/><node id="b"/><edge source="a" target="b"><data key="w">{SECRET}</data></edge>'
 BAD_FILES = {
-    "missing": (None, "graph.csv", "cannot read topology file"),
-    "unknown type": ("a,b\n", "graph.txt", "unknown file type '.txt'; use .graphml, .gml or .csv"),
-    "bad header": ("from,to\n0,1\n", "graph.csv", "the header must be source,target or source,target,weight"),
-    "short row": ("source,target\n0\n", "graph.csv", "line 2: expected 2 fields, got 1"),
-    "weight not a number": ("source,target,weight\n0,1,lots\n", "graph.csv", "weight 'lots' is not a number"),
-    "self-loop": ("source,target\na,b\nb,b\n", "graph.csv", "self-loop at node 'b'"),
-    "broken graphml": ("<graphml><graph>", "graph.graphml", "cannot read topology file"),
-    "broken gml": ("graph [ node [ id 0 ", "graph.gml", "cannot read topology file"),
+    "missing": (None, "graph.csv", "graph.csv': No such file or directory"),
+    "unknown type": ("a,b\n", "graph.txt", "graph.txt': unknown file type '.txt'; use .graphml, .gml or .csv"),
+    "bad header": (f"{SECRET},to\n0,1\n", "graph.csv", "csv': line 1: the header must be source,target or source"),
+    "short row": (f"source,target\n0,1\n{SECRET}\n", "graph.csv", "graph.csv': line 3: expected 2 fields, got 1"),
+    "field too long": (f"source,target\n0,1\n{SECRET * 20_000},1\n", "graph.csv", "graph.csv': line 3: not valid CSV"),
+    "weight not a number": (f"source,target,weight\n0,1,{SECRET}\n", "graph.csv", "'0' → '1': the weight is not a"),
+    "self-loop": ("source,target\na,b\nb,b\n", "graph.csv", "graph.csv': self-loop at node 'b'"),
+    "binary": (SECRET.encode() + bytes(range(256)), "graph.csv", "graph.csv': line 2 is not UTF-8 text"),
+    "broken graphml": ("<graphml><graph>", "graph.graphml", "graph.graphml': not well-formed XML (line 1)"),
+    "not xml": (f"<graphml>\n<{SECRET}>\n</graphml>\n", "graph.graphml", "graphml': not well-formed XML (line 3)"),
+    "graphml weight not a number": (graphml(WEIGHED_EDGE, "string"), "graph.graphml", "the weight is not a number"),
+    "graphml weight not a double": (graphml(WEIGHED_EDGE), "graph.graphml", "graphml': not a valid GraphML graph"),
+    "graphml unknown key": (graphml(f'<node id="a"><data key="{SECRET}"/></node>'), "graph.graphml", "not a valid"),
+    "broken gml": (f"graph [\n  {SECRET} = 1\n]", "graph.gml", "graph.gml': not a valid GML graph (line 2)"),
+    "gml node not a list": ("graph [ node 5 ]", "graph.gml", "graph.gml': not a valid GML graph"),
+    "gml not ascii": (f'graph [\n  label "{SECRET}é"\n]', "graph.gml", "graph.gml': line 2 is not ASCII text"),
     "one node": ("graph [ node [ id 0 ] ]", "graph.gml", "file has 1 node(s); an ecosystem needs at least 2"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_FILES)
 def test_bad_files_are_refused_with_their_message(case, tmp_path) -> None:
-    text, filename, message = BAD_FILES[case]
+    content, filename, message = BAD_FILES[case]
     path = tmp_path / filename
-    if text is not None:
-        path.write_text(text)
+    if content is not None:
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(TopologyError) as error:
         build("file", path=str(path))
-    assert message in str(error.value) and "\n" not in str(error.value)
+    assert message in str(error.value) and "\n" not in str(error.value) and SECRET not in str(error.value)
+
+
+@pytest.mark.parametrize("weight", [NAN, INF, -INF])
+@pytest.mark.parametrize("suffix", WRITERS)
+def test_non_finite_weights_in_files_are_refused(suffix, weight, tmp_path) -> None:
+    path = tmp_path / f"graph.{suffix}"
+    WRITERS[suffix](nx.DiGraph([("a", "b", {"weight": weight}), ("b", "a", {"weight": 0.5})]), path)
+    with pytest.raises(TopologyError) as error:
+        topologies.check("file", path=str(path))  # refused even where the file's weights go unused
+    assert str(error.value) == (
+        f"topology file {str(path)!r}: edge 'a' → 'b': the weight is {weight}; a weight must be a finite number"
+    )
+
+
+def test_a_graphml_edge_to_an_undeclared_node_is_refused_as_in_gml(tmp_path) -> None:
+    path = tmp_path / "graph.graphml"
+    path.write_text(graphml('<node id="a"/><node id="b"/><edge source="a" target="b"/><edge source="b" target="c"/>'))
+    with pytest.raises(TopologyError) as error:
+        topologies.check("file", path=str(path))
+    assert str(error.value) == (
+        f"cannot read topology file {str(path)!r}: an edge refers to node 'c', which the file does not declare"
+    )
+    gml = tmp_path / "graph.gml"
+    gml.write_text("graph [ node [ id 0 ] node [ id 1 ] edge [ source 0 target 1 ] edge [ source 1 target 2 ] ]")
+    with pytest.raises(TopologyError, match="not a valid GML graph"):
+        topologies.check("file", path=str(gml))
+    without_namespace = tmp_path / "plain.graphml"  # networkx reads it too; its nodes are declared all the same
+    without_namespace.write_text(
+        '<graphml><graph><node id="a"/><node id="b"/><edge source="a" target="b"/></graph></graphml>'
+    )
+    assert topologies.check("file", path=str(without_namespace)).nodes == 2
+
+
+def test_paths_that_are_not_readable_files_are_refused_unread(tmp_path) -> None:
+    (tmp_path / "directory.csv").mkdir()
+    os.mkfifo(tmp_path / "pipe.gml")  # opening it would wait for a writer
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")  # reading it would never end
+    (tmp_path / "file").touch()
+    reasons = {
+        "directory.csv": "not a regular file",
+        "pipe.gml": "not a regular file",
+        "zero.csv": "not a regular file",
+        "file/graph.csv": "Not a directory",
+        "x" * 300 + ".csv": "File name too long",
+    }
+    for name, reason in reasons.items():
+        path = tmp_path / name
+        with pytest.raises(TopologyError) as error:
+            topologies.check("file", path=str(path))
+        assert str(error.value) == f"cannot read topology file {str(path)!r}: {reason}"
+
+
+def test_a_file_without_read_permission_is_refused(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "graph.csv"
+    path.write_text("source,target\n0,1\n")
+
+    def denied(file: Path, *_: object) -> None:  # as chmod would, but it does not stop root
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(TopologyError) as error:
+        topologies.check("file", path=str(path))
+    assert str(error.value) == f"cannot read topology file {str(path)!r}: Permission denied"
+
+
+def test_a_huge_file_is_refused_unparsed(tmp_path) -> None:
+    path = tmp_path / "graph.gml"
+    with path.open("wb") as file:
+        file.truncate(MAX_FILE_BYTES + 1)  # a sparse file: it takes no disk space
+    with pytest.raises(TopologyError) as error:
+        topologies.check("file", path=str(path))
+    assert str(error.value) == (
+        f"cannot read topology file {str(path)!r}: larger than 50 MB, the most a topology file may be"
+    )
 
 
 def test_file_weights_and_domains_are_checked_before_building(tmp_path) -> None:
     path = tmp_path / "graph.csv"
     path.write_text("source,target,weight\nlab,app,1.5\n")
-    with pytest.raises(TopologyError, match=r"edge lab → app has weight 1.5; a weight is a share, in \[0, 1\]"):
+    with pytest.raises(TopologyError, match=r"edge 'lab' → 'app' has weight 1.5; a weight is a share, in \[0, 1\]"):
         topologies.check("file", path=str(path), weights="file")
     path.write_text("source,target\nlab,app\n")
-    with pytest.raises(TopologyError, match="edge lab → app has no weight in the file"):
+    with pytest.raises(TopologyError, match="edge 'lab' → 'app' has no weight in the file"):
         topologies.check("file", path=str(path), weights="file")
     with pytest.raises(TopologyError, match="node 'lab' has domain None; valid domains: code, medical"):
         topologies.check("file", path=str(path), domains="file")
@@ -306,7 +443,7 @@ BAD_SECTIONS = {
     "bad parameter": (["topology.name=watts_strogatz", "topology.params.k=3"], "watts_strogatz: k must be even"),
     "unknown domains mode": (["topology.domains=alphabetical"], "topology.domains: Input should be 'round_robin'"),
     "too large": (["topology.nodes=20", "topology.max_nodes=10"], "more than max_nodes (10)"),
-    "missing file": (["topology.name=file", "topology.params.path=none.gml"], "cannot read topology file none.gml"),
+    "missing file": (["topology.name=file", "topology.params.path=none.gml"], "cannot read topology file 'none.gml'"),
 }
 
 

@@ -34,7 +34,7 @@ class Topology:
 
 def family(name: str) -> Family:
     if name not in FAMILIES:
-        raise TopologyError(f"unknown topology '{name}'; valid names: {', '.join(FAMILIES)}")
+        raise TopologyError(f"unknown topology {name!r}; valid names: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 
@@ -81,7 +81,7 @@ def _check_labelling(
         raise TopologyError(f"weights must be one of {', '.join(WEIGHT_MODES)} (got {weights!r})")
     if name != "file" and "file" in (domains, weights):
         raise TopologyError(f"domains or weights 'file' need a graph from a file, not '{name}'")
-    if not 0 <= edge_weight <= 1:
+    if not 0 <= edge_weight <= 1:  # negated, so that NaN (false in every comparison) is refused too
         raise TopologyError(f"edge_weight is a share of the sender's pairs, in [0, 1] (got {edge_weight})")
     low, high = weight_range
     if not 0 <= low <= high <= 1:
@@ -139,7 +139,7 @@ def _file_domain(graph: nx.DiGraph, node: int) -> str:
     domain = graph.nodes[node].get("domain")
     if domain not in DOMAINS:
         raise TopologyError(
-            f"domains = 'file': node '{graph.nodes[node]['label']}' has domain {domain!r}; "
+            f"domains = 'file': node {graph.nodes[node]['label']!r} has domain {domain!r}; "
             f"valid domains: {', '.join(DOMAINS)}"
         )
     return domain
@@ -157,7 +157,7 @@ def _weights(graph: nx.DiGraph, topology: Topology, seed: int) -> dict[tuple[int
 
 def _file_weight(graph: nx.DiGraph, source: int, target: int) -> float:
     weight = graph.edges[source, target].get("weight")
-    edge = f"{graph.nodes[source]['label']} → {graph.nodes[target]['label']}"
+    edge = f"{graph.nodes[source]['label']!r} → {graph.nodes[target]['label']!r}"
     if weight is None:
         raise TopologyError(f"weights = 'file': edge {edge} has no weight in the file")
     if not 0 <= weight <= 1:

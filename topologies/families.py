@@ -7,6 +7,7 @@ directed one where it flows from a node's outputs to the nodes that train on the
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class Param:
             value = float(value)
         if type(value) is not expected:
             raise TopologyError(f"{key} must be {TYPE_NAMES[expected]} (got {value!r})")
+        if expected is float and not math.isfinite(value):  # NaN slips past the bounds: it compares false
+            raise TopologyError(f"{key} must be a finite number (got {value!r})")
         too_low = self.minimum is not None and value < self.minimum
         if too_low or (self.maximum is not None and value > self.maximum):
             raise TopologyError(f"{key} must be {self.bounds()} (got {value!r})")
@@ -67,7 +70,7 @@ class Family:
         """Every parameter, defaults filled in, checked; a TopologyError says what is wrong."""
         unknown = sorted(set(given) - set(self.params))
         if unknown:
-            raise TopologyError(f"no parameter '{unknown[0]}'; the parameters are: {', '.join(self.params)}")
+            raise TopologyError(f"no parameter {unknown[0]!r}; the parameters are: {', '.join(self.params)}")
         params = {key: param.validate(key, given.get(key, param.default)) for key, param in self.params.items()}
         for rule in self.rules:
             if not rule.holds(params):

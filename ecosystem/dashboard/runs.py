@@ -22,8 +22,8 @@ from ecosystem.results import Manifest, ResultsError, RunDirectory, Status
 
 STARTING = "starting"
 UNREADABLE = "unreadable"
-LIVE = ("in progress", STARTING)
 LABELS = {Status.running: "in progress"}  # how a status recorded in a manifest shows, where not as it is
+LIVE = (LABELS[Status.running], STARTING)
 FINAL_FIGURES = (
     "cycles",
     "nodes",
@@ -69,7 +69,7 @@ def read_run(path: Path) -> Run:
     problems: list[str] = []
     manifest = _read(directory.read_manifest, problems)
     config = _read(directory.read_config, problems)
-    status = run_status(directory, manifest, problems)
+    status = _status(directory, manifest, problems)
     return Run(directory, manifest, config, status, _note(directory, manifest, status, problems))
 
 
@@ -82,7 +82,7 @@ def _read(read: Callable[[], T], problems: list[str]) -> T | None:
         return None
 
 
-def run_status(directory: RunDirectory, manifest: Manifest | None, problems: list[str]) -> str:
+def _status(directory: RunDirectory, manifest: Manifest | None, problems: list[str]) -> str:
     """The manifest's status, but interrupted when a running run's process is gone; for a run that
     this server launched, starting before its manifest exists and stopped once its process exited
     without finishing the run."""
@@ -101,7 +101,7 @@ def run_status(directory: RunDirectory, manifest: Manifest | None, problems: lis
 
 def _note(directory: RunDirectory, manifest: Manifest | None, status: str, problems: list[str]) -> str:
     if status == UNREADABLE:
-        return "; ".join(problems)
+        return "; ".join(problem.removeprefix(f"{directory.path}: ") for problem in problems)
     if status.startswith("stopped"):
         return log_tail(directory.path, lines=1)
     if status == Status.interrupted:
@@ -188,21 +188,6 @@ def metric_columns(frame: pl.DataFrame) -> list[str]:
     ]
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested configuration as dotted keys: {"topology": {"nodes": 8}} → {"topology.nodes": 8}; the
-    tables of a list are numbered as in `--set` (attack.0.examples)."""
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
-        items = list(enumerate(value))
-    else:
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, item in items:
-        flat |= flatten(item, f"{prefix}.{key}" if prefix else str(key))
-    return flat
-
-
 def _setting(value: Any) -> str:
     """A value as a table shows it, exactly: "-" where there is none."""
     if value is None:
@@ -212,7 +197,7 @@ def _setting(value: Any) -> str:
 
 def config_differences(configs: dict[str, Config]) -> pl.DataFrame:
     """The settings that differ between runs: a row per setting, a column per run ("-" where unset)."""
-    flat = {name: flatten(config.model_dump(mode="json", exclude_none=True)) for name, config in configs.items()}
+    flat = {name: config.settings() for name, config in configs.items()}
     keys = sorted(set().union(*flat.values()))
     differing = [key for key in keys if len({_setting(settings.get(key)) for settings in flat.values()}) > 1]
     columns = {name: [_setting(settings.get(key)) for key in differing] for name, settings in flat.items()}

@@ -1,0 +1,292 @@
+"""Bad input to `cascade`: for every case, exit code 2, exactly one line on stderr starting with
+`error:`, no traceback, and the results directory absent, or unchanged byte for byte when it existed."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from ecosystem.cli import app
+from ecosystem.results import RunDirectory, Status
+from tests.helpers import read_manifest
+
+# A case: the arguments after `cascade`, given a folder of its own (the results directory is `out`
+# there), the text the error line must hold, and the files it prepares in its folder first.
+Arguments = Callable[[Path], list[str]]
+
+
+@dataclass(frozen=True)
+class Case:
+    arguments: Arguments | list[str]
+    expected: str
+    prepare: Callable[[Path, Path], None] = field(default=lambda _folder, _run: None)  # files the case needs
+
+
+def run_with(*options: str) -> Arguments:
+    return lambda folder: ["run", "--out", str(folder / "out"), *options]
+
+
+def settings(*overrides: str) -> Arguments:
+    return run_with(*(argument for override in overrides for argument in ("--set", override)))
+
+
+def config_file(text: str | bytes) -> Callable[[Path, Path], None]:
+    """Writes a config file with this content into the case's folder."""
+
+    def write(folder: Path, _: Path) -> None:
+        (folder / "config.toml").write_bytes(text if isinstance(text, bytes) else text.encode())
+
+    return write
+
+
+def with_config(prepare: Callable[[Path, Path], None], expected: str) -> Case:
+    return Case(
+        lambda folder: ["run", "--config", str(folder / "config.toml"), "--out", str(folder / "out")], expected, prepare
+    )
+
+
+def graph_file(name: str, text: str) -> Callable[[Path, Path], None]:
+    return lambda folder, _: (folder / name).write_text(text)
+
+
+def file_topology(name: str, *more: str) -> Arguments:
+    return lambda folder: settings("topology.name=file", f"topology.params.path={str(folder / name)!r}", *more)(folder)
+
+
+def copy_of_finished_run(edit: Callable[[Path], None] = lambda _run: None) -> Callable[[Path, Path], None]:
+    """The session's small run copied to `out`, marked interrupted (resumable), then edited."""
+
+    def prepare(folder: Path, small_run: Path) -> None:
+        out = shutil.copytree(small_run, folder / "out")
+        manifest = read_manifest(out).model_copy(update={"status": Status.interrupted})
+        RunDirectory(out).write_manifest(manifest)
+        edit(out)
+
+    return prepare
+
+
+def resume(folder: Path) -> list[str]:
+    return ["run", "--resume", str(folder / "out")]
+
+
+def drop_last_cycle_but_keep_the_checkpoint(run: Path) -> None:
+    metrics = RunDirectory(run).read_metrics()
+    RunDirectory(run).write_metrics(metrics.filter(pl.col("cycle") != 1))
+
+
+def symlink(name: str, target: str) -> Callable[[Path, Path], None]:
+    return lambda folder, _: (folder / name).symlink_to(target)
+
+
+GRAPHML = '<graphml xmlns="http://graphml.graphdrawing.org/xmlns"><graph edgedefault="directed">{}</graph></graphml>'
+
+CASES = {
+    # Settings
+    "unknown key": Case(settings("topology.nodez=3"), "unknown key 'topology.nodez'"),
+    "unknown section": Case(settings("trafic.prompts_per_node=3"), "unknown key 'trafic'"),
+    "negative count": Case(settings("traffic.prompts_per_node=-5"), "traffic.prompts_per_node"),
+    "negative dose": Case(settings("attack.0.examples=-1"), "attack.0.examples"),
+    "missing target": Case(settings("attack.0.targets=[9]"), "node 9 does not exist"),
+    "harmful fraction above 1": Case(settings("traffic.harmful_fraction=1.5"), "traffic.harmful_fraction"),
+    "fractions above 1 together": Case(
+        settings("traffic.harmful_fraction=0.6", "traffic.borderline_fraction=0.6"), "harmful_fraction + borderline"
+    ),
+    "unknown topology": Case(settings("topology.name=moebius"), "unknown topology 'moebius'"),
+    "attack past the last cycle": Case(settings("attack.0.cycles=[9]"), "cycle 9 is outside 1..5"),
+    "malformed override": Case(settings("cycles"), "must look like section.key=value"),
+    "override without a key": Case(settings("=5"), "must look like section.key=value"),
+    "override below a setting": Case(settings("cycles.x=1"), "cycles: Input should be a valid integer"),
+    "override of a list": Case(settings("attack.examples=9"), "index it, as attack.0.examples=9"),
+    "override past a list": Case(settings("attack.5.examples=9"), "'5' is not an index of the list"),
+    "unknown attack kind": Case(settings('attack.0.kind="phishing"'), "valid kinds: harmful_compliance, backdoor"),
+    "unknown defense kind": Case(settings('defense.0.kind="prayer"'), "valid kinds: guard_filter, rehearsal"),
+    "defense without a kind": Case(settings("defense.0.nodes=[1]"), "unknown or missing kind"),
+    "defense on a missing node": Case(
+        settings('defense.0.kind="anchor"', "defense.0.nodes=[12]"), "defense.0.nodes: node 12 does not exist"
+    ),
+    "schedule past the last cycle": Case(settings("attack.0.start=7"), "attack.0.start: cycle 7 is past"),
+    "too many random targets": Case(settings('attack.0.targets="random"', "attack.0.count=9"), "9 targets"),
+    "unknown targeting": Case(settings('attack.0.targets="everyone"'), "attack.0.targets"),
+    "unknown centrality": Case(settings('attack.0.targets="top"', 'attack.0.by="charisma"'), "attack.0.by"),
+    "unknown narrow task": Case(settings('attack.0.kind="narrow_finetune"', 'attack.0.task="x.y"'), "unknown benign"),
+    "full fine-tuning with vllm": Case(
+        settings("generation.engine=vllm", "training.method=full"), "set training.method = 'lora'"
+    ),
+    "unknown engine": Case(settings("generation.engine=tgi"), "generation.engine"),
+    "unknown world kind": Case(settings("world.kind=gpt"), "unknown world kind; valid kinds: tiny, checkpoint"),
+    "the old name of the checkpoint world": Case(settings("world.kind=hf"), 'set world.kind = "checkpoint"'),
+    "real model without its files": Case(settings("world.kind=checkpoint"), "world.model_path: Field required"),
+    "real model that is not there": Case(
+        settings(
+            "world.kind=checkpoint",
+            *(f"world.{key}=/nowhere/file" for key in ("model_path", "harmful_prompts", "borderline_prompts")),
+            "world.task_data=/nowhere/file",
+        ),
+        "/nowhere/file is not a local HF checkpoint directory",
+    ),
+    "no cycles": Case(settings("cycles=0"), "cycles"),
+    "cycles as a word": Case(settings('cycles="five"'), "cycles"),
+    "one node": Case(settings("topology.nodes=1"), "topology.nodes"),
+    "more nodes than max_nodes": Case(settings("topology.nodes=5000"), "more than max_nodes"),
+    "odd k in a small world": Case(settings("topology.name=watts_strogatz", "topology.params.k=3"), "k"),
+    "unknown family parameter": Case(settings("topology.params.bogus=1"), "bogus"),
+    "nodes given as a parameter": Case(settings("topology.params.nodes=6"), "set topology.nodes"),
+    "zero batch": Case(settings("training.batch_size=0"), "training.batch_size"),
+    "zero rank": Case(settings("training.lora_rank=0"), "training.lora_rank"),
+    "zero new tokens": Case(settings("generation.max_new_tokens=0"), "generation.max_new_tokens"),
+    "zero drift threshold": Case(settings("evaluation.drift_threshold=0"), "evaluation.drift_threshold"),
+    "zero CPUs per host": Case(settings("hosting.num_cpus=0"), "hosting.num_cpus"),
+    "negative hosts": Case(settings("hosting.hosts=-1"), "hosting.hosts"),
+    "unknown hosting mode": Case(settings("hosting.mode=cloud"), "hosting.mode"),
+    # Numbers that are not numbers
+    "infinite learning rate": Case(settings("training.learning_rate=inf"), "finite number"),
+    "NaN learning rate": Case(settings("training.learning_rate=nan"), "finite number"),
+    "NaN family parameter": Case(settings("topology.name=erdos_renyi", "topology.params.p=nan"), "finite"),
+    "infinite edge weight": Case(settings("topology.edge_weight=inf"), "finite number"),
+    "NaN weight range": Case(settings("topology.weight_range=[nan, 0.5]"), "finite number"),
+    "NaN target fraction": Case(settings('attack.0.targets="random"', "attack.0.fraction=nan"), "finite number"),
+    "negative seed": Case(run_with("--seed", "-5"), "seed"),
+    "negative world seed": Case(settings("world.seed=-1"), "world.seed"),
+    # Text that a terminal would interpret
+    "markup in a value": Case(settings("topology.name=[/x]"), "unknown topology '[/x]'"),
+    "emoji code in a value": Case(settings("topology.name=:x:"), "unknown topology ':x:'"),
+    # Config files
+    "missing config file": Case(
+        lambda folder: ["run", "--config", str(folder / "missing.toml"), "--out", str(folder / "out")],
+        "cannot read config file",
+    ),
+    "config file that is not TOML": with_config(config_file("cycles = [unclosed\n"), "is not valid TOML"),
+    "config file with an unknown section": with_config(config_file("[trafic]\nprompts_per_node = 10\n"), "'trafic'"),
+    "config file of the wrong shape": with_config(config_file('topology = "ring"\n'), "topology"),
+    "binary config file": with_config(config_file(bytes(range(256))), "is not valid TOML"),
+    "endless config file": Case(
+        lambda folder: ["run", "--config", "/dev/zero", "--out", str(folder / "out")], "larger than 1024 KiB"
+    ),
+    "config file that is a directory": Case(
+        lambda folder: ["run", "--config", str(folder), "--out", str(folder / "out")], "cannot read config file"
+    ),
+    # Graph files
+    "missing graph file": Case(file_topology("absent.graphml"), "absent.graphml"),
+    "graph file of an unknown type": Case(
+        file_topology("graph.txt"), "unknown file type", graph_file("graph.txt", "a,b\n")
+    ),
+    "CSV graph without its header": Case(file_topology("graph.csv"), "graph.csv", graph_file("graph.csv", "a;b\n")),
+    "GraphML edge to an undeclared node": Case(
+        file_topology("graph.graphml"),
+        "graph.graphml",
+        graph_file("graph.graphml", GRAPHML.format('<node id="a"/><node id="b"/><edge source="a" target="c"/>')),
+    ),
+    "NaN weight in a graph file": Case(
+        file_topology("graph.csv", "topology.weights=file"),
+        "graph.csv",
+        graph_file("graph.csv", "source,target,weight\n0,1,nan\n1,0,0.5\n"),
+    ),
+    # Results directories
+    "results path that is a file": Case(
+        settings("cycles=1"), "Not a directory", lambda folder, _: (folder / "out").write_text("mine")
+    ),
+    "results path that is a dangling link": Case(
+        settings("cycles=1"), "a link to no directory", symlink("out", "/nowhere")
+    ),
+    "results path that is a link loop": Case(
+        settings("cycles=1"), "a link to no directory", lambda folder, _: _loop(folder)
+    ),
+    "results directory in use": Case(settings("cycles=1"), "not empty", lambda folder, _: _used(folder / "out")),
+    "lock that is a symbolic link": Case(
+        settings("cycles=1", "hosting.mode=in_process"), "holds a symbolic link", lambda folder, _: _linked_lock(folder)
+    ),
+    # Resuming
+    "resume an empty directory": Case(resume, "holds no run to resume", lambda folder, _: (folder / "out").mkdir()),
+    "resume with settings": Case(
+        lambda folder: [*resume(folder), "--set", "cycles=3"],
+        "--resume continues a run as configured",
+        copy_of_finished_run(),
+    ),
+    "resume a complete run": Case(
+        resume,
+        "already complete",
+        lambda folder, small_run: shutil.copytree(small_run, folder / "out"),
+    ),
+    "resume an edited configuration": Case(
+        resume,
+        "seed: 0 → 3",
+        copy_of_finished_run(
+            lambda run: (run / "config.toml").write_text(
+                (run / "config.toml").read_text().replace("seed = 0", "seed = 3", 1)
+            )
+        ),
+    ),
+    "resume metrics that miss a cycle": Case(
+        resume, "lacks cycle 1", copy_of_finished_run(drop_last_cycle_but_keep_the_checkpoint)
+    ),
+    "resume a damaged checkpoint": Case(
+        resume,
+        "no usable checkpoint",
+        copy_of_finished_run(lambda run: (run / "checkpoints" / "latest.json").write_text("{")),
+    ),
+    "resume a corrupt manifest": Case(
+        resume, "manifest.json is unreadable", copy_of_finished_run(lambda run: (run / "manifest.json").write_text("["))
+    ),
+    # Hosting that cannot work
+    "unreachable cluster": Case(
+        settings("cycles=1", "hosting.ray_address=127.0.0.1:1"), "nothing answers at 127.0.0.1:1"
+    ),
+    # Benchmarks
+    "unknown benchmark": Case(["bench", "nope"], "no benchmark 'nope'; available: generation"),
+    "benchmark outside the package": Case(["bench", "../../tmp/evil"], "no benchmark"),
+}
+
+
+def _loop(folder: Path) -> None:
+    (folder / "out").symlink_to(folder / "back")
+    (folder / "back").symlink_to(folder / "out")
+
+
+def _used(out: Path) -> None:
+    out.mkdir()
+    (out / "metrics.parquet").write_bytes(b"earlier results")
+
+
+def _linked_lock(folder: Path) -> None:
+    (folder / "victim").write_text("precious")
+    (folder / "out").mkdir()
+    (folder / "out" / ".lock").symlink_to(folder / "victim")
+
+
+def snapshot(folder: Path) -> dict[str, bytes | str]:
+    """Every entry under `folder`: a file's bytes, a link's target, a directory's name."""
+    entries: dict[str, bytes | str] = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            entries[key] = f"-> {path.readlink()}"
+        elif path.is_file():
+            entries[key] = path.read_bytes()
+        else:
+            entries[key] = "directory"
+    return entries
+
+
+def test_there_are_at_least_sixty_cases() -> None:
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_gets_one_line_and_changes_nothing(name, small_run, tmp_path) -> None:
+    case = CASES[name]
+    case.prepare(tmp_path, small_run)
+    before = snapshot(tmp_path)
+    arguments = case.arguments(tmp_path) if callable(case.arguments) else case.arguments
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert case.expected in lines[0]
+    assert "Traceback" not in result.output
+    assert snapshot(tmp_path) == before  # a results directory absent before is absent still
