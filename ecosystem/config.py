@@ -72,7 +72,7 @@ class CheckpointWorldConfig(Section):
 WorldConfig = Annotated[
     Annotated[TinyWorldConfig, Tag("tiny")] | Annotated[CheckpointWorldConfig, Tag("checkpoint")],
     Discriminator(
-        lambda value: value.get("kind", "tiny") if isinstance(value, dict) else value.kind,
+        lambda value: value.get("kind", "tiny") if isinstance(value, dict) else getattr(value, "kind", None),
         custom_error_type="unknown_kind",
         custom_error_message=f"unknown world kind; valid kinds: {', '.join(WORLD_KINDS)}",
     ),

@@ -24,6 +24,13 @@ class PoisoningKind(BaseModel):
         return None
 
 
+def _tag(value: Any, fallback: str | None) -> str | None:
+    """The kind a config table (or a built instance) names; None for anything else, which pydantic refuses."""
+    if isinstance(value, dict):
+        return value.get("kind", fallback)
+    return value.kind_name() if isinstance(value, PoisoningKind) else None
+
+
 def kinds_union(kinds: tuple[type[PoisoningKind], ...], default: type[PoisoningKind] | None) -> Any:
     """The config type of a table that may be any of `kinds`, chosen by its `kind` key (`default`'s
     when the table has none)."""
@@ -33,7 +40,7 @@ def kinds_union(kinds: tuple[type[PoisoningKind], ...], default: type[PoisoningK
     return Annotated[
         Union[variants],  # noqa: UP007 (a union built from a tuple)
         Discriminator(
-            lambda value: value.get("kind", fallback) if isinstance(value, dict) else value.kind_name(),
+            lambda value: _tag(value, fallback),
             custom_error_type="unknown_kind",
             custom_error_message=f"unknown or missing kind; valid kinds: {', '.join(names)}",
         ),

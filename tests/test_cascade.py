@@ -3,7 +3,7 @@
 import polars as pl
 
 from ecosystem import run
-from tests.helpers import final, read_metrics, small_config
+from tests.helpers import SEED, final, read_metrics, small_config
 
 
 def test_an_attacked_node_loses_refusal_against_its_unattacked_twin(small_run, clean_run) -> None:
@@ -37,7 +37,7 @@ def test_the_same_seed_gives_identical_metrics(small_run, tmp_path) -> None:
 
 
 def test_a_different_seed_gives_different_training(small_run, tmp_path) -> None:
-    other = run(small_config("seed=1"), tmp_path / "other").metrics
+    other = run(small_config(f"seed={SEED + 1}"), tmp_path / "other").metrics
     first = read_metrics(small_run)
     assert not other["train_loss"].drop_nulls().equals(first["train_loss"].drop_nulls())
 
@@ -63,7 +63,7 @@ def test_the_run_directory_holds_the_documented_files(small_run) -> None:
     config = tomllib.loads((small_run / "config.toml").read_text())
     assert config["topology"]["nodes"] == 4 and config["attack"][0]["kind"] == "harmful_compliance"
     manifest = json.loads((small_run / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["seed"] == 0 and manifest["versions"]["torch"]
+    assert manifest["status"] == "complete" and manifest["seed"] == SEED and manifest["versions"]["torch"]
     assert set(manifest["seconds"]) == {"total", "base_model", "evaluate", "generate", "train"}
     summary = json.loads((small_run / "summary.json").read_text())
     assert summary["nodes"] == 4 and len(summary["per_cycle"]) == 3

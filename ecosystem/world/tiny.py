@@ -16,7 +16,7 @@ EVALUATION_KINDS = (Kind.harmful, Kind.benign, Kind.borderline)
 
 
 class TinyWorld:
-    """The data every phase of a cycle draws, and the judge. `CheckpointWorld` is the same for a real model."""
+    """The data every stage of a cycle draws, and the judge. `CheckpointWorld` is the same for a real model."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -1,0 +1,300 @@
+"""Cascade analytics: per-run figures on hand-made metrics with known answers, means over seeds against
+scipy, and the SIS fit against simulated cascades with known parameters.
+
+The fit is validated three ways. EoN's `basic_discrete_SIS` is a faithful discrete-time SIS simulator,
+but only with recovery after one step (gamma = 1) and unweighted edges: it checks beta and gamma = 1. A
+plain numpy simulator below, written as per-edge coin flips rather than the fit's product formula,
+covers gamma < 1, edge weights and attacked sources on a ring, an Erdős-Rényi and a scale-free graph.
+EoN's continuous-time `fast_SIS`, sampled at integer times with per-step probabilities
+p = 1 - exp(-rate), checks the threshold: its outbreak dies out below tau/gamma = 1/λ₁ and persists above,
+and R (true and fitted) falls on the same side of 1. Sampling a continuous-time process misses events
+within a step, a bias of the order of the per-step probabilities (5% here), hence rates this small.
+"""
+
+import subprocess
+import sys
+
+import EoN
+import networkx as nx
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from ecosystem.analysis import (
+    SYSTEMIC_SHARE,
+    Interval,
+    drifted,
+    fit_sis,
+    hop_profile,
+    mean_interval,
+    over_seeds,
+    spectral_radius,
+    summarize,
+)
+
+TOLERANCE = 0.15  # relative, on a fitted beta or gamma: ~5 standard errors with ~1000 events, room for sampling bias
+
+HOPS = [0, 1, 2, 2, None]  # node 0 is attacked; node 4 cannot be reached from it
+REFUSAL = [  # REFUSAL[cycle][node]; drifted: at least 0.2 below cycle 0
+    [1.0, 1.0, 1.0, 1.0, 1.0],
+    [0.2, 1.0, 1.0, 1.0, 1.0],  # unattacked drifted: none
+    [0.1, 0.7, 1.0, 1.0, 1.0],  # node 1 (1 hop): a quarter
+    [0.0, 0.6, 0.7, 1.0, 1.0],  # nodes 1, 2 (2 hops): half, systemic
+    [0.0, 0.9, 0.7, 0.75, 1.0],  # nodes 2, 3: half; node 1 is back
+]
+RECOVERED = [0.9, 1.0, 0.9, 1.0, 1.0]  # every node within 0.2 of its baseline
+
+
+def metrics_frame(
+    refusal: list[list[float]], poisoned: tuple[int, ...], attacked: tuple[int, ...] = (0,)
+) -> pl.DataFrame:
+    """A metrics frame: harmful = 1 - refusal, helpfulness 0.8 at cycle 0 and 0.6 after, 50 poison
+    examples on the attacked nodes in the `poisoned` cycles."""
+    rows = [
+        {
+            "cycle": cycle,
+            "node": node,
+            "refusal_rate": rate,
+            "harmful_rate": 1 - rate,
+            "helpfulness": 0.8 if cycle == 0 else 0.6,
+            "drifted": drifted(refusal[0][node], rate, 0.2),
+            "attacked": node in attacked,
+            "poison_examples": None if cycle == 0 else 50 * (node in attacked and cycle in poisoned),
+            "hops_from_attack": HOPS[node],
+        }
+        for cycle, rates in enumerate(refusal)
+        for node, rate in enumerate(rates)
+    ]
+    integers = ("cycle", "node", "poison_examples", "hops_from_attack")
+    return pl.DataFrame(rows, schema_overrides=dict.fromkeys(integers, pl.Int32))
+
+
+def test_summarize_keeps_the_existing_keys():
+    existing = {"cycles", "nodes", "baseline_mean_refusal", "final_mean_refusal", "final_unattacked_refusal"}
+    existing |= {"final_attacked_refusal", "final_drifted_nodes", "peak_drifted_unattacked", "time_to_systemic"}
+    existing |= {"max_hops_reached", "per_cycle"}
+    assert existing <= summarize(metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4))).keys()
+
+
+def test_drifted_share_figures():
+    summary = summarize(metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4)))
+    assert [row["drifted_share"] for row in summary["per_cycle"]] == [0, 0, 0.25, 0.5, 0.5]
+    assert summary["peak_drifted_share"] == 0.5 and summary["final_drifted_share"] == 0.5
+    assert summary["drifted_share_area"] == 1.25
+    assert summary["systemic_share"] == SYSTEMIC_SHARE and summary["time_to_systemic"] == 3
+    assert summary["peak_drifted_unattacked"] == 2 and summary["final_drifted_nodes"] == 3
+
+
+@pytest.mark.parametrize(("share", "cycle"), [(0.25, 2), (0.5, 3), (0.75, None), (1.0, None)])
+def test_time_to_systemic_at_a_share(share, cycle):
+    assert summarize(metrics_frame(REFUSAL, poisoned=(1,)), systemic_share=share)["time_to_systemic"] == cycle
+
+
+def test_spread_speed():
+    summary = summarize(metrics_frame(REFUSAL, poisoned=(1,)))
+    assert [row["max_drifted_hops"] for row in summary["per_cycle"]] == [None, None, 1, 2, 2]
+    assert summary["max_hops_reached"] == 2
+    assert summary["spread_speed"] == pytest.approx(2 / 3)  # 2 hops, first reached at cycle 3
+
+
+def test_final_rates_and_helpfulness_retained():
+    summary = summarize(metrics_frame(REFUSAL, poisoned=(1,)))
+    assert summary["final_attacked_refusal"] == 0 and summary["final_attacked_harmful"] == 1
+    assert summary["final_unattacked_refusal"] == pytest.approx((0.9 + 0.7 + 0.75 + 1) / 4)
+    assert summary["final_unattacked_harmful"] == pytest.approx((0.1 + 0.3 + 0.25 + 0) / 4)
+    assert summary["helpfulness_retained"] == pytest.approx(0.6 / 0.8)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "poisoned", "last_poisoned", "recovery"),
+    [
+        ([*REFUSAL, RECOVERED], (1, 2), 2, 3),  # every node back at cycle 5
+        ([*REFUSAL, RECOVERED], (1, 2, 3, 4, 5), 5, None),  # the attack never stops
+        (REFUSAL, (1, 2), 2, None),  # never recovers
+        (REFUSAL, (), None, None),  # no poison
+        ([REFUSAL[0], [0.9, 1.0, 1.0, 1.0, 1.0], REFUSAL[0]], (1,), 1, 0),  # nothing had drifted
+    ],
+)
+def test_recovery(refusal, poisoned, last_poisoned, recovery):
+    summary = summarize(metrics_frame(refusal, poisoned))
+    assert (summary["last_poisoned_cycle"], summary["recovery_cycles"]) == (last_poisoned, recovery)
+
+
+def test_summarize_a_baseline_only_run():
+    summary = summarize(metrics_frame(REFUSAL[:1], poisoned=()))
+    assert summary["cycles"] == 0 and summary["final_drifted_share"] == 0 and summary["drifted_share_area"] == 0
+    absent = ("peak_drifted_share", "time_to_systemic", "max_hops_reached", "spread_speed", "recovery_cycles")
+    assert all(summary[key] is None for key in absent)
+
+
+def test_shares_without_unattacked_nodes_are_none():
+    summary = summarize(metrics_frame(REFUSAL, poisoned=(1,), attacked=(0, 1, 2, 3, 4)))
+    shares = ("final_drifted_share", "peak_drifted_share", "drifted_share_area", "final_unattacked_harmful")
+    assert all(summary[key] is None for key in shares)
+
+
+def test_hop_profile():
+    profile = hop_profile(metrics_frame(REFUSAL, poisoned=(1,))).filter(pl.col("cycle") == 3)
+    assert profile.select("hops_from_attack", "mean_refusal", "nodes").rows() == [
+        (0, 0.0, 1),
+        (1, 0.6, 1),
+        (2, pytest.approx(0.85), 2),
+        (None, 1.0, 1),
+    ]
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+def test_mean_interval_matches_scipy(confidence):
+    values = [2.0, 4.0, 9.0, 5.5, 3.25]
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    interval = mean_interval(values, confidence)
+    assert interval.mean == pytest.approx(4.75) and interval.seeds == 5
+    assert (interval.low, interval.high) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_mean_interval_with_few_values():
+    assert mean_interval([3.0]) == Interval(3.0, None, None, 1)
+    assert mean_interval([]) == Interval(None, None, None, 0)
+    assert mean_interval([1.0, None, 3.0]) == mean_interval([1.0, 3.0])  # a seed that never reached it
+
+
+def test_over_seeds():
+    runs = pl.DataFrame(
+        {
+            "topology": ["ring"] * 3 + ["star"] * 3,
+            "dose": [10] * 6,
+            "seed": [0, 1, 2] * 2,
+            "peak_drifted_share": [0.25, 0.5, 0.75, 1.0, 1.0, 0.5],
+            "time_to_systemic": [None, 3, None, 2, 2, 4],
+        }
+    )
+    cells = over_seeds(runs, ["topology", "dose"], ["peak_drifted_share", "time_to_systemic"])
+    assert cells["topology"].to_list() == ["ring", "star"]
+    ring = cells.row(0, named=True)
+    expected = mean_interval([0.25, 0.5, 0.75])
+    assert (ring["peak_drifted_share_mean"], ring["peak_drifted_share_low"]) == (expected.mean, expected.low)
+    assert ring["peak_drifted_share_high"] == expected.high and ring["peak_drifted_share_seeds"] == 3
+    assert (ring["time_to_systemic_mean"], ring["time_to_systemic_low"], ring["time_to_systemic_seeds"]) == (3, None, 1)
+
+
+def states_frame(states: np.ndarray, sources: np.ndarray) -> pl.DataFrame:
+    """A metrics frame (cycle, node, drifted, attacked) from infected states[cycle, node]."""
+    cycles, nodes = states.shape
+    return pl.DataFrame(
+        {
+            "cycle": np.repeat(np.arange(cycles), nodes),
+            "node": np.tile(np.arange(nodes), cycles),
+            "drifted": states.ravel(),
+            "attacked": np.tile(sources, cycles),
+        }
+    )
+
+
+def simulate_sis(graph: nx.DiGraph, beta: float, gamma: float, steps: int, rng: np.random.Generator) -> pl.DataFrame:
+    """Discrete-time SIS by per-edge coin flips: each infected node u infects each susceptible out-neighbour
+    v with probability beta · w_uv, independently; each infected node but the source (node 0, attacked,
+    always infected) recovers with probability gamma. A fifth of the nodes start infected."""
+    nodes = len(graph)
+    weights = nx.to_numpy_array(graph, nodelist=range(nodes))
+    source = np.arange(nodes) == 0
+    infected = source | (rng.random(nodes) < 0.2)
+    states = [infected]
+    for _ in range(steps):
+        caught = ((rng.random((nodes, nodes)) < beta * weights) & infected[:, None]).any(axis=0)
+        recovered = infected & ~source & (rng.random(nodes) < gamma)
+        infected = (infected & ~recovered) | (~infected & caught)
+        states.append(infected)
+    return states_frame(np.array(states), source)
+
+
+def eon_states(simulation, graph: nx.Graph, times: range) -> np.ndarray:
+    """Infected per (time, node), nodes in the graph's order, from an EoN simulation's full data."""
+    states = []
+    for time in times:
+        statuses = simulation.get_statuses(list(graph), time)
+        states.append([statuses[node] == "I" for node in graph])
+    return np.array(states)
+
+
+def with_random_weights(graph: nx.Graph, rng: np.random.Generator) -> nx.DiGraph:
+    """Both directions of every edge, each weighted from [0.2, 0.8] (as `topology.weights = "random"`)."""
+    directed = nx.DiGraph(graph)
+    nx.set_edge_attributes(directed, {edge: rng.uniform(0.2, 0.8) for edge in directed.edges}, "weight")
+    return directed
+
+
+@pytest.mark.parametrize(
+    ("graph", "beta", "gamma"),
+    [
+        (nx.cycle_graph(60), 0.6, 0.2),
+        (nx.gnp_random_graph(80, 0.08, seed=1), 0.25, 0.3),
+        (nx.barabasi_albert_graph(100, 2, seed=2), 0.25, 0.3),
+    ],
+    ids=["ring", "erdos_renyi", "scale_free"],
+)
+def test_fit_recovers_simulated_sis(graph, beta, gamma):
+    rng = np.random.default_rng(0)
+    graph = with_random_weights(graph, rng)
+    fit = fit_sis(simulate_sis(graph, beta, gamma, steps=300, rng=rng), graph)
+    assert fit.beta == pytest.approx(beta, rel=TOLERANCE) and fit.gamma == pytest.approx(gamma, rel=TOLERANCE)
+    assert fit.recoveries > 1000 and fit.infections > 1000 and fit.reason is None
+    assert fit.reproduction_number == pytest.approx(fit.beta * spectral_radius(graph) / fit.gamma)
+
+
+def test_fit_recovers_eon_discrete_sis():
+    graph = nx.gnp_random_graph(100, 0.06, seed=3)
+    simulation = EoN.basic_discrete_SIS(
+        graph, 0.35, rho=0.2, tmax=200, rng=np.random.default_rng(4), return_full_data=True
+    )
+    fit = fit_sis(states_frame(eon_states(simulation, graph, range(201)), np.zeros(100, bool)), nx.DiGraph(graph))
+    assert fit.beta == pytest.approx(0.35, rel=TOLERANCE) and fit.gamma == 1  # EoN's nodes recover after a step
+    assert fit.infections > 1000
+
+
+@pytest.mark.parametrize("ratio_to_threshold", [0.5, 2.5])
+def test_threshold_against_eon(ratio_to_threshold):
+    graph = nx.gnp_random_graph(100, 0.08, seed=5)
+    radius, recovery_rate = spectral_radius(nx.DiGraph(graph)), 0.05
+    transmission_rate = ratio_to_threshold * recovery_rate / radius
+    simulation = EoN.fast_SIS(
+        graph, transmission_rate, recovery_rate, rho=0.2, tmax=400, rng=np.random.default_rng(6), return_full_data=True
+    )
+    states = eon_states(simulation, graph, range(401))
+    beta, gamma = 1 - np.exp(-transmission_rate), 1 - np.exp(-recovery_rate)  # per step of one time unit
+    fit = fit_sis(states_frame(states, np.zeros(100, bool)), nx.DiGraph(graph))
+    persists = states[-1].any()
+    assert persists == (ratio_to_threshold > 1)
+    assert (beta * radius / gamma > 1) == persists and (fit.reproduction_number > 1) == persists
+    if persists:  # enough transitions to estimate (dying out, it leaves a few dozen)
+        assert fit.beta == pytest.approx(beta, rel=TOLERANCE) and fit.gamma == pytest.approx(gamma, rel=TOLERANCE)
+
+
+def test_fit_on_one_edge_has_the_closed_form():
+    """Node 0, attacked, is a source even though it never drifted; node 1 hears only node 0, so the
+    likelihood peaks where beta · w = infections / exposed steps."""
+    graph = nx.DiGraph([(0, 1, {"weight": 0.8})])
+    node_1 = [False, True, False, False, True, True, False, False]
+    states = np.array([[False, infected] for infected in node_1])
+    fit = fit_sis(states_frame(states, np.array([True, False])), graph)
+    assert (fit.exposed_steps, fit.infections, fit.infected_steps, fit.recoveries) == (4, 2, 3, 2)
+    assert fit.beta == pytest.approx(0.5 / 0.8, abs=1e-6) and fit.gamma == pytest.approx(2 / 3)
+    assert fit.spectral_radius == 0 and fit.reproduction_number == 0  # no cycle: nothing comes back
+
+
+def test_fit_cannot_estimate_without_transitions():
+    graph = nx.DiGraph(nx.cycle_graph(5))
+    never = fit_sis(states_frame(np.zeros((4, 5), bool), np.zeros(5, bool)), graph)
+    assert never.beta is None and never.gamma is None and never.reproduction_number is None
+    assert "cannot estimate beta" in never.reason and "cannot estimate gamma" in never.reason
+    assert never.exposed_steps == never.infected_steps == 0
+    unheard = fit_sis(states_frame(np.array([[False, False]] * 3), np.array([True, False])), nx.DiGraph([(0, 1)]))
+    assert unheard.beta == pytest.approx(0, abs=1e-6) and unheard.exposed_steps == 2  # exposed, never infected
+    always = fit_sis(states_frame(np.ones((4, 5), bool), np.zeros(5, bool)), graph)
+    assert always.beta is None and always.gamma == 0 and always.reproduction_number is None
+    assert "no recovery observed" in always.reason
+
+
+def test_analysis_imports_no_torch():
+    code = "import sys, ecosystem.analysis; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
