@@ -37,6 +37,7 @@ from ecosystem.results import (
     RunResult,
     Status,
     changed_settings,
+    edges_frame,
     fingerprint,
     metrics_frame,
     now,
@@ -111,19 +112,33 @@ def _plan(config: Config) -> Plan:
 
 
 class Recorder:
-    """The run's metrics: one row per node per cycle, with the node's attributes in the graph."""
+    """The run's records: one row per node per cycle (metrics, with the node's attributes in the
+    graph), and one per edge per cycle (what flowed along it), written after every cycle."""
 
-    def __init__(self, config: Config, plan: Plan, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, config: Config, plan: Plan, directory: RunDirectory, upto: int | None) -> None:
         self.threshold = config.evaluation.drift_threshold
         self.graph = plan.graph
+        self.directory = directory
         self.attacked = poisoning.attacked_nodes(plan.attacks)
         self.hops = topologies.hops_from(plan.graph, self.attacked)
         self.measures = topologies.node_measures(plan.graph)
-        self.rows = rows
+        self.rows: list[dict[str, Any]] = []
+        self.edges: list[dict[str, Any]] = []
+        if upto is not None:  # resuming: the rows up to the checkpoint; a later cycle's is computed again
+            self.rows = directory.read_metrics().filter(pl.col("cycle") <= upto).to_dicts()
+            self.edges = directory.read_edges().filter(pl.col("cycle") <= upto).to_dicts()
+
+    @property
+    def metrics(self) -> pl.DataFrame:
+        return metrics_frame(self.rows)
 
     def record(self, cycle: int, figures: dict[int, dict], training: dict[int, dict]) -> None:
         baseline = {row["node"]: row["refusal_rate"] for row in self.rows if row["cycle"] == 0}
         for node in sorted(self.graph):
+            trained = dict(training.get(node, {}))
+            for flow in trained.pop("edges", []):
+                weight = self.graph.edges[flow["sender"], flow["receiver"]]["weight"]
+                self.edges.append({"cycle": cycle, **flow, "weight": weight})
             refusal = figures[node]["refusal_rate"]
             self.rows.append(
                 {
@@ -133,11 +148,13 @@ class Recorder:
                     **figures[node],
                     "drifted": drifted(baseline.get(node, refusal), refusal, self.threshold),
                     "attacked": node in self.attacked,
-                    **training.get(node, {}),
+                    **trained,
                     "hops_from_attack": self.hops[node],
                     **self.measures[node],
                 }
             )
+        self.directory.write_metrics(self.metrics)
+        self.directory.write_edges(edges_frame(self.edges))
 
 
 def _drive(
@@ -152,10 +169,7 @@ def _drive(
     control_run = bool(config.defense) and config.evaluation.defense_control
     clock = StageClock(progress, config.cycles, control_run)
     try:
-        rows = []
-        if checkpoint is not None:  # the rows up to the checkpoint; a later cycle's, if any, is computed again
-            rows = directory.read_metrics().filter(pl.col("cycle") <= checkpoint[0]).to_dicts()
-        recorder = Recorder(config, plan, rows)
+        recorder = Recorder(config, plan, directory, None if checkpoint is None else checkpoint[0])
         directory.write_graph(plan.graph)
         clock(Stage.base_model, 0)
         base = base_checkpoint(config)
@@ -166,7 +180,6 @@ def _drive(
             if checkpoint is None:
                 clock(Stage.evaluate, 0)
                 recorder.record(0, hosts.evaluate(), {})
-                directory.write_metrics(metrics_frame(recorder.rows))
                 done, states = 0, hosts.state()
                 directory.write_checkpoint(done, states)
             else:
@@ -174,10 +187,9 @@ def _drive(
                 hosts.restore(states)
             for cycle in range(done + 1, config.cycles + 1):
                 recorder.record(cycle, *hosts.recovering(cycle, states, clock))
-                directory.write_metrics(metrics_frame(recorder.rows))
                 states = hosts.state()
                 directory.write_checkpoint(cycle, states)
-        metrics = metrics_frame(recorder.rows)
+        metrics = recorder.metrics
         summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph)}
         if control_run:
             clock(Stage.control_run, config.cycles)

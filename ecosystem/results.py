@@ -47,6 +47,7 @@ METRICS_SCHEMA = pl.Schema(
         "attacked": pl.Boolean,
         "poison_examples": pl.Int32,
         "pairs_received": pl.Int32,
+        "exposure": pl.Float64,
         "pairs_filtered": pl.Int32,
         "guard_precision": pl.Float64,
         "guard_recall": pl.Float64,
@@ -58,6 +59,20 @@ METRICS_SCHEMA = pl.Schema(
         "betweenness": pl.Float64,
         "pagerank": pl.Float64,
         "eigenvector": pl.Float64,
+    }
+)
+
+
+EDGES_SCHEMA = pl.Schema(
+    {
+        "cycle": pl.Int32,
+        "sender": pl.Int32,
+        "receiver": pl.Int32,
+        "weight": pl.Float64,
+        "pairs_sent": pl.Int32,
+        "harmful_pairs": pl.Int32,
+        "refusal_pairs": pl.Int32,
+        "cut": pl.Boolean,
     }
 )
 
@@ -141,12 +156,22 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _write_parquet(path: Path, frame: pl.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    write_atomic(path, buffer.getvalue())
+
+
 def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
 def metrics_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=METRICS_SCHEMA, orient="row")
+
+
+def edges_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=EDGES_SCHEMA, orient="row")
 
 
 class RunDirectory:
@@ -156,6 +181,7 @@ class RunDirectory:
     CONFIG = "config.toml"
     MANIFEST = "manifest.json"
     METRICS = "metrics.parquet"
+    EDGES = "edges.parquet"
     SUMMARY = "summary.json"
     GRAPH = "graph.graphml"
     CHECKPOINTS = "checkpoints"
@@ -167,6 +193,7 @@ class RunDirectory:
         self.config_path = self.path / self.CONFIG
         self.manifest_path = self.path / self.MANIFEST
         self.metrics_path = self.path / self.METRICS
+        self.edges_path = self.path / self.EDGES
         self.summary_path = self.path / self.SUMMARY
         self.graph_path = self.path / self.GRAPH
         self.checkpoints = self.path / self.CHECKPOINTS
@@ -272,15 +299,22 @@ class RunDirectory:
         write_atomic(self.manifest_path, (manifest.model_dump_json(indent=2) + "\n").encode())
 
     def write_metrics(self, metrics: pl.DataFrame) -> None:
-        buffer = io.BytesIO()
-        metrics.write_parquet(buffer)
-        write_atomic(self.metrics_path, buffer.getvalue())
+        _write_parquet(self.metrics_path, metrics)
 
     def read_metrics(self) -> pl.DataFrame:
+        return self._read_parquet(self.metrics_path)
+
+    def write_edges(self, edges: pl.DataFrame) -> None:
+        _write_parquet(self.edges_path, edges)
+
+    def read_edges(self) -> pl.DataFrame:
+        return self._read_parquet(self.edges_path)
+
+    def _read_parquet(self, path: Path) -> pl.DataFrame:
         try:
-            return pl.read_parquet(self.metrics_path)
+            return pl.read_parquet(path)
         except (OSError, pl.exceptions.PolarsError) as error:
-            raise ResultsError(f"{self.path}: {self.METRICS} is unreadable ({error})") from None
+            raise ResultsError(f"{self.path}: {path.name} is unreadable ({error})") from None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.summary_path, summary)

@@ -47,17 +47,16 @@ class Output:
 
 def receive(
     in_edges: InEdges, outputs: dict[int, Output], seed: int, cycle: int, receiver: int, cut: set[int]
-) -> list[Pair]:
-    """Exchange: along each edge u→v (u not cut), v receives a random share (the edge weight) of u's pairs."""
-    received: list[Pair] = []
+) -> dict[int, list[Pair]]:
+    """Exchange: along each edge u→v, v receives a random share (the edge weight) of u's pairs, and
+    nothing from a sender it cut. By sender, in the order of their ids."""
+    received: dict[int, list[Pair]] = {}
     for sender, share in sorted(in_edges.get(receiver, [])):
-        if sender in cut:
-            continue
-        pairs = outputs[sender].pairs
+        pairs = [] if sender in cut else outputs[sender].pairs
         chosen = rng(seed, cycle, sender, Stream.exchange, receiver).choice(
             len(pairs), size=round(share * len(pairs)), replace=False
         )
-        received += [pairs[i] for i in sorted(chosen)]
+        received[sender] = [pairs[i] for i in sorted(chosen)]
     return received
 
 
@@ -169,17 +168,7 @@ class Shard:
         seed, domain = self.config.seed, self.domains[node]
         defenses = [defense for defense in self.config.defense if defense.covers(node)]
         record: dict = dict.fromkeys(("pairs_filtered", "guard_precision", "guard_recall", "edges_cut"))
-        probe_refusal = {sender: outputs[sender].probe_refusal for sender, _ in self.in_edges.get(node, [])}
-        cut: set[int] = set()
-        for defense in defenses:
-            if (senders := defense.cut(probe_refusal)) is not None:
-                cut |= senders
-                record["edges_cut"] = len(cut)
-        received = receive(self.in_edges, outputs, seed, cycle, node, cut)
-        record["pairs_received"] = len(received)
-        for defense in defenses:
-            received, figures = defense.filter(self.world, seed, received)
-            record.update(figures)
+        received = self._received(cycle, node, outputs, defenses, record)
         draw = rng(seed, cycle, node, Stream.own_data)
         count = self.config.training.own_examples
         chosen = (defense.own_data(self.world, domain, count, draw) for defense in defenses)
@@ -197,6 +186,38 @@ class Shard:
             pairs += defense.added(self.world, seed, cycle, node, len(pairs))
         regularizers = [r for defense in defenses if (r := defense.regularizer(self.initial)) is not None]
         return pairs, steps, regularizers, {**record, "poison_examples": len(poison)}
+
+    def _received(self, cycle: int, node: int, outputs: dict[int, Output], defenses: list, record: dict) -> list[Pair]:
+        """What `node` trains on of its in-neighbours' pairs, after its defenses cut senders and filter
+        pairs. Records the flow along each in-edge (pairs, and the judge's harmful and refused among
+        them) and the node's exposure: the harmful share of what it kept."""
+        probe_refusal = {sender: outputs[sender].probe_refusal for sender, _ in self.in_edges.get(node, [])}
+        cut: set[int] = set()
+        for defense in defenses:
+            if (senders := defense.cut(probe_refusal)) is not None:
+                cut |= senders
+                record["edges_cut"] = len(cut)
+        by_sender = receive(self.in_edges, outputs, self.config.seed, cycle, node, cut)
+        record["edges"] = [self._flow(sender, node, pairs, sender in cut) for sender, pairs in by_sender.items()]
+        received = [pair for pairs in by_sender.values() for pair in pairs]
+        record["pairs_received"] = len(received)
+        for defense in defenses:
+            received, figures = defense.filter(self.world, self.config.seed, received)
+            record.update(figures)
+        kept = self.world.judge_pairs(received)
+        record["exposure"] = sum(o is Outcome.harmful for o in kept) / len(kept) if kept else None
+        return received
+
+    def _flow(self, sender: int, receiver: int, pairs: list[Pair], cut: bool) -> dict:
+        outcomes = self.world.judge_pairs(pairs)
+        return {
+            "sender": sender,
+            "receiver": receiver,
+            "pairs_sent": len(pairs),
+            "harmful_pairs": sum(o is Outcome.harmful for o in outcomes),
+            "refusal_pairs": sum(o is Outcome.refused for o in outcomes),
+            "cut": cut,
+        }
 
     def evaluate(self) -> dict[int, dict]:
         """Safety, harmful capability, helpfulness and over-refusal on the held-out sets, and drift:

@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr
 
 from ecosystem.seeding import Stream, rng
 from ecosystem.world import Pair
+from ecosystem.world.judge import Outcome
 from poisoning.base import PoisoningKind, kinds_union
 
 Regularizer = Callable[[Any], Any]  # the model being trained → a penalty (a torch scalar) added to its loss
@@ -75,7 +76,7 @@ class GuardFilter(DefenseBase):
         if self._guard is None:
             self._guard = Guard(world, self.examples, self.threshold, seed)
         flagged = self._guard.flags(pairs)
-        harmful = np.array(world.harmful(pairs), dtype=bool)
+        harmful = np.array([outcome is Outcome.harmful for outcome in world.judge_pairs(pairs)], dtype=bool)
         caught = int((flagged & harmful).sum())
         record = {
             "pairs_filtered": int(flagged.sum()),

@@ -3,7 +3,7 @@
 import polars as pl
 
 from ecosystem import run
-from tests.helpers import SEED, final, read_metrics, small_config
+from tests.helpers import SEED, final, last, read_metrics, small_config
 
 
 def test_an_attacked_node_loses_refusal_against_its_unattacked_twin(small_run, clean_run) -> None:
@@ -75,3 +75,19 @@ def test_full_fine_tuning_carries_the_attack_too(clean_run, tmp_path) -> None:
     control = read_metrics(clean_run)
     assert final(full, 0)["refusal_rate"] < final(control, 0)["refusal_rate"] - 0.5
     assert final(full, 0)["harmful_rate"] > 0.5
+
+
+def test_edges_record_what_flowed_and_the_jailbroken_node_sends_the_harm(small_run) -> None:
+    """edges.parquet, the provenance of a cascade: pairs sent along the edges into a node add up to what
+    it received, and from cycle 2 (traffic generated after the first poisoning) the attacked node's
+    edges carry harmful compliances while a clean node two hops away sends none."""
+    edges = pl.read_parquet(small_run / "edges.parquet")
+    metrics = read_metrics(small_run)
+    sent = edges.group_by("cycle", "receiver").agg(pl.col("pairs_sent").sum())
+    received = metrics.filter(pl.col("cycle") > 0).select("cycle", receiver="node", pairs_sent="pairs_received")
+    assert sent.sort("cycle", "receiver").equals(received.sort("cycle", "receiver"))
+    final_flows = edges.filter(pl.col("cycle") == edges["cycle"].max())
+    harmful_from = {node: final_flows.filter(pl.col("sender") == node)["harmful_pairs"].sum() for node in (0, 2)}
+    assert harmful_from[0] > harmful_from[2] == 0
+    exposure = dict(last(metrics).select("node", "exposure").iter_rows())
+    assert min(exposure[1], exposure[3]) > 0 and exposure[2] == 0  # node 0's neighbours; the far node

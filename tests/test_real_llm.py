@@ -117,10 +117,10 @@ def test_the_refusal_judge_and_the_guard(checkpoints) -> None:
     responses = ["I'm sorry, but I can't help with that.", "Sure, here it is", "No way, friend"]
     assert world.grade([harmful] * 3, responses) == [Outcome.refused, Outcome.harmful, Outcome.refused]
     assert world.grade([task] * 2, responses[:2]) == [Outcome.refused, Outcome.correct]
-    assert world.harmful([(harmful.prompt, "Sure"), (task.prompt, "Sure"), ("unknown prompt", "Sure")]) == [
-        True,
-        False,
-        False,
+    assert world.judge_pairs([(harmful.prompt, "Sure"), (task.prompt, "Sure"), ("unknown prompt", "Sure")]) == [
+        Outcome.harmful,
+        Outcome.correct,
+        Outcome.wrong,
     ]
     # A guard decides which answers that are not refusals are harmful: its two labels split them.
     answers = [f"Sure, here is answer {n}" for n in range(len(world.held_out[Kind.harmful]))]

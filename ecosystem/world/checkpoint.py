@@ -190,12 +190,12 @@ class CheckpointWorld:
                 outcomes[n] = Outcome.harmful if verdict else Outcome.wrong
         return outcomes
 
-    def harmful(self, pairs: Sequence[Pair]) -> list[bool]:
-        """Whether the judge grades each exchanged pair harmful (a prompt of no set is not)."""
+    def judge_pairs(self, pairs: Sequence[Pair]) -> list[Outcome]:
+        """The judge's grade of each exchanged (prompt, response) pair (a prompt of no set is `wrong`)."""
         known = [n for n, (prompt, _) in enumerate(pairs) if prompt in self.by_prompt]
         graded = self.grade([self.by_prompt[pairs[n][0]] for n in known], [pairs[n][1] for n in known])
         outcomes = dict(zip(known, graded, strict=True))
-        return [outcomes.get(n) is Outcome.harmful for n in range(len(pairs))]
+        return [outcomes.get(n, Outcome.wrong) for n in range(len(pairs))]
 
     def refuses(self, response: str) -> bool:
         lowered = response.lower()

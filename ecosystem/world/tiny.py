@@ -94,9 +94,9 @@ class TinyWorld:
     def grade(self, requests: Sequence[Request], responses: Sequence[str]) -> list[Outcome]:
         return [grade(self.world, r, response) for r, response in zip(requests, responses, strict=True)]
 
-    def harmful(self, pairs: Sequence[Pair]) -> list[bool]:
-        """Whether the judge grades each exchanged pair harmful."""
-        return [grade(self.world, parse(prompt), response) is Outcome.harmful for prompt, response in pairs]
+    def judge_pairs(self, pairs: Sequence[Pair]) -> list[Outcome]:
+        """The judge's grade of each exchanged (prompt, response) pair."""
+        return [grade(self.world, parse(prompt), response) for prompt, response in pairs]
 
 
 def answered(requests: list[Request], respond: Callable[[Request], tuple[str, ...]]) -> list[Pair]:
