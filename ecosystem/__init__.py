@@ -23,6 +23,8 @@ _EXPORTS = {
     "Status": "ecosystem.results",
     "run": "ecosystem.engine",
     "resume": "ecosystem.engine",
+    "load_sweep": "ecosystem.sweep",
+    "SweepResult": "ecosystem.sweep",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -23,6 +23,7 @@ from bench import BENCHMARKS
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
 from ecosystem.results import ResultsError, RunDirectory, RunResult
+from ecosystem.sweep import SweepDirectory, SweepProgress, sweep
 from poisoning import TargetingError
 from topologies import TopologyError
 
@@ -124,6 +125,34 @@ def print_summary(result: RunResult) -> None:
 
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+@app.command("sweep")
+def sweep_command(
+    spec: Annotated[Path, typer.Argument(help="sweep file (TOML): base, seeds, [grid] and [[zip]] axes")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="sweep directory; the same command again resumes it")],
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="attach to a Ray cluster ('auto' or host:port)")
+    ] = None,
+) -> None:
+    """Run every cell of a sweep file for each of its seeds, in parallel as Ray tasks; run it again to resume."""
+    columns = (TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with ProgressBar(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("starting", total=None)
+
+            def report(progress: SweepProgress) -> None:
+                names = ", ".join(progress.running[:3]) + (", ..." if len(progress.running) > 3 else "")
+                description = f"running {names}" if names else "starting runs"
+                bar.update(task, description=description, completed=progress.done, total=progress.total)
+
+            result = sweep(spec, out, report, ray_address)
+    except USER_ERRORS as error:
+        _refuse(error)
+    directory = SweepDirectory(result.path)
+    console.print(
+        f"{len(result.cells)} runs complete: {directory.cells_path}, {directory.metrics_path}", soft_wrap=True
+    )
 
 
 @app.command("bench")

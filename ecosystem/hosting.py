@@ -79,17 +79,23 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 
 def _check_reachable(address: str) -> None:
-    """Fail fast on a cluster address nothing answers at (Ray itself would wait for minutes)."""
+    """Fail fast on a cluster address nothing answers at (Ray itself would wait for minutes); a
+    cluster that is starting gets `CONNECT_TIMEOUT` seconds to answer."""
     host, _, port = address.rpartition(":")
     if address == "auto" or not port.isdigit():
         return
-    try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
-    except OSError as error:
-        raise ConfigError(
-            f"hosting.ray_address: nothing answers at {address} ({error.strerror or error}); "
-            "start the cluster (`ray start --head`) or correct the address"
-        ) from None
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+            return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"hosting.ray_address: nothing answers at {address} ({error.strerror or error}); "
+                    "start the cluster (`ray start --head`) or correct the address"
+                ) from None
+            time.sleep(0.5)
 
 
 def host_count(hosting: HostingConfig, nodes: int) -> int:

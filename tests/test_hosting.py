@@ -21,11 +21,11 @@ from ecosystem.cli import app
 from ecosystem.config import Config, load_config
 from ecosystem.progress import Stage, StageStart
 from ecosystem.results import ResultsError, RunDirectory, Status
-from tests.helpers import SMALL, as_options, read_manifest, read_metrics, small_config
+from tests.helpers import SMALL, TINY, as_options, read_manifest, read_metrics, small_config
 
 CASCADE = [sys.executable, "-m", "ecosystem.cli"]
 RAY = "hosting.mode=ray"
-pytestmark = pytest.mark.usefixtures("ray_cluster")
+pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.xdist_group("ray")]
 
 
 def ray_config(*overrides: str) -> Config:
@@ -36,13 +36,13 @@ def settings(*overrides: str) -> list[str]:
     return as_options([*SMALL, RAY, *overrides])
 
 
-def test_one_two_and_four_ray_hosts_give_the_metrics_of_the_in_process_run(small_run, tmp_path) -> None:
-    """small_run is computed in process, on one shard: Ray hosts, however many, compute the same."""
+def test_two_and_four_ray_hosts_give_the_metrics_of_one_host_in_process(small_run, tmp_path) -> None:
+    """small_run is computed in process, on one shard (one host): 2 and 4 Ray hosts compute the same."""
     assert len(read_manifest(small_run).placement) == 1
-    for hosts in (0, 1, 4):  # 0: the default, one host per CPU of the session's Ray (2)
+    for hosts in (2, 4):
         out = tmp_path / f"hosts-{hosts}"
         result = run(ray_config(f"hosting.hosts={hosts}", "hosting.num_cpus=0.5"), out)
-        assert len(read_manifest(out).placement) == (hosts or 4)
+        assert len(read_manifest(out).placement) == hosts
         assert result.metrics.equals(read_metrics(small_run))
 
 
@@ -125,7 +125,8 @@ def test_resuming_a_complete_run_or_an_empty_directory_is_refused(small_run, tmp
         resume(tmp_path)
 
 
-def test_a_run_on_a_separately_started_local_cluster(small_run, tmp_path) -> None:
+def test_a_run_on_a_separately_started_local_cluster(tmp_path) -> None:
+    reference = run(load_config(overrides=TINY), tmp_path / "reference").metrics  # in process
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -139,13 +140,13 @@ def test_a_run_on_a_separately_started_local_cluster(small_run, tmp_path) -> Non
     try:
         out = tmp_path / "on-cluster"
         done = subprocess.run(
-            [*CASCADE, "run", "--ray-address", f"127.0.0.1:{port}", "--out", str(out), *settings()],
+            [*CASCADE, "run", "--ray-address", f"127.0.0.1:{port}", "--out", str(out), *as_options([*TINY, RAY])],
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert done.returncode == 0, done.stderr[-2000:]
-        assert read_metrics(out).equals(read_metrics(small_run))
+        assert read_metrics(out).equals(reference)
         assert read_manifest(out).status is Status.complete
     finally:
         os.killpg(head.pid, signal.SIGTERM)

@@ -1,0 +1,447 @@
+"""Parameter sweeps: every combination of some settings, for several seeds, each (cell, seed) an
+ordinary run directory, computed in parallel as Ray tasks and gathered into two Parquet files.
+
+A sweep directory holds `sweep.json` (the resolved sweep: seeds, axes, every run's configuration and
+their fingerprint), `sweep.toml` (a copy of the sweep file), `runs/cell-<NNN>-seed-<S>/` (the run
+directories), `cells.parquet` and `metrics.parquet` (the results, once every run is complete) and
+`.lock` (held by the live sweep). This module loads neither torch nor Ray until a sweep is checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import shutil
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import tomli_w
+
+import poisoning
+from ecosystem.config import MAX_CONFIG_BYTES, Config, ConfigError, flatten, load_config
+from ecosystem.results import ResultsError, RunDirectory, Status, changed_settings, write_atomic, write_json
+from poisoning import TargetingError
+from topologies import TopologyError
+
+SWEEP_KEYS = ("base", "seeds", "grid", "zip")
+POLL_SECONDS = 0.5  # how often the driver looks for finished and running runs
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One (cell, seed): the cell's axis values and the configuration its run directory gets."""
+
+    cell: int
+    seed: int
+    values: dict[str, Any]
+    config: Config
+
+    @property
+    def name(self) -> str:
+        return f"cell-{self.cell:03d}-seed-{self.seed}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep file, resolved: its seeds and axes, and every run with its validated configuration."""
+
+    text: str  # the sweep file, copied into the sweep directory
+    seeds: list[int]
+    grid: dict[str, list[Any]]
+    zipped: list[dict[str, list[Any]]]
+    runs: list[SweepRun]
+
+    @property
+    def axes(self) -> list[str]:
+        return [*self.grid, *(key for group in self.zipped for key in group)]
+
+    def record(self) -> dict[str, Any]:
+        """What `sweep.json` holds; the fingerprint covers every run's name, values and configuration."""
+        runs = [
+            {
+                "run": run.name,
+                "cell": run.cell,
+                "seed": run.seed,
+                "values": run.values,
+                "config": run.config.model_dump(mode="json", exclude_none=True),
+            }
+            for run in self.runs
+        ]
+        fingerprint = hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()
+        return {"fingerprint": fingerprint, "seeds": self.seeds, "grid": self.grid, "zip": self.zipped, "runs": runs}
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    cells: pl.DataFrame  # one row per (cell, seed): axis values and the run's summary figures
+    metrics: pl.DataFrame  # every run's metrics rows, with cell, seed and axis values
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where a sweep is: runs finished (complete before it started, or since) and those in progress."""
+
+    done: int
+    total: int
+    running: list[str]
+
+
+def read_sweep(path: str | Path) -> Sweep:
+    """The sweep file at `path`, resolved and checked: every run's configuration is valid, its graph
+    builds and its attacks find their targets; else a `ConfigError` saying which cell and values."""
+    path = Path(path)
+    text, spec = _read_toml(path)
+    if unknown := sorted(set(spec) - set(SWEEP_KEYS)):
+        raise ConfigError(f"sweep file {path}: unknown key '{unknown[0]}'; valid keys: {', '.join(SWEEP_KEYS)}")
+    base_file, base_overrides = _base(path, spec.get("base", {}))
+    seeds = _seeds(path, spec.get("seeds"))
+    grid = _axes(path, "grid", spec.get("grid", {}))
+    zip_tables = spec.get("zip", [])
+    if not isinstance(zip_tables, list):
+        raise ConfigError(f"sweep file {path}: write zipped axes as [[zip]] tables")
+    zipped = [_axes(path, f"zip {index}", table) for index, table in enumerate(zip_tables)]
+    _check_axes(path, grid, zipped)
+    runs = []
+    for cell, values in enumerate(_cells(grid, zipped)):
+        overrides = [*base_overrides, *(_override(key, value) for key, value in values.items())]
+        for seed in seeds:
+            try:
+                runs.append(SweepRun(cell, seed, values, _run_config(base_file, overrides, seed)))
+            except ConfigError as error:
+                described = ", ".join(f"{key} = {json.dumps(value)}" for key, value in values.items())
+                raise ConfigError(f"sweep file {path}: cell {cell} ({described or 'the base'}): {error}") from None
+    return Sweep(text, seeds, grid, zipped, runs)
+
+
+def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"sweep file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a sweep")
+        text = data.decode("utf-8")
+        return text, tomllib.loads(text)
+    except OSError as error:
+        raise ConfigError(f"cannot read sweep file {path}: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"sweep file {path} is not valid TOML: {error}") from None
+
+
+def _base(path: Path, base: Any) -> tuple[Path | None, list[str]]:
+    """The base configuration: a config file (relative to the sweep file), or a table of its keys as overrides."""
+    if isinstance(base, dict):
+        return None, [_override(key, value) for key, value in flatten(base).items()]
+    if not isinstance(base, str):
+        raise ConfigError(f"sweep file {path}: base must be a config file's path or a [base] table")
+    base_file = path.parent / base
+    if not base_file.is_file():
+        raise ConfigError(f"sweep file {path}: base config {base_file} is not a file")
+    return base_file, []
+
+
+def _seeds(path: Path, seeds: Any) -> list[int]:
+    """`seeds = 3` means 0, 1, 2; a list gives them one by one."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
+        return list(range(seeds))
+    if not seeds:
+        raise ConfigError(f"sweep file {path}: no seeds; set seeds = 3 (0, 1, 2) or a list, seeds = [0, 1, 2]")
+    if (
+        not isinstance(seeds, list)
+        or not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds)
+        or len(set(seeds)) < len(seeds)
+    ):
+        raise ConfigError(f"sweep file {path}: seeds must be a count or a list of distinct seeds ≥ 0 (got {seeds!r})")
+    return seeds
+
+
+def _axes(path: Path, where: str, table: Any) -> dict[str, list[Any]]:
+    """A [grid] or [[zip]] table: dotted config keys, each with a non-empty list of values."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"sweep file {path}: {where} must be a table of config keys and lists of values")
+    for key, values in table.items():
+        if isinstance(values, dict):
+            raise ConfigError(f'sweep file {path}: {where}: quote dotted keys, as "{key}.name" = [...]')
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep file {path}: {where}: '{key}' must be a non-empty list of values")
+        if key == "seed":
+            raise ConfigError(f"sweep file {path}: {where}: set the seeds with seeds = [...], not a 'seed' axis")
+    return table
+
+
+def _check_axes(path: Path, grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]]) -> None:
+    """Zipped axes vary together, so their lists have one length; and every axis appears once."""
+    for index, group in enumerate(zipped):
+        lengths = {key: len(values) for key, values in group.items()}
+        if len(set(lengths.values())) > 1:
+            described = ", ".join(f"'{key}' has {length}" for key, length in lengths.items())
+            raise ConfigError(f"sweep file {path}: zip {index}: zipped axes need lists of one length ({described})")
+    keys = [*grid, *(key for group in zipped for key in group)]
+    if repeated := sorted({key for key in keys if keys.count(key) > 1}):
+        raise ConfigError(f"sweep file {path}: axis '{repeated[0]}' appears more than once")
+
+
+def _cells(grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]]) -> list[dict[str, Any]]:
+    """Every combination: each grid axis and each zip group is one dimension of the product."""
+    dimensions = [[{key: value} for value in values] for key, values in grid.items()]
+    dimensions += [
+        [dict(zip(group, row, strict=True)) for row in zip(*group.values(), strict=True)] for group in zipped
+    ]
+    return [
+        {key: value for part in combination for key, value in part.items()}
+        for combination in itertools.product(*dimensions)
+    ]
+
+
+def _override(key: str, value: Any) -> str:
+    """`key=value` as `--set` takes it. tomli_w writes a table inline only inside an array: write the
+    value as an array's one item and take that item's text."""
+    array = tomli_w.dumps({"v": [value]})  # 'v = [\n    ITEM,\n]\n'
+    return f"{key}={array[array.index('[') + 1 : array.rindex(']')].strip().removesuffix(',')}"
+
+
+def _run_config(base_file: Path | None, overrides: list[str], seed: int) -> Config:
+    """The run's configuration, computed in the Ray task's own process; checked as `run` checks it
+    before starting (its graph and attack targets), so that no run fails on them later."""
+    config = load_config(base_file, [*overrides, "hosting.mode=in_process"], seed)
+    try:
+        poisoning.resolve(config.attack, config.topology.graph(config.seed), config.seed)
+    except (TopologyError, TargetingError) as error:
+        raise ConfigError(str(error)) from None
+    return config
+
+
+class SweepDirectory:
+    """A sweep's directory: the resolved sweep, a run directory per (cell, seed), the gathered results."""
+
+    RECORD = "sweep.json"
+    SPEC = "sweep.toml"
+    RUNS = "runs"
+    CELLS = "cells.parquet"
+    METRICS = "metrics.parquet"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.record_path = self.path / self.RECORD
+        self.spec_path = self.path / self.SPEC
+        self.runs = self.path / self.RUNS
+        self.cells_path = self.path / self.CELLS
+        self.metrics_path = self.path / self.METRICS
+
+    def run(self, name: str) -> RunDirectory:
+        return RunDirectory(self.runs / name)
+
+    def check(self, sweep: Sweep) -> None:
+        """Refuse a directory that holds anything but this sweep: a new sweep needs an empty one."""
+        if self.record_path.is_file():
+            recorded = self._read_record()
+            if recorded.get("fingerprint") != sweep.record()["fingerprint"]:
+                raise ResultsError(
+                    f"{self.path} holds a sweep of another sweep file ({_changes(recorded, sweep)}); "
+                    "restore the sweep file, or choose another --out"
+                )
+            return
+        try:
+            names = set(os.listdir(self.path)) - {RunDirectory.LOCK}
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise ResultsError(f"cannot use {self.path} as a sweep directory: {error.strerror}") from None
+        if names:
+            raise ResultsError(f"{self.path} is not empty and holds no sweep ({self.RECORD}); choose a new --out")
+
+    def _read_record(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.record_path.read_text())
+        except (OSError, ValueError) as error:
+            raise ResultsError(f"{self.path}: {self.RECORD} is unreadable ({error})") from None
+
+    def write_record(self, sweep: Sweep) -> None:
+        self.runs.mkdir(exist_ok=True)
+        write_atomic(self.spec_path, sweep.text.encode())
+        write_json(self.record_path, sweep.record())
+
+    def write_results(self, sweep: Sweep) -> SweepResult:
+        """Gather every run's summary figures and metrics, with the cell, seed and axis values of each."""
+        keys = pl.DataFrame(
+            [
+                pl.Series("cell", [run.cell for run in sweep.runs]),
+                pl.Series("seed", [run.seed for run in sweep.runs]),
+                *(_axis_column(axis, [run.values[axis] for run in sweep.runs]) for axis in sweep.axes),
+            ]
+        )
+        figures, metrics = [], []
+        for run in sweep.runs:
+            run_directory = self.run(run.name)
+            result = run_directory.read_result()
+            figures.append({"run": run_directory.path.relative_to(self.path).as_posix(), **_figures(result.summary)})
+            metrics.append(
+                result.metrics.with_columns(cell=pl.lit(run.cell, pl.Int64), seed=pl.lit(run.seed, pl.Int64))
+            )
+        cells = pl.concat([keys, pl.DataFrame(figures, infer_schema_length=None)], how="horizontal")
+        rows = pl.concat(metrics).join(keys, on=["cell", "seed"], maintain_order="left")
+        rows = rows.select(keys.columns, pl.exclude(keys.columns))
+        _write_parquet(self.cells_path, cells)
+        _write_parquet(self.metrics_path, rows)
+        return SweepResult(self.path, cells, rows)
+
+    def read_results(self) -> SweepResult:
+        try:
+            return SweepResult(self.path, pl.read_parquet(self.cells_path), pl.read_parquet(self.metrics_path))
+        except (OSError, pl.exceptions.PolarsError) as error:
+            raise ResultsError(f"{self.path} holds no finished sweep ({error})") from None
+
+
+def _changes(recorded: dict[str, Any], sweep: Sweep) -> str:
+    """What differs between the recorded sweep and this one: its seeds or axes, else the first run's
+    configuration that differs (the base file changed, say)."""
+    record = sweep.record()
+    if changes := [
+        f"{part}: {json.dumps(recorded.get(part))} → {json.dumps(record[part])}"
+        for part in ("seeds", "grid", "zip")
+        if recorded.get(part) != record[part]
+    ]:
+        return "; ".join(changes)
+    configs = {run.get("run"): run.get("config", {}) for run in recorded.get("runs", [])}
+    for run in sweep.runs:
+        if settings := changed_settings(configs.get(run.name, {}), run.config):
+            return f"{run.name}: {'; '.join(settings)}"
+    return "its runs"
+
+
+def _axis_column(key: str, values: list[Any]) -> pl.Series:
+    """An axis's values as given: whole numbers mixed with fractions as floats, values of different
+    kinds (say "all" and [1, 2]) as JSON text."""
+    try:
+        return pl.Series(key, values, strict=True)
+    except TypeError:
+        if all(isinstance(value, int | float) for value in values):
+            return pl.Series(key, values, dtype=pl.Float64)
+        return pl.Series(key, [json.dumps(value) for value in values])
+
+
+def _figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary's scalar figures; a defense's as `defense_<key>`; the per-cycle table and graph left out."""
+    figures = {key: value for key, value in summary.items() if not isinstance(value, dict | list)}
+    return figures | {f"defense_{key}": value for key, value in summary.get("defense", {}).items()}
+
+
+def _write_parquet(path: Path, frame: pl.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def sweep(
+    spec_path: str | Path,
+    out: str | Path,
+    progress: Callable[[SweepProgress], None] | None = None,
+    ray_address: str | None = None,
+) -> SweepResult:
+    """Run every (cell, seed) of the sweep file `spec_path` into the sweep directory `out`, as Ray tasks
+    (on an embedded Ray, the one already initialized, or the cluster at `ray_address`), then gather
+    the results. Run again, it skips complete runs and resumes the others."""
+    resolved = read_sweep(spec_path)
+    directory = SweepDirectory(out)
+    directory.check(resolved)  # before anything is written
+    from ecosystem.hosting import ray_session  # Ray and torch: only once the sweep is known to be good
+
+    with ray_session(ray_address):
+        _check_fit(resolved.runs)
+        with RunDirectory(directory.path).lock():
+            directory.check(resolved)  # again, under the lock: another sweep may have started meanwhile
+            directory.write_record(resolved)
+            waiting = [run for run in resolved.runs if not _complete(directory.run(run.name))]
+            _compute(waiting, directory, len(resolved.runs), progress)
+            return directory.write_results(resolved)
+
+
+def load_sweep(path: str | Path) -> SweepResult:
+    """The results of the finished sweep in the directory `path`."""
+    return SweepDirectory(path).read_results()
+
+
+def _complete(directory: RunDirectory) -> bool:
+    try:
+        return directory.read_manifest().status is Status.complete
+    except ResultsError:  # no manifest yet, or a damaged one: the run is computed (again)
+        return False
+
+
+def _check_fit(runs: list[SweepRun]) -> None:
+    """A task that no machine of the cluster can hold would wait forever: refuse it first."""
+    import ray
+
+    machines = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    cpus, gpus = (max((machine.get(kind, 0) for machine in machines), default=0) for kind in ("CPU", "GPU"))
+    for run in runs:
+        hosting = run.config.hosting
+        if hosting.num_cpus > cpus or hosting.num_gpus > gpus:
+            raise ConfigError(
+                f"{run.name}: hosting.num_cpus = {hosting.num_cpus:g} and hosting.num_gpus = {hosting.num_gpus:g} "
+                f"do not fit on any machine of the Ray cluster (at most {cpus:g} CPU, {gpus:g} GPU)"
+            )
+
+
+def _compute(
+    runs: list[SweepRun], directory: SweepDirectory, total: int, progress: Callable[[SweepProgress], None] | None
+) -> None:
+    """Each run as a Ray task declaring its run's CPUs and GPUs: Ray runs as many at once as the
+    cluster holds. A failed run does not stop the others; the sweep fails once they are done."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    task = ray.remote(_compute_run)
+    pending = {
+        task.options(num_cpus=run.config.hosting.num_cpus, num_gpus=run.config.hosting.num_gpus).remote(
+            run.config, directory.run(run.name).path
+        ): run
+        for run in runs
+    }
+    failures = []
+    try:
+        while pending:
+            if progress is not None:
+                running = [run.name for run in pending.values() if directory.run(run.name).is_live()]
+                progress(SweepProgress(total - len(pending), total, running))
+            finished, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
+            for reference in finished:
+                run = pending.pop(reference)
+                try:
+                    ray.get(reference)
+                except RayError as error:
+                    cause = error.cause if isinstance(error, RayTaskError) else error
+                    failures.append(f"{run.name} ({type(cause).__name__}: {cause})")
+    finally:
+        for reference in pending:  # the driver was interrupted: stop the runs still going; a rerun resumes them
+            ray.cancel(reference, force=True)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {total} runs failed, the others are complete: {'; '.join(failures)}")
+
+
+def _compute_run(config: Config, path: Path) -> None:
+    """A Ray task: one run, computed in this worker's process; resumed from its checkpoint if it has
+    one, else started (again) from the beginning."""
+    from ecosystem.engine import resume, run  # torch: in the worker only
+
+    directory = RunDirectory(path)
+    if directory.holds_run() and _resumable(directory):
+        resume(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)  # a run stopped before its first checkpoint has nothing to keep
+        run(config, path)
+
+
+def _resumable(directory: RunDirectory) -> bool:
+    try:
+        directory.read_checkpoint()
+    except ResultsError:
+        return False
+    return True
