@@ -23,8 +23,10 @@ _EXPORTS = {
     "Status": "ecosystem.results",
     "run": "ecosystem.engine",
     "resume": "ecosystem.engine",
-    "load_sweep": "ecosystem.sweep",
-    "SweepResult": "ecosystem.sweep",
+    "sweep": "ecosystem.sweeps",
+    "load_sweep": "ecosystem.sweeps",
+    "SweepResult": "ecosystem.sweeps",
+    "report": "ecosystem.reporting",
 }
 __all__ = sorted(_EXPORTS)
 

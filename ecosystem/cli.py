@@ -23,7 +23,7 @@ from bench import BENCHMARKS
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
 from ecosystem.results import ResultsError, RunDirectory, RunResult
-from ecosystem.sweep import SweepDirectory, SweepProgress, sweep
+from ecosystem.sweeps import SweepDirectory, SweepProgress, sweep
 from poisoning import TargetingError
 from topologies import TopologyError
 
@@ -169,6 +169,20 @@ def bench_command(
         importlib.import_module(f"bench.{name}").main(resolved)
     except USER_ERRORS as error:
         _refuse(error)
+
+
+@app.command("report")
+def report_command(
+    directory: Annotated[Path, typer.Argument(help="a finished run or sweep directory", metavar="DIR")],
+) -> None:
+    """Write DIR/report/report.md with figures for a finished run or sweep (replacing an older report)."""
+    from ecosystem.reporting import report  # matplotlib and scipy: only when drawing
+
+    try:
+        written = report(directory)
+    except (*USER_ERRORS, OSError) as error:
+        _refuse(error)
+    console.print(f"report: {written}", soft_wrap=True, highlight=False)
 
 
 @app.command("topologies")

@@ -12,6 +12,7 @@ exports lazily, and importing a submodule of that name would replace it on the p
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections import Counter
@@ -36,6 +37,7 @@ from ecosystem.analysis import (
 )
 from ecosystem.config import Config
 from ecosystem.results import Manifest, ResultsError, RunDirectory
+from ecosystem.sweeps import SweepDirectory
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -43,11 +45,6 @@ if TYPE_CHECKING:
 
 REPORT = "report"  # the report's folder inside the run or sweep directory
 MARKDOWN = "report.md"
-# A sweep directory, as `cascade sweep` writes it: the marker, one row per (cell, seed), every run's metrics.
-SWEEP_MARKER = "sweep.json"
-SWEEP_CELLS = "cells.parquet"
-SWEEP_METRICS = "metrics.parquet"
-SWEEP_KEYS = ("cell", "seed", "run")  # the columns of cells.parquet that are neither axes nor figures
 LAYOUT_SEED = 0  # a graph is drawn the same way in every report
 DPI = 120
 NODE_SIZE = 500  # points², for nodes and for where arrows stop
@@ -118,11 +115,13 @@ def report(path: str | Path) -> Path:
     if not directory.is_dir():
         kind = "a file" if directory.exists() else "missing"
         raise ResultsError(f"{directory} is {kind}: give a finished run or sweep directory")
-    if (directory / SWEEP_MARKER).is_file():
-        sweep = read_sweep(directory)
+    if SweepDirectory(directory).record_path.is_file():
+        sweep = read_sweep(SweepDirectory(directory))
         return _replace_report(directory / REPORT, lambda folder: write_sweep_report(sweep, folder))
     if not RunDirectory(directory).holds_run():
-        raise ResultsError(f"{directory} holds neither a run ({RunDirectory.CONFIG}) nor a sweep ({SWEEP_MARKER})")
+        raise ResultsError(
+            f"{directory} holds neither a run ({RunDirectory.CONFIG}) nor a sweep ({SweepDirectory.RECORD})"
+        )
     run = read_run(RunDirectory(directory))
     return _replace_report(directory / REPORT, lambda folder: write_run_report(run, folder))
 
@@ -148,7 +147,6 @@ def _replace_report(target: Path, write: Callable[[Path], str]) -> Path:
 def read_run(directory: RunDirectory) -> Run:
     """A complete run's files; `ResultsError` for a run still running, failed or unreadable."""
     result = directory.read_result()
-    edges_file = directory.path / "edges.parquet"  # becomes directory.edges_path once results.py names it
     return Run(
         directory=directory,
         config=directory.read_config(),
@@ -156,32 +154,28 @@ def read_run(directory: RunDirectory) -> Run:
         metrics=result.metrics,
         summary=result.summary,
         graph=directory.read_graph(),
-        edges=pl.read_parquet(edges_file) if edges_file.is_file() else None,
+        edges=directory.read_edges() if directory.edges_path.is_file() else None,
     )
 
 
-def read_sweep(path: Path) -> Sweep:
-    """A finished sweep: its tables, and every run complete with a readable graph."""
-    cells, metrics = _read_sweep_table(path / SWEEP_CELLS), _read_sweep_table(path / SWEEP_METRICS)
-    if cells.is_empty():
-        raise ResultsError(f"sweep {path} has no runs in {SWEEP_CELLS}")
-    graphs, summary = {}, {}
-    for row in cells.iter_rows(named=True):
-        directory = RunDirectory(path / row["run"])
-        summary = directory.read_result().summary  # refuses a run that is not complete
-        graphs[row["cell"], row["seed"]] = directory.read_graph()
-    # axes are what is left once the keys and the summary's figures are set aside
-    axes = [column for column in cells.columns if column not in SWEEP_KEYS and column not in summary]
-    return Sweep(path, cells, metrics, axes, graphs)
+def read_sweep(directory: SweepDirectory) -> Sweep:
+    """A finished sweep's tables and axes, and each run's graph; `ResultsError` for an unfinished sweep."""
+    if RunDirectory(directory.path).is_live():  # a sweep holds its directory's lock while it runs
+        raise ResultsError(f"the sweep in {directory.path} is running; report on it once it is done")
+    results = directory.read_results()
+    graphs = {
+        (row["cell"], row["seed"]): RunDirectory(directory.path / row["run"]).read_graph()
+        for row in results.cells.iter_rows(named=True)
+    }
+    return Sweep(directory.path, results.cells, results.metrics, _sweep_axes(directory), graphs)
 
 
-def _read_sweep_table(path: Path) -> pl.DataFrame:
+def _sweep_axes(directory: SweepDirectory) -> list[str]:
+    """The axes: the settings whose values `sweep.json` records for each run."""
     try:
-        return pl.read_parquet(path)
-    except (OSError, pl.exceptions.PolarsError) as error:
-        raise ResultsError(
-            f"sweep {path.parent} is unfinished or damaged: {path.name} is unreadable ({error})"
-        ) from None
+        return list(json.loads(directory.record_path.read_text())["runs"][0]["values"])
+    except (OSError, ValueError, LookupError, TypeError) as error:
+        raise ResultsError(f"{directory.path}: {SweepDirectory.RECORD} is unreadable ({error!r})") from None
 
 
 # ---- the reports
@@ -222,7 +216,7 @@ def write_sweep_report(sweep: Sweep, folder: Path) -> str:
     labels = _cell_labels(sweep)
     curves = _curves_over_seeds(sweep.metrics)
     seeds = sweep.cells.group_by("cell").len()
-    cells = sweep.cells.select("cell", *sweep.axes).unique("cell").sort("cell").join(seeds, on="cell")
+    cells = sweep.cells.select("cell", *sweep.axes).unique("cell").join(seeds, on="cell").sort("cell")
     hops = {labels[cell]: hop_profile(sweep.metrics.filter(pl.col("cell") == cell)) for cell in sorted(labels)}
     return "\n\n".join(
         [
@@ -465,7 +459,7 @@ def draw_hops(profiles: dict[str, pl.DataFrame]) -> Figure:
         if matrix.size <= ANNOTATED_CELLS:
             for (row, column), value in np.ndenumerate(matrix):
                 if not np.isnan(value):
-                    axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=8)
+                    axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=9)
     for unused in panels.flat[len(profiles) :]:
         unused.set_visible(False)
     colour_scale = ScalarMappable(Normalize(0, 1), cmap=REFUSAL_COLOURS)
@@ -491,16 +485,15 @@ def _cut_edges(edges: pl.DataFrame | None, cycle: int) -> set[tuple[int, int]]:
     return set(edges.filter((pl.col("cycle") == cycle) & pl.col("cut")).select("sender", "receiver").rows())
 
 
-def _edge_legend(largest: float, harmful: bool) -> list[Any]:
-    """Lines of the widths an edge can have, labelled with what they stand for."""
+def _edge_legend(largest: float, unit: str, cuts: bool) -> list[Any]:
+    """Lines of the thinnest and thickest edge, labelled with what they stand for; the cut edges' style."""
     from matplotlib.lines import Line2D
 
-    unit = "harmful pairs sent" if harmful else "weight"
-    steps = [largest / 2, largest] if largest else [0.0]
     entries = [
-        Line2D([], [], color="0.4", lw=_edge_width(step, largest), label=f"{unit}: {step:.3g}") for step in steps
+        Line2D([], [], color="0.4", lw=_edge_width(step, largest), label=f"{unit}: {step:.3g}")
+        for step in sorted({0.0, largest})
     ]
-    if harmful:
+    if cuts:
         entries.append(Line2D([], [], color="0.4", lw=1, ls=":", label="cut by quarantine"))
     return entries
 
@@ -521,21 +514,24 @@ def draw_network(
 
     positions = nx.spring_layout(graph, seed=LAYOUT_SEED)
     flows = {cycle: _edge_flows(graph, edges, cycle) for cycle in cycles}
+    cuts = {cycle: _cut_edges(edges, cycle) for cycle in cycles}
     largest = max((flow for by_edge in flows.values() for flow in by_edge.values()), default=0.0)
     attacked = set(metrics.filter(pl.col("attacked"))["node"])
     figure, panels = _figure(len(cycles), size=(5.0, 5.0))
     for axes, cycle in zip(panels[0], cycles, strict=True):
         widths = {edge: _edge_width(flow, largest) for edge, flow in flows[cycle].items()}
         refusal = dict(metrics.filter(pl.col("cycle") == cycle).select("node", "refusal_rate").rows())
-        _draw_network_panel(axes, graph, positions, widths, _cut_edges(edges, cycle), refusal, attacked)
+        _draw_network_panel(axes, graph, positions, widths, cuts[cycle], refusal, attacked)
         axes.set_title(f"cycle {cycle}")
     figure.colorbar(ScalarMappable(Normalize(0, 1), cmap=REFUSAL_COLOURS), ax=panels, label=REFUSAL_LABEL, shrink=0.8)
     markers = [
         Line2D([], [], marker=shape, ls="", color="0.8", markeredgecolor="black", markersize=9, label=label)
         for shape, label in (("o", "unattacked node"), ("D", "attacked node"))
     ]
-    figure.legend(handles=markers + _edge_legend(largest, edges is not None), loc="outside lower center", ncols=5)
-    figure.suptitle("The network: node colour is refusal" + (", edge width harmful flow" if edges is not None else ""))
+    unit = "weight" if edges is None else "harmful pairs sent"
+    legend = markers + _edge_legend(largest, unit, any(cuts.values()))
+    figure.legend(handles=legend, loc="outside lower center", ncols=len(legend))
+    figure.suptitle(f"The network: node colour is refusal, edge width {unit}")
     return figure
 
 

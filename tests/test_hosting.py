@@ -25,7 +25,7 @@ from tests.helpers import SMALL, TINY, as_options, read_manifest, read_metrics, 
 
 CASCADE = [sys.executable, "-m", "ecosystem.cli"]
 RAY = "hosting.mode=ray"
-pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 def ray_config(*overrides: str) -> Config:

@@ -9,6 +9,7 @@ directories), `cells.parquet` and `metrics.parquet` (the results, once every run
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -16,7 +17,7 @@ import json
 import os
 import shutil
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ class SweepProgress:
     running: list[str]
 
 
-def read_sweep(path: str | Path) -> Sweep:
+def read_sweep_file(path: str | Path) -> Sweep:
     """The sweep file at `path`, resolved and checked: every run's configuration is valid, its graph
     builds and its attacks find their targets; else a `ConfigError` saying which cell and values."""
     path = Path(path)
@@ -167,8 +168,8 @@ def _axes(path: Path, where: str, table: Any) -> dict[str, list[Any]]:
     if not isinstance(table, dict):
         raise ConfigError(f"sweep file {path}: {where} must be a table of config keys and lists of values")
     for key, values in table.items():
-        if isinstance(values, dict):
-            raise ConfigError(f'sweep file {path}: {where}: quote dotted keys, as "{key}.name" = [...]')
+        if isinstance(values, dict) and values:  # an unquoted dotted key, which TOML reads as a table
+            raise ConfigError(f'sweep file {path}: {where}: quote dotted keys, as "{key}.{next(iter(values))}" = [...]')
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep file {path}: {where}: '{key}' must be a non-empty list of values")
         if key == "seed":
@@ -208,8 +209,8 @@ def _override(key: str, value: Any) -> str:
 
 
 def _run_config(base_file: Path | None, overrides: list[str], seed: int) -> Config:
-    """The run's configuration, computed in the Ray task's own process; checked as `run` checks it
-    before starting (its graph and attack targets), so that no run fails on them later."""
+    """The run's configuration, its nodes computed in the Ray task's own process (hosting.mode =
+    in_process); checked as `run` checks it before starting (its graph and attack targets)."""
     config = load_config(base_file, [*overrides, "hosting.mode=in_process"], seed)
     try:
         poisoning.resolve(config.attack, config.topology.graph(config.seed), config.seed)
@@ -264,7 +265,6 @@ class SweepDirectory:
             raise ResultsError(f"{self.path}: {self.RECORD} is unreadable ({error})") from None
 
     def write_record(self, sweep: Sweep) -> None:
-        self.runs.mkdir(exist_ok=True)
         write_atomic(self.spec_path, sweep.text.encode())
         write_json(self.record_path, sweep.record())
 
@@ -277,17 +277,21 @@ class SweepDirectory:
                 *(_axis_column(axis, [run.values[axis] for run in sweep.runs]) for axis in sweep.axes),
             ]
         )
-        figures, metrics = [], []
+        summaries, metrics = [], []
         for run in sweep.runs:
             run_directory = self.run(run.name)
             result = run_directory.read_result()
-            figures.append({"run": run_directory.path.relative_to(self.path).as_posix(), **_figures(result.summary)})
+            summaries.append({"run": run_directory.path.relative_to(self.path).as_posix(), **_figures(result.summary)})
             metrics.append(
                 result.metrics.with_columns(cell=pl.lit(run.cell, pl.Int64), seed=pl.lit(run.seed, pl.Int64))
             )
-        cells = pl.concat([keys, pl.DataFrame(figures, infer_schema_length=None)], how="horizontal")
+        # A figure null in every run (say time_to_systemic) is typed as a number: not every reader
+        # knows Parquet's null type.
+        figures = pl.DataFrame(summaries, infer_schema_length=None).with_columns(pl.col(pl.Null).cast(pl.Float64))
+        # An axis named like a figure (`cycles`) holds the same value: its column stays, once.
+        cells = pl.concat([keys, figures.select(pl.exclude(keys.columns))], how="horizontal")
         rows = pl.concat(metrics).join(keys, on=["cell", "seed"], maintain_order="left")
-        rows = rows.select(keys.columns, pl.exclude(keys.columns))
+        rows = rows.select(*keys.columns, pl.exclude(keys.columns))
         _write_parquet(self.cells_path, cells)
         _write_parquet(self.metrics_path, rows)
         return SweepResult(self.path, cells, rows)
@@ -348,19 +352,14 @@ def sweep(
     """Run every (cell, seed) of the sweep file `spec_path` into the sweep directory `out`, as Ray tasks
     (on an embedded Ray, the one already initialized, or the cluster at `ray_address`), then gather
     the results. Run again, it skips complete runs and resumes the others."""
-    resolved = read_sweep(spec_path)
+    resolved = read_sweep_file(spec_path)
     directory = SweepDirectory(out)
     directory.check(resolved)  # before anything is written
-    from ecosystem.hosting import ray_session  # Ray and torch: only once the sweep is known to be good
-
-    with ray_session(ray_address):
-        _check_fit(resolved.runs)
-        with RunDirectory(directory.path).lock():
-            directory.check(resolved)  # again, under the lock: another sweep may have started meanwhile
-            directory.write_record(resolved)
-            waiting = [run for run in resolved.runs if not _complete(directory.run(run.name))]
-            _compute(waiting, directory, len(resolved.runs), progress)
-            return directory.write_results(resolved)
+    with _cluster(_waiting(resolved, directory), ray_address), RunDirectory(directory.path).lock():
+        directory.check(resolved)  # again, under the lock: another sweep may have started meanwhile
+        directory.write_record(resolved)
+        _compute(_waiting(resolved, directory), directory, len(resolved.runs), progress)
+        return directory.write_results(resolved)
 
 
 def load_sweep(path: str | Path) -> SweepResult:
@@ -368,11 +367,29 @@ def load_sweep(path: str | Path) -> SweepResult:
     return SweepDirectory(path).read_results()
 
 
+def _waiting(sweep: Sweep, directory: SweepDirectory) -> list[SweepRun]:
+    """The runs not complete yet: missing, interrupted or failed ones."""
+    return [run for run in sweep.runs if not _complete(directory.run(run.name))]
+
+
 def _complete(directory: RunDirectory) -> bool:
     try:
         return directory.read_manifest().status is Status.complete
     except ResultsError:  # no manifest yet, or a damaged one: the run is computed (again)
         return False
+
+
+@contextlib.contextmanager
+def _cluster(runs: list[SweepRun], ray_address: str | None) -> Iterator[None]:
+    """The Ray cluster, checked to hold each of `runs`; none when there is no run to compute."""
+    if not runs:
+        yield
+        return
+    from ecosystem.hosting import ray_session  # Ray and torch: only once the sweep is known to be good
+
+    with ray_session(ray_address):
+        _check_fit(runs)
+        yield
 
 
 def _check_fit(runs: list[SweepRun]) -> None:
