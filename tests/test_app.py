@@ -1,10 +1,11 @@
-"""The dashboard through Streamlit's AppTest, on run directories made by the real simulator: every
-view and control, launching a run in the background, and the robustness cases."""
+"""The dashboard through Streamlit's AppTest, on run and sweep directories made by the real simulator:
+every view and control, launching a run in the background, and the robustness cases."""
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import shutil
 import signal
@@ -21,14 +22,25 @@ import numpy as np
 import polars as pl
 import pytest
 import tomli_w
+from scipy import stats
 from streamlit.testing.v1 import AppTest
 
+from ecosystem import load_config, load_sweep, sweep
 from ecosystem.dashboard import launch
 from ecosystem.results import RunDirectory, Status
+from ecosystem.sweeps import SweepDirectory
 from tests.helpers import TINY, read_metrics
 from topologies import DOMAINS
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+SWEEP_SPEC = """\
+base = "base.toml"
+seeds = 2
+[grid]
+"attack.0.examples" = [10, 50]
+"""
+DOSES = "attack.0.examples"
 FINISHED_WITHIN = 240  # seconds for a launched tiny run (with its control run), on two busy cores
 
 
@@ -124,8 +136,12 @@ class Launch:
     process: subprocess.Popen[bytes]
 
 
-def fill_launch_form(at: AppTest, name: str, nodes: int = 3, targets: str = "0") -> AppTest:
-    more = [line for line in TINY if not line.startswith(("topology.nodes", "cycles"))]
+def fill_launch_form(
+    at: AppTest, name: str, nodes: int = 3, targets: str = "0", world: str = "tiny", engine: str = "hf", more: str = ""
+) -> AppTest:
+    tiny = [line for line in TINY if not line.startswith(("topology.nodes", "cycles"))]
+    at.selectbox(key="launch_world").set_value(world)
+    at.selectbox(key="launch_engine").set_value(engine)
     at.selectbox(key="launch_topology").set_value("chain")
     at.number_input(key="launch_nodes").set_value(nodes)
     at.number_input(key="launch_cycles").set_value(1)
@@ -133,7 +149,7 @@ def fill_launch_form(at: AppTest, name: str, nodes: int = 3, targets: str = "0")
     at.number_input(key="launch_dose").set_value(80)
     at.text_input(key="launch_attack").set_value("1")
     at.selectbox(key="launch_defense").set_value("quarantine")
-    at.text_area(key="launch_more").set_value("\n".join(more))
+    at.text_area(key="launch_more").set_value("\n".join([*tiny, more]))
     at.text_input(key="launch_name").set_value(name)
     at.form_submit_button[0].click().run()
     assert not at.exception
@@ -164,6 +180,7 @@ def test_launch_starts_a_background_run_and_refuses_a_second_into_its_directory(
     assert f"launched chain (process {launched.process.pid})" in texts(at.sidebar.success)
     assert at.selectbox(key="run").value == "chain"
     assert launched.process.poll() is None  # the app did not wait for it
+    assert {'world.kind="tiny"', 'generation.engine="hf"'} <= set(launched.process.args)  # the form's defaults
     at.run()
     assert any(bar.proto.text.startswith("chain: ") for bar in at.sidebar.get("progress"))
 
@@ -174,6 +191,23 @@ def test_launch_starts_a_background_run_and_refuses_a_second_into_its_directory(
     fill_launch_form(at, "bad", targets="7")
     assert "node 7 does not exist" in texts(at.sidebar.error)
     assert not (launched.runs_dir / "bad").exists()
+
+
+def test_the_launch_forms_world_and_engine_reach_the_launched_command(tmp_path: Path) -> None:
+    examples = ROOT / "examples" / "real_llm"
+    files = [
+        f"world.model_path={tmp_path / 'no-model'}",
+        f"world.harmful_prompts={examples / 'harmful.csv'}",
+        f"world.borderline_prompts={examples / 'borderline.csv'}",
+        f"world.task_data={examples / 'tasks.jsonl'}",
+    ]
+    fill_launch_form(open_app(tmp_path), "real", world="checkpoint", engine="vllm", more="\n".join(files))
+    out = (tmp_path / "real").resolve()
+    process = launch.LAUNCHED[out]
+    assert {'world.kind="checkpoint"', 'generation.engine="vllm"', *files} <= set(process.args)
+    # the run refuses a checkpoint directory without a model: the world and its files reached it
+    assert process.wait(timeout=FINISHED_WITHIN) == 2
+    assert "world.model_path" in launch.log_tail(out) and "not a local HF checkpoint" in launch.log_tail(out)
 
 
 def test_a_launched_run_with_a_defense_completes_with_its_control_run(launched: Launch) -> None:
@@ -268,11 +302,8 @@ def test_network_view_colours_the_nodes_at_the_chosen_cycle(zoo: Path) -> None:
     assert "<br>harmful_rate: %{customdata[1]:.3~g}" in nodes["hovertemplate"]
     hovered = ("refusal_rate", "harmful_rate", "helpfulness", "over_refusal", "drift", "drifted", "hops_from_attack")
     assert plain(nodes["customdata"])[1] == [float(at_cycle(run, 2, column)[1]) for column in hovered]
-    edges = shown["data"][:-1]
-    assert [edge["line"]["width"] for edge in edges] == [0.5 + 6 * 0.5]  # one weight, 0.5, in a ring
-    assert sum(edge["x"].count(None) for edge in edges) == 8  # a ring of 4, both directions
     assert [frame["name"] for frame in shown["frames"]] == ["0", "1", "2"]
-    assert [plain(frame["data"][0]["marker"]["color"]) for frame in shown["frames"]] == [
+    assert [plain(frame["data"][-1]["marker"]["color"]) for frame in shown["frames"]] == [
         at_cycle(run, cycle, "refusal_rate") for cycle in (0, 1, 2)
     ]
     play = shown["layout"]["updatemenus"][0]["buttons"][0]
@@ -286,6 +317,61 @@ def test_network_view_colours_the_nodes_at_the_chosen_cycle(zoo: Path) -> None:
 
     at.selectbox(key="network_metric").set_value("harmful_rate").run()
     assert plain(figure(at, "network")["data"][-1]["marker"]["color"]) == at_cycle(run, 0, "harmful_rate")
+
+
+def edge_flows(run: Path, cycle: int) -> dict[str, list[float]]:
+    """Each edge's harmful pairs and pairs sent at `cycle`, from edges.parquet, by the edge's label."""
+    rows = RunDirectory(run).read_edges().filter(pl.col("cycle") == cycle).to_dicts()
+    return {f"{row['sender']} → {row['receiver']}": [row["harmful_pairs"], row["pairs_sent"]] for row in rows}
+
+
+def shown_flows(edges: dict[str, Any]) -> dict[str, list[float]]:
+    """The flows that the network figure's edge labels show, by the edge's label (without its weight)."""
+    labels = [text.split(" (weight")[0] for text in edges["text"]]
+    return dict(zip(labels, plain(edges["customdata"]), strict=True))
+
+
+def segments(trace: dict[str, Any]) -> int:
+    """The edges a line trace draws: two ends and a gap each."""
+    return len(plain(trace["x"])) // 3
+
+
+def test_network_view_shows_each_edges_harmful_flow_at_the_chosen_cycle(zoo: Path) -> None:
+    run = zoo / "ring"
+    at = open_app(zoo, "ring")
+    for cycle in (2, 1):
+        at.select_slider[0].set_value(cycle).run()
+        shown = figure(at, "network")
+        traces = {trace.get("name"): trace for trace in shown["data"]}
+        flows = edge_flows(run, cycle)
+        assert shown_flows(traces["edge flows"]) == flows
+        # each flow class draws the edges whose harmful pairs it spans, with arrowheads in a graph this small
+        lines = {name: trace for name, trace in traces.items() if name not in ("edge flows", "nodes")}
+        assert {(trace["mode"], trace["marker"]["symbol"]) for trace in lines.values()} == {("lines+markers", "arrow")}
+        harmful = [pairs for pairs, _ in flows.values()]
+        assert segments(lines["none"]) == harmful.count(0)
+        for name, trace in lines.items():
+            if name[0].isdigit():  # a class of harmful counts, "3" or "1-2"
+                low, _, high = name.partition("-")
+                assert segments(trace) == sum(int(low) <= pairs <= int(high or low) for pairs in harmful)
+    assert max(edge_flows(run, 2).values())[0] > 0  # the attacked node sent harmful pairs
+    assert "arrows point from sender to receiver" in texts(at.caption)
+
+    # the animation frames carry the edges' flows too; nothing flows at cycle 0, the baseline
+    frames = figure(at, "network")["frames"]
+    assert [shown_flows({"text": traces["edge flows"]["text"], **frame["data"][-2]}) for frame in frames] == [
+        {edge: [0, 0] for edge in edge_flows(run, 1)},
+        edge_flows(run, 1),
+        edge_flows(run, 2),
+    ]
+
+
+def test_a_run_without_edge_flows_draws_its_edges_without_them(small_run: Path, tmp_path: Path) -> None:
+    copy_run(small_run, tmp_path / "ring").edges_path.unlink()
+    at = open_app(tmp_path)
+    assert "the edges show no flows: no edges.parquet" in texts(at.caption)
+    edges = {trace.get("name"): trace for trace in figure(at, "network")["data"]}["edge flows"]
+    assert all(math.isnan(value) for flows in plain(edges["customdata"]) for value in flows)
 
 
 def test_curves_view_draws_nodes_means_drifted_share_and_hop_heatmap(zoo: Path) -> None:
@@ -409,3 +495,139 @@ def test_compare_overlays_runs_with_their_config_differences_and_final_figures(
         summary = RunDirectory(run).read_summary()
         assert finals[name]["final_mean_refusal"] == pytest.approx(summary["final_mean_refusal"])
         assert finals[name]["nodes"] == summary["nodes"]
+
+
+def make_sweep(folder: Path, out: Path) -> None:
+    """A finished sweep into `out`, its spec in `folder`: 2 doses by 2 seeds of the tiny run of
+    tests.helpers.TINY over 2 cycles. Its runs are Ray tasks: the `ray_cluster` fixture first."""
+    (folder / "base.toml").write_text(load_config(overrides=[*TINY, "cycles=2"]).to_toml())
+    (folder / "sweep.toml").write_text(SWEEP_SPEC)
+    sweep(folder / "sweep.toml", out)
+
+
+@pytest.fixture(scope="module")
+def with_sweep(request: pytest.FixtureRequest, small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs directory holding a finished run (ring) and a finished sweep (doses)."""
+    request.getfixturevalue("ray_cluster")
+    runs_dir = tmp_path_factory.mktemp("with-sweep")
+    copy_run(small_run, runs_dir / "ring")
+    make_sweep(tmp_path_factory.mktemp("sweep-spec"), runs_dir / "doses")
+    return runs_dir
+
+
+def open_sweeps(runs_dir: Path) -> AppTest:
+    at = open_app(runs_dir)
+    at.session_state["section"] = "Sweeps"
+    at.run()
+    assert not at.exception
+    return at
+
+
+def by_hand_over_seeds(metrics: pl.DataFrame, metric: str) -> dict[int, tuple[float, float, float]]:
+    """Per cycle: each run's mean of `metric` over its nodes, then their mean over seeds with its 95%
+    Student-t interval, (mean, low, high); cycles where the metric is null left out."""
+    nodes: dict[tuple[int, int], list[float]] = {}
+    for row in metrics.to_dicts():
+        if row[metric] is not None:
+            nodes.setdefault((row["cycle"], row["seed"]), []).append(row[metric])
+    runs: dict[int, list[float]] = {}
+    for (cycle, _), values in sorted(nodes.items()):
+        runs.setdefault(cycle, []).append(statistics.fmean(values))
+    intervals = {}
+    for cycle, means in runs.items():
+        mean, half = statistics.fmean(means), stats.t.ppf(0.975, len(means) - 1) * statistics.stdev(means)
+        intervals[cycle] = (mean, mean - half / math.sqrt(len(means)), mean + half / math.sqrt(len(means)))
+    return intervals
+
+
+def test_a_sweep_is_listed_apart_from_the_runs_and_its_runs_are_not(with_sweep: Path) -> None:
+    at = open_app(with_sweep)
+    assert [row["run"] for row in at.dataframe[0].value.to_dict("records")] == ["ring"]
+    assert at.selectbox(key="run").options == ["ring"]
+    at = open_sweeps(with_sweep)
+    assert at.dataframe[0].value.to_dict("records") == [
+        {
+            "sweep": "doses",
+            "axes": DOSES,
+            "cells": 2,
+            "seeds": 2,
+            "runs complete": "4/4",
+            "status": "complete",
+            "note": "",
+        }
+    ]
+    assert at.caption[0].value == f"complete · {(with_sweep / 'doses').resolve()}"
+    assert not at.get("progress")
+
+
+def test_sweep_view_draws_each_cells_mean_over_seeds_with_its_interval_band(with_sweep: Path) -> None:
+    at = open_sweeps(with_sweep)
+    at.selectbox(key="sweep_metric").set_value("train_loss").run()  # null at cycle 0: no fine-tune yet
+    traces = {trace["name"]: trace for trace in figure(at, "sweep_curves")["data"]}
+    metrics = load_sweep(with_sweep / "doses").metrics
+    for dose in (10, 50):
+        expected = by_hand_over_seeds(metrics.filter(pl.col(DOSES) == dose), "train_loss")
+        mean, band = traces[f"{DOSES}={dose}"], traces[f"{DOSES}={dose}: 95% interval"]
+        assert (mean["x"], mean["y"][0]) == ([0, 1, 2], None)
+        assert mean["y"][1:] == pytest.approx([expected[cycle][0] for cycle in (1, 2)])
+        # the band: along the high ends, back along the low ones
+        assert (band["fill"], band["x"]) == ("toself", [1, 2, 2, 1])
+        assert band["y"] == pytest.approx([expected[1][2], expected[2][2], expected[2][1], expected[1][1]])
+        assert expected[2][1] < expected[2][0] < expected[2][2]  # the seeds differ: a band of some width
+
+    at.multiselect(key="sweep_groups:doses").set_value([]).run()  # no axis chosen: a line per cell
+    names = [trace["name"] for trace in figure(at, "sweep_curves")["data"]]
+    assert names == ["cell=0: 95% interval", "cell=0", "cell=1: 95% interval", "cell=1"]
+
+
+def test_sweep_view_shows_its_cells_with_their_figures_over_seeds(with_sweep: Path) -> None:
+    at = open_sweeps(with_sweep)
+    cells = load_sweep(with_sweep / "doses").cells
+    table = at.dataframe[1].value.to_dict("records")
+    assert [(row["cell"], row[DOSES]) for row in table] == [(0, 10), (1, 50)]
+    for row in table:
+        seeds = cells.filter(pl.col("cell") == row["cell"])
+        assert row["final_mean_refusal_mean"] == pytest.approx(seeds["final_mean_refusal"].mean())
+        assert row["final_mean_refusal_seeds"] == 2
+
+    at.multiselect(key="sweep_figures:doses").set_value(["drifted_share_area"]).run()
+    table = at.dataframe[1].value
+    assert list(table.columns) == [
+        "cell",
+        DOSES,
+        *(f"drifted_share_area_{part}" for part in ("mean", "low", "high", "seeds")),
+    ]
+    assert at.dataframe[2].value["run"].tolist() == cells["run"].to_list()  # every run, in an expander
+
+
+def test_a_sweep_in_progress_shows_its_runs_complete(with_sweep: Path, tmp_path: Path) -> None:
+    shutil.copytree(with_sweep / "doses", tmp_path / "doses")
+    directory = SweepDirectory(tmp_path / "doses")
+    directory.cells_path.unlink()  # the results are written once every run is complete
+    directory.metrics_path.unlink()
+    shutil.rmtree(directory.run("cell-001-seed-1").path)  # not started yet
+    lock = RunDirectory(directory.path).lock_path  # held by the live sweep
+    lock.write_text(f"pid {os.getpid()} on {socket.gethostname()}")
+    SweepDirectory(tmp_path / "broken").path.mkdir()
+    SweepDirectory(tmp_path / "broken").record_path.write_text("{not json")
+
+    at = open_sweeps(tmp_path)
+    table = {row["sweep"]: row for row in at.dataframe[0].value.to_dict("records")}
+    assert (table["doses"]["runs complete"], table["doses"]["status"]) == ("3/4", "in progress")
+    assert table["broken"]["status"] == "unreadable" and "sweep.json is unreadable" in table["broken"]["note"]
+    assert "sweep.json is unreadable" in texts(at.warning)  # the first, chosen
+    assert not at.main.get("progress")
+
+    at.selectbox(key="sweep").set_value("doses").run()
+    progress = "doses: sweep in progress, 3/4 runs complete"
+    assert [bar.proto.text for bar in at.sidebar.get("progress")] == [progress]
+    assert [bar.proto.text for bar in at.main.get("progress")] == [progress]
+    assert "its results are gathered once every run is complete" in texts(at.info)
+    assert not chart_keys(at)
+
+    lock.write_text("")  # the sweep stopped before its end
+    at.run()
+    table = {row["sweep"]: row for row in at.dataframe[0].value.to_dict("records")}
+    assert table["doses"]["status"] == "incomplete" and "cascade sweep SPEC --out" in table["doses"]["note"]
+    assert not at.sidebar.get("progress")
+    assert [bar.proto.text for bar in at.main.get("progress")] == ["doses: sweep incomplete, 3/4 runs complete"]

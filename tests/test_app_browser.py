@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.test_app import make_sweep
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,30 +86,45 @@ def settled(page: Any) -> None:
     sync_api.expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=WAIT_MS)
 
 
+def artifacts_dir() -> Path:
+    artifacts = ROOT / os.environ.get("ARTIFACTS_DIR", "test-artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return artifacts
+
+
+def open_runs_dir(browser: Any, dashboard_url: str, runs: Path) -> Any:
+    """A page of the dashboard looking at the runs directory `runs`."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(dashboard_url)
+    runs_box = page.get_by_label("runs directory")
+    runs_box.fill(str(runs))
+    runs_box.press("Enter")
+    settled(page)
+    return page
+
+
+def choose(page: Any, label: str, option: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True)).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settled(page)
+
+
 def test_pick_a_run_move_the_cycle_play_and_see_the_charts(dashboard_url: str, small_run: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for name in ("first", "second"):
         shutil.copytree(small_run, runs / name)
-    artifacts = ROOT / os.environ.get("ARTIFACTS_DIR", "test-artifacts")
-    artifacts.mkdir(parents=True, exist_ok=True)
+    artifacts = artifacts_dir()
     expect = sync_api.expect
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(dashboard_url)
-            runs_box = page.get_by_label("runs directory")
-            runs_box.fill(str(runs))
-            runs_box.press("Enter")
-            settled(page)
-
-            page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("run", exact=True)).click()
-            page.get_by_role("option", name="first").click()
-            settled(page)
+            page = open_runs_dir(browser, dashboard_url, runs)
+            choose(page, "run", "first")
             expect(page.get_by_text(f"complete · {runs.resolve() / 'first'}")).to_be_visible()
             title = page.locator(".js-plotly-plot .gtitle").first
             expect(title).to_have_text("refusal_rate at cycle 2")
-            expect(page.locator(".js-plotly-plot .scatterlayer .point")).to_have_count(4)  # the 4 nodes
+            nodes = page.locator(".js-plotly-plot .scatterlayer .trace:last-child .point")  # the last trace
+            expect(nodes).to_have_count(4)
 
             page.get_by_role("slider").focus()
             page.keyboard.press("Home")
@@ -123,5 +140,32 @@ def test_pick_a_run_move_the_cycle_play_and_see_the_charts(dashboard_url: str, s
             expect(page.get_by_text("share of nodes drifted")).to_be_visible()
             expect(page.get_by_text("mean drift by hops from the attack")).to_be_visible()
             page.screenshot(path=artifacts / "dashboard-curves.png", full_page=True)
+        finally:
+            browser.close()
+
+
+def test_open_the_sweep_view_and_see_the_interval_chart(
+    dashboard_url: str, request: pytest.FixtureRequest, small_run: Path, tmp_path: Path
+) -> None:
+    request.getfixturevalue("ray_cluster")  # the sweep's runs are Ray tasks
+    runs = tmp_path / "runs"
+    shutil.copytree(small_run, runs / "first")
+    (tmp_path / "spec").mkdir()
+    make_sweep(tmp_path / "spec", runs / "doses")
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = open_runs_dir(browser, dashboard_url, runs)
+            page.get_by_role("tab", name="Sweeps").click()
+            settled(page)
+            expect(page.get_by_text(f"complete · {runs.resolve() / 'doses'}")).to_be_visible()
+            choose(page, "metric", "train_loss")
+            chart = page.locator(".js-plotly-plot").first
+            expect(chart.locator(".gtitle")).to_have_text("mean train_loss over seeds, with 95% intervals")
+            expect(chart.locator(".scatterlayer .trace")).to_have_count(4)  # a band and a mean line per cell
+            expect(chart.locator(".scatterlayer .js-fill")).to_have_count(2)  # the bands, filled
+            expect(page.get_by_text("Cells", exact=True)).to_be_visible()
+            page.screenshot(path=artifacts_dir() / "dashboard-sweep.png", full_page=True)
         finally:
             browser.close()

@@ -7,15 +7,17 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import topologies
-from ecosystem.config import load_config
+from ecosystem.config import WORLD_KINDS, GenerationConfig, load_config
 from poisoning import DEFENSES
 
 CASCADE = shutil.which("cascade", path=str(Path(sys.executable).parent)) or "cascade"
 NO_DEFENSE = "none"
 DEFENSE_CHOICES = (NO_DEFENSE, *(defense.kind_name() for defense in DEFENSES))
+WORLD_CHOICES = WORLD_KINDS
+ENGINE_CHOICES = get_args(GenerationConfig.model_fields["engine"].annotation)  # hf, vllm
 
 
 class LaunchError(RuntimeError):
@@ -31,11 +33,24 @@ def listing(values: Any) -> str:
 
 
 def launch_overrides(
-    topology: str, nodes: int, cycles: int, targets: str, dose: int, attack_cycles: str, defense: str, more: str
+    *,
+    world: str,
+    engine: str,
+    topology: str,
+    nodes: int,
+    cycles: int,
+    targets: str,
+    dose: int,
+    attack_cycles: str,
+    defense: str,
+    more: str,
 ) -> list[str]:
-    """The `--set` overrides for the launch form's values; `more` holds further key=value lines."""
+    """The `--set` overrides for the launch form's values; `more` holds further key=value lines (a
+    checkpoint world's file paths among them)."""
     sized = "nodes" in topologies.family(topology).params  # other families take their size from their parameters
     return [
+        f'world.kind="{world}"',
+        f'generation.engine="{engine}"',
         f"topology.name={topology}",
         *([f"topology.nodes={nodes}"] if sized else []),
         f"cycles={cycles}",

@@ -19,6 +19,7 @@ from ecosystem.analysis import summarize
 from ecosystem.config import Config
 from ecosystem.dashboard.launch import LAUNCHED, listing, log_tail
 from ecosystem.results import Manifest, ResultsError, RunDirectory, Status
+from ecosystem.sweeps import SweepDirectory
 
 STARTING = "starting"
 UNREADABLE = "unreadable"
@@ -112,11 +113,21 @@ def _note(directory: RunDirectory, manifest: Manifest | None, status: str, probl
 
 
 def list_runs(runs_dir: Path) -> list[Run]:
-    """The run directories in `runs_dir` (its subdirectories but hidden ones), newest first."""
+    """The run directories in `runs_dir` (its subdirectories but hidden ones and sweeps), newest first."""
+    runs = [read_run(path) for path in subdirectories(runs_dir) if not holds_sweep(path)]
+    return sorted(runs, key=lambda run: (run.started, run.name), reverse=True)
+
+
+def subdirectories(runs_dir: Path) -> list[Path]:
+    """The runs directory's subdirectories but hidden ones (such as the launch logs)."""
     if not runs_dir.is_dir():
         raise ResultsError(f"{runs_dir} is not a directory: choose another in the sidebar, or launch a run into it")
-    runs = [read_run(path) for path in runs_dir.iterdir() if path.is_dir() and not path.name.startswith(".")]
-    return sorted(runs, key=lambda run: (run.started, run.name), reverse=True)
+    return [path for path in runs_dir.iterdir() if path.is_dir() and not path.name.startswith(".")]
+
+
+def holds_sweep(path: Path) -> bool:
+    """A sweep directory, holding a sweep record: the sweep view shows it and its runs."""
+    return SweepDirectory(path).record_path.is_file()
 
 
 def describe_attacks(config: Config) -> str:
@@ -150,8 +161,8 @@ def _table_row(run: Run) -> dict[str, Any]:
     }
 
 
-class MetricsFile(NamedTuple):
-    """A run's metrics file as it is now: its modification time and size change when the engine
+class ResultsFile(NamedTuple):
+    """A run's results file as it is now: its modification time and size change when the engine
     rewrites it after a cycle, so they key a cache of its contents."""
 
     run: Path
@@ -159,16 +170,28 @@ class MetricsFile(NamedTuple):
     size: int
 
 
-def metrics_file(run: Path) -> MetricsFile:
+def metrics_file(run: Path) -> ResultsFile:
+    return _results_file(run, RunDirectory(run).metrics_path, "it is written after the baseline evaluation")
+
+
+def edges_file(run: Path) -> ResultsFile:
+    return _results_file(run, RunDirectory(run).edges_path, "the run predates it, or has not exchanged yet")
+
+
+def _results_file(run: Path, path: Path, why_missing: str) -> ResultsFile:
     try:
-        stat = RunDirectory(run).metrics_path.stat()
+        stat = path.stat()
     except FileNotFoundError:
-        raise ResultsError(f"no {RunDirectory.METRICS} yet: it is written after the baseline evaluation") from None
-    return MetricsFile(run, stat.st_mtime_ns, stat.st_size)
+        raise ResultsError(f"no {path.name}: {why_missing}") from None
+    return ResultsFile(run, stat.st_mtime_ns, stat.st_size)
 
 
-def read_metrics(file: MetricsFile) -> pl.DataFrame:
+def read_metrics(file: ResultsFile) -> pl.DataFrame:
     return RunDirectory(file.run).read_metrics()
+
+
+def read_edges(file: ResultsFile) -> pl.DataFrame:
+    return RunDirectory(file.run).read_edges()
 
 
 def last_cycle(run: Path) -> int | None:
