@@ -272,7 +272,7 @@ def sweep_curves(sweep: sweeps.Sweep, metrics: pl.DataFrame) -> None:
 def sweep_cells(sweep: sweeps.Sweep, cells: pl.DataFrame) -> None:
     st.subheader("Cells")
     options = sweeps.figure_columns(cells, sweep.axes)
-    preferred = [figure for figure in runs.FINAL_FIGURES if figure in options]
+    preferred = [figure for figure in sweeps.CELL_FIGURES if figure in options]
     shown = st.multiselect("figures", options, default=preferred, key=f"sweep_figures:{sweep.name}")
     st.dataframe(sweeps.cells_table(cells, sweep.axes, shown), hide_index=True)
     st.caption(

@@ -12,7 +12,6 @@ exports lazily, and importing a submodule of that name would replace it on the p
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections import Counter
@@ -167,15 +166,7 @@ def read_sweep(directory: SweepDirectory) -> Sweep:
         (row["cell"], row["seed"]): RunDirectory(directory.path / row["run"]).read_graph()
         for row in results.cells.iter_rows(named=True)
     }
-    return Sweep(directory.path, results.cells, results.metrics, _sweep_axes(directory), graphs)
-
-
-def _sweep_axes(directory: SweepDirectory) -> list[str]:
-    """The axes: the settings whose values `sweep.json` records for each run."""
-    try:
-        return list(json.loads(directory.record_path.read_text())["runs"][0]["values"])
-    except (OSError, ValueError, LookupError, TypeError) as error:
-        raise ResultsError(f"{directory.path}: {SweepDirectory.RECORD} is unreadable ({error!r})") from None
+    return Sweep(directory.path, results.cells, results.metrics, directory.read_axes(), graphs)
 
 
 # ---- the reports

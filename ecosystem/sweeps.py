@@ -264,6 +264,19 @@ class SweepDirectory:
         except (OSError, ValueError) as error:
             raise ResultsError(f"{self.path}: {self.RECORD} is unreadable ({error})") from None
 
+    def read_runs(self) -> list[dict[str, Any]]:
+        """The recorded runs: each one's directory name (`run`), `cell`, `seed` and axis `values`."""
+        try:
+            runs = self._read_record()["runs"]
+            return [{key: run[key] for key in ("run", "cell", "seed", "values")} for run in runs]
+        except (KeyError, TypeError) as error:
+            raise ResultsError(f"{self.path}: {self.RECORD} lacks its runs ({error!r})") from None
+
+    def read_axes(self) -> list[str]:
+        """The settings the sweep varies (dotted keys)."""
+        runs = self.read_runs()
+        return list(runs[0]["values"]) if runs else []
+
     def write_record(self, sweep: Sweep) -> None:
         write_atomic(self.spec_path, sweep.text.encode())
         write_json(self.record_path, sweep.record())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import numpy as np
 import polars as pl
 import pytest
@@ -26,7 +27,7 @@ from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 from ecosystem import load_config, load_sweep, sweep
-from ecosystem.dashboard import launch
+from ecosystem.dashboard import figures, launch
 from ecosystem.results import RunDirectory, Status
 from ecosystem.sweeps import SweepDirectory
 from tests.helpers import TINY, read_metrics
@@ -372,6 +373,26 @@ def test_a_run_without_edge_flows_draws_its_edges_without_them(small_run: Path, 
     assert "the edges show no flows: no edges.parquet" in texts(at.caption)
     edges = {trace.get("name"): trace for trace in figure(at, "network")["data"]}["edge flows"]
     assert all(math.isnan(value) for flows in plain(edges["customdata"]) for value in flows)
+
+
+def test_a_large_graph_gets_lines_and_frames_that_recolour_its_nodes_only() -> None:
+    """Above figures.SMALL_GRAPH_EDGES edges: no arrowheads, and the edges stay at the chosen cycle."""
+    graph = nx.DiGraph(nx.cycle_graph(200))  # 400 edges, both directions
+    nx.set_node_attributes(graph, "code", "domain")
+    cycles = pl.DataFrame({"cycle": [0, 1, 2]}).join(pl.DataFrame({"node": list(graph)}), how="cross")
+    metrics = cycles.with_columns(
+        *(pl.lit(0.5).alias(column) for column in figures.HOVER_COLUMNS), attacked=pl.col("node") == 0
+    )
+    edges = (
+        pl.DataFrame({"cycle": [1, 2]})
+        .join(pl.DataFrame(list(graph.edges()), schema=["sender", "receiver"], orient="row"), how="cross")
+        .with_columns(harmful_pairs=(pl.col("sender") == 0) * pl.col("cycle"), pairs_sent=8, cut=False)
+    )
+    shown = figures.network_figure(graph, figures.layout(tuple(graph), ()), metrics, "refusal_rate", 2, edges)
+    lines = [trace for trace in shown.data if trace.name not in ("edge flows", "nodes")]
+    assert [(trace.name, trace.mode) for trace in lines] == [("none", "lines"), ("1", "lines"), ("2", "lines")]
+    assert [len(trace.x) // 3 for trace in lines] == [398, 0, 2]  # node 0's two out-edges carried 2 at cycle 2
+    assert [list(frame.traces) for frame in shown.frames] == [[len(shown.data) - 1]] * 3  # the nodes' trace
 
 
 def test_curves_view_draws_nodes_means_drifted_share_and_hop_heatmap(zoo: Path) -> None:

@@ -39,9 +39,9 @@ RATE_SCALES = {  # shares in [0, 1], coloured on that fixed range; red is bad, s
 SMALL_GRAPH_EDGES = 300
 FLOWS = ("harmful_pairs", "pairs_sent")  # what an edge's hover label shows at a cycle (edges.parquet's columns)
 FLOW_COLOURS = ("#fc9272", "#fb6a4a", "#de2d26", "#a50f15")  # harmful-flow classes, light to dark red
-NO_FLOW_LINE = {"color": "rgba(140, 140, 160, 0.45)", "width": 1.0}
+NO_FLOW_LINE = {"color": "rgba(140, 140, 160, 0.6)", "width": 1.0}
 CUT_LINE = {"color": "rgba(90, 90, 90, 0.8)", "width": 1.5, "dash": "dot"}
-EDGE_SIDE = 0.012  # layout units: the two directions of an edge are drawn side by side, each to its right
+EDGE_SIDE = 0.02  # layout units: the two directions of an edge are drawn side by side, each to its right
 EDGE_SHORTEN = 0.05  # layout units: an edge ends before its receiver's marker, so that its arrowhead shows
 
 
@@ -193,15 +193,17 @@ class FlowClasses:
         bounds = sorted({math.ceil(most * (i + 1) / len(FLOW_COLOURS)) for i in range(len(FLOW_COLOURS))})
         return cls(bounds if most else [], bool(every["cut"].any()), arrows)
 
-    def traces(self) -> list[go.Scatter]:
-        """A styled trace per class, without its edges (`at` gives them)."""
+    def styles(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each class's legend name and line, in the order of its trace."""
         shade = len(FLOW_COLOURS) - len(self.bounds)  # fewer bins take the darker colours
         styles = [("none", NO_FLOW_LINE)]
         for index, (below, high) in enumerate(itertools.pairwise([0, *self.bounds])):
-            line = {"color": FLOW_COLOURS[shade + index], "width": 2 + 1.5 * (shade + index)}
+            line = {"color": FLOW_COLOURS[shade + index], "width": 1.5 + shade + index}
             styles.append((f"{below + 1}-{high}" if high > below + 1 else str(high), line))
-        if self.has_cut:
-            styles.append(("cut", CUT_LINE))
+        return [*styles, *([("cut", CUT_LINE)] if self.has_cut else [])]
+
+    def traces(self) -> list[go.Scatter]:
+        """A styled trace per class, without its edges (`at` gives them)."""
         return [
             go.Scatter(
                 mode="lines+markers" if self.arrows else "lines",
@@ -210,7 +212,7 @@ class FlowClasses:
                 marker={"symbol": "arrow", "angleref": "previous", "color": line["color"]},
                 hoverinfo="skip",
             )
-            for name, line in styles
+            for name, line in self.styles()
         ]
 
     def at(self, flows: pl.DataFrame, geometry: EdgeGeometry) -> list[go.Scatter]:
@@ -219,11 +221,12 @@ class FlowClasses:
         classes = np.where(harmful > 0, 1 + np.searchsorted(self.bounds, harmful), 0)
         classes = np.where(flows["cut"].to_numpy(), len(self.bounds) + 1, classes)
         updates = []
-        for index in range(len(self.bounds) + 1 + self.has_cut):
+        for index, (_, line) in enumerate(self.styles()):
             chosen = classes == index
             update = go.Scatter(x=geometry.xs[chosen].ravel(), y=geometry.ys[chosen].ravel())
-            if self.arrows:  # an arrowhead at the receiver's end only
-                update.update(marker={"size": np.tile(np.array([0, 10, 0], np.float32), int(chosen.sum()))})
+            if self.arrows:  # an arrowhead at the receiver's end only, as wide as its line allows
+                head = np.array([0, 8 + 2 * line["width"], 0], np.float32)
+                update.update(marker={"size": np.tile(head, int(chosen.sum()))})
             updates.append(update)
         return updates
 

@@ -8,7 +8,6 @@ unreadable, with the reason, and never hides the others.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,12 +15,13 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from ecosystem.analysis import over_seeds
-from ecosystem.dashboard.runs import LABELS, UNREADABLE, holds_sweep, metric_columns, subdirectories
+from ecosystem.dashboard.runs import FINAL_FIGURES, LABELS, UNREADABLE, holds_sweep, metric_columns, subdirectories
 from ecosystem.results import ResultsError, RunDirectory, Status
 from ecosystem.sweeps import SweepDirectory, SweepResult
 
 INCOMPLETE = "incomplete"
 KEYS = ("cell", "seed")  # the columns of cells.parquet and metrics.parquet before the axes
+CELL_FIGURES = tuple(figure for figure in FINAL_FIGURES if figure not in ("cycles", "nodes"))  # shown at first
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,10 @@ class Sweep:
 def read_sweep(path: Path) -> Sweep:
     directory = SweepDirectory(path.resolve())
     try:
-        runs = json.loads(directory.record_path.read_text())["runs"]
-        complete = sum(_complete(directory.run(run["run"])) for run in runs)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        return Sweep(directory, [], 0, UNREADABLE, f"{directory.RECORD} is unreadable ({error})")
+        runs = directory.read_runs()
+    except ResultsError as error:
+        return Sweep(directory, [], 0, UNREADABLE, str(error).removeprefix(f"{directory.path}: "))
+    complete = sum(_complete(directory.run(run["run"])) for run in runs)
     if RunDirectory(directory.path).is_live():  # a live sweep holds its directory's lock
         return Sweep(directory, runs, complete, LABELS[Status.running], "")
     if complete < len(runs):
