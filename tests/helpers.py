@@ -52,6 +52,10 @@ def read_metrics(path: Path) -> pl.DataFrame:
     return RunDirectory(path).read_metrics()
 
 
+def read_edges(path: Path) -> pl.DataFrame:
+    return RunDirectory(path).read_edges()
+
+
 def read_manifest(path: Path) -> Manifest:
     return RunDirectory(path).read_manifest()
 

@@ -105,6 +105,8 @@ def open_runs_dir(browser: Any, dashboard_url: str, runs: Path) -> Any:
 
 def choose(page: Any, label: str, option: str) -> None:
     page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True)).click()
+    # The list shows only the options that fit: typing filters it, so that the one wanted is drawn.
+    page.keyboard.type(option)
     page.get_by_role("option", name=option, exact=True).click()
     settled(page)
 

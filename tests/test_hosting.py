@@ -21,7 +21,7 @@ from ecosystem.cli import app
 from ecosystem.config import Config, load_config
 from ecosystem.progress import Stage, StageStart
 from ecosystem.results import ResultsError, RunDirectory, Status
-from tests.helpers import SMALL, TINY, as_options, read_manifest, read_metrics, small_config
+from tests.helpers import SMALL, TINY, as_options, read_edges, read_manifest, read_metrics, small_config
 
 CASCADE = [sys.executable, "-m", "ecosystem.cli"]
 RAY = "hosting.mode=ray"
@@ -36,14 +36,16 @@ def settings(*overrides: str) -> list[str]:
     return as_options([*SMALL, RAY, *overrides])
 
 
-def test_two_and_four_ray_hosts_give_the_metrics_of_one_host_in_process(small_run, tmp_path) -> None:
-    """small_run is computed in process, on one shard (one host): 2 and 4 Ray hosts compute the same."""
-    assert len(read_manifest(small_run).placement) == 1
+def test_two_and_four_ray_hosts_give_the_metrics_of_one_host_in_process(tmp_path) -> None:
+    tiny = [*TINY, "cycles=2"]
+    reference = run(load_config(overrides=tiny), tmp_path / "in-process")  # one shard, in this process
+    assert len(read_manifest(reference.path).placement) == 1
     for hosts in (2, 4):
         out = tmp_path / f"hosts-{hosts}"
-        result = run(ray_config(f"hosting.hosts={hosts}", "hosting.num_cpus=0.5"), out)
+        result = run(load_config(overrides=[*tiny, RAY, f"hosting.hosts={hosts}", "hosting.num_cpus=0.5"]), out)
         assert len(read_manifest(out).placement) == hosts
-        assert result.metrics.equals(read_metrics(small_run))
+        assert result.metrics.equals(reference.metrics)
+        assert read_edges(out).equals(read_edges(reference.path))
 
 
 def test_hosts_that_cannot_fit_the_cluster_are_refused(tmp_path) -> None:
