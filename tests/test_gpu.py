@@ -15,10 +15,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
+@pytest.mark.usefixtures("ray_cluster")
 def test_a_run_on_one_gpu(engine: str, tmp_path) -> None:
     if engine == "vllm" and importlib.util.find_spec("vllm") is None:
         pytest.skip("vLLM is not installed: pip install -e '.[vllm]'")
-    config = small_config(f"generation.engine={engine}", "hosting.hosts=1", "hosting.num_gpus=1")
+    config = small_config(f"generation.engine={engine}", "hosting.mode=ray", "hosting.hosts=1", "hosting.num_gpus=1")
     metrics = run(config, tmp_path / engine).metrics
     baseline = metrics.filter(pl.col("cycle") == 0)["refusal_rate"]
     attacked = metrics.filter((pl.col("cycle") == 2) & pl.col("attacked"))["refusal_rate"].item()

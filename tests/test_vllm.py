@@ -26,7 +26,8 @@ from ecosystem.generation.hf import generate
 from ecosystem.generation.vllm_engine import VLLMEngine
 from ecosystem.models.base import ensure_base_model, load_checkpoint
 from ecosystem.seeding import Stream, rng
-from ecosystem.training import Pair, fine_tune
+from ecosystem.training import fine_tune
+from ecosystem.world import Pair
 from ecosystem.world.tiny import TinyWorld
 from tests.helpers import small_config
 
@@ -117,11 +118,12 @@ def test_vllm_agrees_with_hf(adapters: tuple[Path, dict[str, Path]]) -> None:
 
 
 @needs_vllm
+@pytest.mark.usefixtures("ray_cluster")
 def test_a_cycle_with_the_vllm_engine_records_metrics(small_run: Path, tmp_path: Path) -> None:
-    """The small run with one vLLM engine per host: it completes, its greedy evaluation of the untrained
+    """The small run with one vLLM engine per Ray host: it completes, its greedy evaluation of the untrained
     base equals the hf engine's exactly (cycle 0), the attack works through vLLM-generated data, and
     the same seed gives the same metrics."""
-    config = small_config("generation.engine=vllm", "generation.memory_utilization=0.1")
+    config = small_config("generation.engine=vllm", "generation.memory_utilization=0.1", "hosting.mode=ray")
     metrics = run(config, tmp_path / "vllm").metrics
     assert metrics.height == 4 * 3 and metrics["refusal_rate"].null_count() == 0
     hf = pl.read_parquet(small_run / "metrics.parquet")
