@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,11 +74,15 @@ def ray_session(address: str | None) -> Iterator[None]:
         # Ray's processes listen on every interface; its token authentication, on by default, keeps
         # others out. Its notice that it is on would print at every run: silenced, not disabled.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        reaper = subprocess.Popen([sys.executable, "-m", "ecosystem.reaper", str(os.getpid())], stdin=subprocess.PIPE)
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield
     finally:
         ray.shutdown()
+        if not address:  # the driver lives: the reaper ends and kills nothing
+            reaper.stdin.close()
+            reaper.wait()
 
 
 def _check_reachable(address: str) -> None:

@@ -2,6 +2,7 @@
 
 These are the only tests that use Ray: each run here sets hosting.mode=ray."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import ray
 from typer.testing import CliRunner
@@ -70,6 +72,8 @@ def test_a_host_killed_mid_cycle_is_restored_and_the_results_are_unchanged(small
 
 
 def test_a_driver_killed_after_cycle_2_resumes_to_identical_metrics(tmp_path, caplog) -> None:
+    """SIGKILL of the driver alone (not its process group): its embedded Ray's processes end with it,
+    and the run resumes to the metrics of an undisturbed one."""
     reference = run(small_config("cycles=3"), tmp_path / "reference").metrics  # in process: the same numbers
     out = tmp_path / "killed-driver"
     driver = subprocess.Popen(
@@ -85,8 +89,15 @@ def test_a_driver_killed_after_cycle_2_resumes_to_identical_metrics(tmp_path, ca
         while not (latest.exists() and json.loads(latest.read_text())["cycle"] >= 2):
             assert driver.poll() is None and time.monotonic() < deadline, "the run ended before cycle 2"
             time.sleep(0.05)
+        left_behind = psutil.Process(driver.pid).children(recursive=True)
+        assert any("raylet" in process.name() for process in left_behind)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        _, alive = psutil.wait_procs(left_behind, timeout=15)
+        assert alive == [], f"still running 15 s after the driver died: {[p.name() for p in alive]}"
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # should the test fail before the kill
+            os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     assert read_manifest(out).status is Status.running  # killed, not finished
     assert json.loads(latest.read_text())["cycle"] == 2

@@ -1,0 +1,47 @@
+"""Ends an embedded Ray cluster's processes when the driver that started it dies without shutting it
+down (SIGKILL, a crash): Ray's own agents would otherwise outlive it for a minute or more.
+
+`python -m ecosystem.reaper PID` watches process PID: it remembers PID's descendants, and when its
+standard input closes it kills the last ones it saw if PID has died; if PID lives on (a normal
+shutdown), it kills nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+
+import psutil
+
+POLL_SECONDS = 0.5
+
+
+def watch(driver_pid: int) -> None:
+    driver = psutil.Process(driver_pid)
+    descendants: list[psutil.Process] = []
+    while not select.select([sys.stdin], [], [], POLL_SECONDS)[0]:  # stdin closes when the driver ends
+        try:
+            descendants = [p for p in driver.children(recursive=True) if p.pid != os.getpid()]
+        except psutil.NoSuchProcess:
+            break
+    if _alive(driver):
+        return
+    for process in descendants:
+        try:
+            if process.is_running():  # the same process: psutil checks its start time, not only its PID
+                process.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+if __name__ == "__main__":
+    watch(int(sys.argv[1]))
