@@ -1,9 +1,9 @@
 """Ends an embedded Ray cluster's processes when the driver that started it dies without shutting it
 down (SIGKILL, a crash): Ray's own agents would otherwise outlive it for a minute or more.
 
-`python -m ecosystem.reaper PID` watches process PID: it remembers PID's descendants, and when its
-standard input closes it kills the last ones it saw if PID has died; if PID lives on (a normal
-shutdown), it kills nothing.
+`python -m ecosystem.reaper PID` watches process PID: it remembers PID's descendants, and when PID
+dies it kills the last ones it saw. When its standard input closes while PID lives on (a normal
+shutdown), it ends and kills nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ POLL_SECONDS = 0.5
 def watch(driver_pid: int) -> None:
     driver = psutil.Process(driver_pid)
     descendants: list[psutil.Process] = []
-    while not select.select([sys.stdin], [], [], POLL_SECONDS)[0]:  # stdin closes when the driver ends
+    # Until stdin closes (the driver shut Ray down, or died) or the driver is seen dead.
+    while not select.select([sys.stdin], [], [], POLL_SECONDS)[0] and _alive(driver):
         try:
             descendants = [p for p in driver.children(recursive=True) if p.pid != os.getpid()]
-        except psutil.NoSuchProcess:
-            break
+        except psutil.Error:  # a child that ended during the walk: try again at the next poll
+            continue
     if _alive(driver):
         return
     for process in descendants:
