@@ -40,15 +40,10 @@ FINAL_FIGURES = (
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Run:
-    """A run directory as read from disk; `manifest` and `config` are None when missing or unreadable."""
+class Listed:
+    """A directory as the runs and sweeps tables list it: by its name."""
 
-    directory: RunDirectory
-    manifest: Manifest | None
-    config: Config | None
-    status: str
-    note: str
+    directory: RunDirectory | SweepDirectory
 
     @property
     def path(self) -> Path:
@@ -57,6 +52,17 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
+
+
+@dataclass(frozen=True)
+class Run(Listed):
+    """A run directory as read from disk; `manifest` and `config` are None when missing or unreadable."""
+
+    directory: RunDirectory
+    manifest: Manifest | None
+    config: Config | None
+    status: str
+    note: str
 
     @property
     def started(self) -> str:

@@ -15,7 +15,15 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from ecosystem.analysis import over_seeds
-from ecosystem.dashboard.runs import FINAL_FIGURES, LABELS, UNREADABLE, holds_sweep, metric_columns, subdirectories
+from ecosystem.dashboard.runs import (
+    FINAL_FIGURES,
+    LABELS,
+    UNREADABLE,
+    Listed,
+    holds_sweep,
+    metric_columns,
+    subdirectories,
+)
 from ecosystem.results import ResultsError, RunDirectory, Status
 from ecosystem.sweeps import SweepDirectory, SweepResult
 
@@ -25,7 +33,7 @@ CELL_FIGURES = tuple(figure for figure in FINAL_FIGURES if figure not in ("cycle
 
 
 @dataclass(frozen=True)
-class Sweep:
+class Sweep(Listed):
     """A sweep directory as read from disk: its record's runs, and how many of them are complete."""
 
     directory: SweepDirectory
@@ -33,14 +41,6 @@ class Sweep:
     complete: int
     status: str
     note: str
-
-    @property
-    def path(self) -> Path:
-        return self.directory.path
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
     @property
     def total(self) -> int:
