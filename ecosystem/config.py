@@ -285,20 +285,24 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {message} (got {error['input']!r})"
 
 
+def read_toml(path: str | Path, what: str) -> tuple[str, dict[str, Any]]:
+    """The text of a TOML file of `what` ("config", "sweep") and its data, read up to `MAX_CONFIG_BYTES`."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{what} file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a {what}")
+        text = data.decode("utf-8")
+        return text, tomllib.loads(text)
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} file {path}: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{what} file {path} is not valid TOML: {error}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None) -> Config:
     """The configuration from a TOML file (or the defaults), with `key=value` overrides applied."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as file:
-                text = file.read(MAX_CONFIG_BYTES + 1)
-            if len(text) > MAX_CONFIG_BYTES:
-                raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config")
-            data = tomllib.loads(text.decode("utf-8"))
-        except OSError as error:
-            raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    data = {} if path is None else read_toml(path, "config")[1]
     for override in overrides:
         _apply_override(data, override)
     if seed is not None:

@@ -178,6 +178,9 @@ class Hosts:
 
     def _each(self, method: str, arguments: list[tuple] | None = None) -> list[Any]:
         """Call `method` on every host, with its arguments (none by default), and collect the results."""
+        return self._call(method, arguments or [()] * len(self.placement))
+
+    def _call(self, method: str, arguments: list[tuple]) -> list[Any]:
         raise NotImplementedError
 
     def _await_restarts(self) -> None:
@@ -199,8 +202,7 @@ class RayHosts(Hosts):
             )
             self.actors.append(options.remote(config, checkpoint, domains, in_edges, attacks))
 
-    def _each(self, method: str, arguments: list[tuple] | None = None) -> list[Any]:
-        arguments = arguments or [()] * len(self.actors)
+    def _call(self, method: str, arguments: list[tuple]) -> list[Any]:
         calls = [getattr(actor, method).remote(*args) for actor, args in zip(self.actors, arguments, strict=True)]
         return ray.get(calls)
 
@@ -230,8 +232,7 @@ class InProcessHosts(Hosts):
             for domains, in_edges in zip(self.domains, self.in_edges, strict=True)
         ]
 
-    def _each(self, method: str, arguments: list[tuple] | None = None) -> list[Any]:
-        arguments = arguments or [()] * len(self.shards)
+    def _call(self, method: str, arguments: list[tuple]) -> list[Any]:
         return [getattr(shard, method)(*args) for shard, args in zip(self.shards, arguments, strict=True)]
 
 

@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import shutil
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import polars as pl
 import tomli_w
 
 import poisoning
-from ecosystem.config import MAX_CONFIG_BYTES, Config, ConfigError, flatten, load_config
+from ecosystem.config import Config, ConfigError, flatten, load_config, read_toml
 from ecosystem.results import ResultsError, RunDirectory, Status, changed_settings, write_atomic, write_json
 from poisoning import TargetingError
 from topologies import TopologyError
@@ -99,7 +98,7 @@ def read_sweep_file(path: str | Path) -> Sweep:
     """The sweep file at `path`, resolved and checked: every run's configuration is valid, its graph
     builds and its attacks find their targets; else a `ConfigError` saying which cell and values."""
     path = Path(path)
-    text, spec = _read_toml(path)
+    text, spec = read_toml(path, "sweep")
     if unknown := sorted(set(spec) - set(SWEEP_KEYS)):
         raise ConfigError(f"sweep file {path}: unknown key '{unknown[0]}'; valid keys: {', '.join(SWEEP_KEYS)}")
     base_file, base_overrides = _base(path, spec.get("base", {}))
@@ -120,20 +119,6 @@ def read_sweep_file(path: str | Path) -> Sweep:
                 described = ", ".join(f"{key} = {json.dumps(value)}" for key, value in values.items())
                 raise ConfigError(f"sweep file {path}: cell {cell} ({described or 'the base'}): {error}") from None
     return Sweep(text, seeds, grid, zipped, runs)
-
-
-def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
-    try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
-        if len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"sweep file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a sweep")
-        text = data.decode("utf-8")
-        return text, tomllib.loads(text)
-    except OSError as error:
-        raise ConfigError(f"cannot read sweep file {path}: {error.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"sweep file {path} is not valid TOML: {error}") from None
 
 
 def _base(path: Path, base: Any) -> tuple[Path | None, list[str]]:
