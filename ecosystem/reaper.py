@@ -1,8 +1,8 @@
 """Ends an embedded Ray cluster's processes when the driver that started it dies without shutting it
 down (SIGKILL, a crash): Ray's own agents would otherwise outlive it for a minute or more.
 
-`python -m ecosystem.reaper PID` watches process PID: it remembers PID's descendants, and when PID
-dies it kills the last ones it saw. When its standard input closes while PID lives on (a normal
+`python -m ecosystem.reaper PID` watches process PID: it remembers every descendant of PID it has
+seen that still runs, and when PID dies it kills them. When its standard input closes while PID lives on (a normal
 shutdown), it ends and kills nothing.
 """
 
@@ -20,13 +20,16 @@ POLL_SECONDS = 0.5
 
 def watch(driver_pid: int) -> None:
     driver = psutil.Process(driver_pid)
-    descendants: list[psutil.Process] = []
+    descendants: set[psutil.Process] = set()
     # Until stdin closes (the driver shut Ray down, or died) or the driver is seen dead.
     while not select.select([sys.stdin], [], [], POLL_SECONDS)[0] and _alive(driver):
+        # A union, never a fresh list: a walk taken while the driver dies misses the processes the
+        # kernel has already moved away from it (Ray's agents, once their raylet is gone).
         try:
-            descendants = [p for p in driver.children(recursive=True) if p.pid != os.getpid()]
+            current = set(driver.children(recursive=True))
         except psutil.Error:  # a child that ended during the walk: try again at the next poll
             continue
+        descendants = {p for p in descendants if _alive(p)} | {p for p in current if p.pid != os.getpid()}
     if _alive(driver):
         return
     for process in descendants:
