@@ -1,6 +1,9 @@
 """Benchmarks, shipped with the package and run by `cascade bench NAME`: each reports timings as ratios
-measured within one run. A benchmark is a module here with `main(config)`, listed in `BENCHMARKS`."""
+measured within one run. A benchmark is a module here, listed in `BENCHMARKS`, with `DEFAULTS` (the
+settings of its scenario, as `--set` overrides) and `main(config, quick)`, which prints its table and
+returns what `bench.json` records."""
 
 BENCHMARKS = {
+    "cycle": "one cycle of a 64-node ecosystem, batched against the naive reference; peak, scaling, memory",
     "generation": "the hf and vllm generation engines on one shard of nodes with their own adapters",
 }

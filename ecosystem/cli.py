@@ -22,7 +22,7 @@ import topologies
 from bench import BENCHMARKS
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
-from ecosystem.results import ResultsError, RunDirectory, RunResult
+from ecosystem.results import ResultsError, RunDirectory, RunResult, package_versions, write_json
 from ecosystem.sweeps import SweepDirectory, SweepProgress, sweep
 from poisoning import TargetingError
 from topologies import TopologyError
@@ -157,18 +157,26 @@ def sweep_command(
 
 @app.command("bench")
 def bench_command(
-    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(BENCHMARKS)}")] = "generation",
+    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(BENCHMARKS)}")] = "cycle",
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (default: built-in)")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="override a config key")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="a reduced version, in a few minutes")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="where to write bench.json")] = Path("bench-results"),
 ) -> None:
-    """Run a benchmark shipped with the package; it reports timings as ratios within one run."""
+    """Run a benchmark shipped with the package: a table of ratios measured within one run, and
+    OUT/NAME/bench.json. The benchmark's own scenario settings apply first, then the config and --set."""
     try:
         if name not in BENCHMARKS:
             raise ConfigError(f"no benchmark {name!r}; available: {', '.join(BENCHMARKS)}")
-        resolved = load_config(config, overrides or [])
-        importlib.import_module(f"bench.{name}").main(resolved)
+        module = importlib.import_module(f"bench.{name}")
+        resolved = load_config(config, [*module.DEFAULTS, *(overrides or [])])
+        result = module.main(resolved, quick)
     except USER_ERRORS as error:
         _refuse(error)
+    path = out / name / "bench.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"benchmark": name, "config": resolved.settings(), "versions": package_versions(), **result})
+    console.print(f"results: {path}", soft_wrap=True, highlight=False)
 
 
 @app.command("report")

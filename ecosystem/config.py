@@ -197,6 +197,9 @@ class HostingConfig(Section):
     """Where nodes run. Placement never changes results; a resumed run may use other settings."""
 
     mode: Literal["ray", "in_process"] = "ray"  # in_process: every shard in the driver, no Ray (tests, debugging)
+    # Nodes computed together in one batch (consecutive ids); hosts hold whole groups. Part of what a
+    # run computes, so it is fixed for a run: a resumed run keeps it.
+    group_size: int = Field(4, ge=1)
     hosts: int = Field(0, ge=0)  # ModelHost actors; 0: as many as Ray's CPUs (or GPUs) hold
     num_cpus: float = Field(1.0, gt=0)  # per host; fractions allowed
     num_gpus: float = Field(0.0, ge=0)  # per host; fractions allowed

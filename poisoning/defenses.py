@@ -19,7 +19,7 @@ from ecosystem.world import Pair
 from ecosystem.world.judge import Outcome
 from poisoning.base import PoisoningKind, kinds_union
 
-Regularizer = Callable[[Any], Any]  # the model being trained → a penalty (a torch scalar) added to its loss
+Regularizer = Callable[[dict[str, Any]], Any]  # a node's trainable weights → a penalty (torch scalar) on its loss
 FilterRecord = dict[str, float | int | None]
 
 
@@ -136,12 +136,8 @@ class Anchor(DefenseBase):
         """`weight` times the squared L2 distance of the trainable weights from the aligned base's (for
         LoRA, from the untrained adapter, whose update to the base is zero)."""
 
-        def penalty(model: Any) -> Any:
-            return self.weight * sum(
-                (param - reference[name]).pow(2).sum()
-                for name, param in model.named_parameters()
-                if param.requires_grad
-            )
+        def penalty(weights: dict[str, Any]) -> Any:
+            return self.weight * sum((weights[name] - reference[name]).pow(2).sum() for name in reference)
 
         return penalty
 

@@ -26,6 +26,7 @@ SMALL = [
     "training.steps=30",
     "evaluation.prompts_per_set=50",
     "hosting.mode=in_process",
+    "hosting.group_size=2",  # two groups: two Ray hosts can share the nodes
 ]
 # Smaller still, for runs that only need to complete (CLI and dashboard launches).
 TINY = [

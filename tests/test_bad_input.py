@@ -238,7 +238,7 @@ CASES = {
         settings("cycles=1", "hosting.ray_address=127.0.0.1:1"), "nothing answers at 127.0.0.1:1"
     ),
     # Benchmarks
-    "unknown benchmark": Case(["bench", "nope"], "no benchmark 'nope'; available: generation"),
+    "unknown benchmark": Case(["bench", "nope"], "no benchmark 'nope'; available: cycle, generation"),
     "benchmark outside the package": Case(["bench", "../../tmp/evil"], "no benchmark"),
 }
 

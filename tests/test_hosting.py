@@ -38,21 +38,24 @@ def settings(*overrides: str) -> list[str]:
     return as_options([*SMALL, RAY, *overrides])
 
 
-def test_two_and_four_ray_hosts_give_the_metrics_of_one_host_in_process(tmp_path) -> None:
-    tiny = [*TINY, "cycles=2"]
+@pytest.mark.parametrize(("group_size", "host_counts"), [(1, (2, 4)), (2, (2,))])
+def test_ray_hosts_give_the_metrics_of_one_host_in_process(tmp_path, group_size, host_counts) -> None:
+    """Groups of nodes computed together are the same however many hosts hold them."""
+    tiny = [*TINY, "cycles=2", f"hosting.group_size={group_size}"]
     reference = run(load_config(overrides=tiny), tmp_path / "in-process")  # one shard, in this process
     assert len(read_manifest(reference.path).placement) == 1
-    for hosts in (2, 4):
+    for hosts in host_counts:
         out = tmp_path / f"hosts-{hosts}"
         result = run(load_config(overrides=[*tiny, RAY, f"hosting.hosts={hosts}", "hosting.num_cpus=0.5"]), out)
         assert len(read_manifest(out).placement) == hosts
+        assert all(len(nodes) % group_size == 0 for nodes in read_manifest(out).placement)
         assert result.metrics.equals(reference.metrics)
         assert read_edges(out).equals(read_edges(reference.path))
 
 
 def test_hosts_that_cannot_fit_the_cluster_are_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="do not fit in the Ray cluster"):
-        run(ray_config("hosting.hosts=3", "hosting.num_cpus=1"), tmp_path / "r")
+        run(ray_config("hosting.hosts=2", "hosting.num_cpus=1.5"), tmp_path / "r")
 
 
 def test_a_host_killed_mid_cycle_is_restored_and_the_results_are_unchanged(small_run, tmp_path) -> None:
