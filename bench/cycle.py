@@ -4,7 +4,8 @@
 The scenario: a Barabasi-Albert graph of 64 nodes (m = 2), the default traffic, training and
 evaluation sizes, LoRA, the default attack, no defense. Every shard runs in this process at the
 shard's fixed thread count (`NODE_THREADS`), so the two are compared on the same computing resources
-(hosts add parallelism on top). Timings are ratios within one run: `cascade bench cycle [--quick]`.
+(hosts add parallelism on top). Timings are ratios within one run: `cascade bench cycle [--quick]`
+(quick: the scaling stops at 4 times the scenario's nodes instead of 16).
 
 Training FLOP/s count the work that LoRA fine-tuning of a frozen base needs, on real (not padding)
 tokens only: per token, 2 FLOPs per base weight forward and 2 backward (gradients of the activations;
@@ -40,8 +41,8 @@ DEFAULTS = [
     "defense=[]",
     "hosting.mode=in_process",
 ]
-SIZES = (64, 256, 1024)
-QUICK_SIZES = (64, 256)
+SCALES = (1, 4, 16)  # the scaling runs, in multiples of the scenario's nodes: 64, 256, 1024
+QUICK_SCALES = (1, 4)
 PHASES = ("generate", "train", "evaluate")
 
 
@@ -52,10 +53,10 @@ def main(config: Config, quick: bool) -> dict[str, Any]:
     nodes = config.topology.nodes
     naive = one_cycle(NaiveShard, config, checkpoint)
     scaling = {}
-    for size in QUICK_SIZES if quick else SIZES:
+    for size in (nodes * scale for scale in (QUICK_SCALES if quick else SCALES)):
         topology = config.topology.model_copy(update={"nodes": size})
         scaling[size] = one_cycle(Shard, config.model_copy(update={"topology": topology}), checkpoint)
-    batched = scaling.get(nodes) or one_cycle(Shard, config, checkpoint)
+    batched = scaling[nodes]
     flops = training_flops_per_token(checkpoint, config)
     result = {
         "scenario": {"nodes": nodes, "family": config.topology.name, "threads": NODE_THREADS, "quick": quick},

@@ -1,7 +1,7 @@
 """The naive reference of `cascade bench cycle`: a shard doing exactly the work of `Shard` the simplest
 way, as the simulator did before it batched nodes: one node at a time, a PEFT model holding that
 node's adapter, one batch at a time, each node's data padded to its longest pair, and each node's
-prompts generated in their own `generate` call.
+prompts answered in their own `generate` call (with the same per-row sampler).
 
 Same data, same steps, same rows drawn: only how the computation is organised differs (its numbers
 agree with the batched shard's up to floating-point rounding and the sampler's random numbers). For
@@ -18,6 +18,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 
 from ecosystem.config import Config
 from ecosystem.generation import Job
+from ecosystem.generation.hf import decode, job_rows
 from ecosystem.models.base import load_checkpoint
 from ecosystem.shard import Shard
 from ecosystem.training import NodeFineTune, fine_tune
@@ -58,28 +59,9 @@ class NaiveShard(Shard):
         answers = []
         for node, prompts, seed in jobs:
             self._put(self.initial if node is None else self.weights[node])
-            answers.append(self._generate(prompts, seed))
+            rows = job_rows(prompts, seed)
+            answers.append(decode(self.peft, self.tokenizer, rows, self.engine.max_new_tokens, self.tokens["generate"]))
         return answers
-
-    @torch.no_grad()
-    def _generate(self, prompts: list[str], seed: int | None) -> list[str]:
-        if seed is not None:
-            torch.manual_seed(seed)
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=True)
-        output = self.peft.generate(
-            **batch,
-            max_new_tokens=self.config.generation.new_tokens(self.config.world),
-            do_sample=seed is not None,
-            temperature=1.0 if seed is not None else None,
-            top_p=None,
-            top_k=None,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
-        )
-        new_tokens = output[:, batch["input_ids"].shape[1] :]
-        generated = int((new_tokens != self.tokenizer.pad_token_id).sum())
-        self.tokens["generate"].add(int(batch["attention_mask"].sum()) + generated, output.numel())
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
     def _put(self, adapter: dict[str, torch.Tensor]) -> None:
         state = {f"{PEFT_PREFIX}{name}.weight": tensor for name, tensor in adapter.items()}

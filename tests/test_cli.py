@@ -33,11 +33,24 @@ def test_the_installed_command_reports_errors_without_a_traceback(tmp_path) -> N
     assert imported.stdout.strip() == "False"
 
 
-def test_bench_runs_a_shipped_benchmark() -> None:
+def test_bench_runs_a_shipped_benchmark(tmp_path) -> None:
     small = ["--set=topology.nodes=3", "--set=traffic.prompts_per_node=8", "--set=evaluation.prompts_per_set=4"]
-    result = CliRunner().invoke(app, ["bench", "generation", *small])
+    result = CliRunner().invoke(app, ["bench", "generation", *small, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "3 nodes: 24 sampled and 36 greedy responses" in result.output and "hf" in result.output
+    assert json.loads((tmp_path / "generation" / "bench.json").read_text())["nodes"] == 3
+
+
+def test_the_cycle_benchmark_compares_batched_and_naive_on_the_same_work(tmp_path) -> None:
+    small = ["topology.nodes=4", "traffic.prompts_per_node=16", "training.own_examples=32", "training.steps=4"]
+    result = CliRunner().invoke(app, ["bench", "cycle", "--quick", *as_options(small), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    bench = json.loads((tmp_path / "cycle" / "bench.json").read_text())
+    assert sorted(bench["scaling"]) == ["16", "4"]
+    naive, batched = bench["naive"], bench["batched"]
+    # The same work: the same sampler and rows drawn (so, up to a rare rounding flip, the same tokens).
+    assert naive["tokens"]["train"]["real"] == pytest.approx(batched["tokens"]["train"]["real"], rel=0.05)
+    assert naive["tokens"]["generate"]["real"] > 0 and 0 < bench["training_peak_share"]["batched"] < 1
 
 
 @pytest.mark.parametrize("kind", [defense.kind_name() for defense in DEFENSES])

@@ -44,17 +44,17 @@ class HFEngine:
         self.route, self.load, self.batch_size = route, load, batch_size
 
     def answer(self, jobs: Sequence[Job]) -> list[list[str]]:
-        rows = [_rows(prompts, seed) for _, prompts, seed in jobs]
+        rows = [job_rows(prompts, seed) for _, prompts, seed in jobs]
         if self.route is None:
             answers = []
-            for (node, _, _), job_rows in zip(jobs, rows, strict=True):
+            for (node, _, _), rows_of_job in zip(jobs, rows, strict=True):
                 self.load(node)
-                answers.append(decode(self.model, self.tokenizer, job_rows, self.max_new_tokens, self.tokens))
+                answers.append(decode(self.model, self.tokenizer, rows_of_job, self.max_new_tokens, self.tokens))
             return answers
         answers: dict[int, list[str]] = {}
         by_size: dict[int, list[int]] = {}
-        for index, job_rows in enumerate(rows):
-            by_size.setdefault(len(job_rows), []).append(index)
+        for index, rows_of_job in enumerate(rows):
+            by_size.setdefault(len(rows_of_job), []).append(index)
         for size, indices in by_size.items():
             per_batch = max(1, self.batch_size // max(size, 1))
             for start in range(0, len(indices), per_batch):
@@ -75,7 +75,7 @@ def generate(
     max_new_tokens: int = 8,
 ) -> list[str]:
     """`model`'s greedy responses when `seed` is None, otherwise sampled at temperature 1 from `seed`."""
-    return decode(model, tokenizer, _rows(prompts, seed), max_new_tokens)
+    return decode(model, tokenizer, job_rows(prompts, seed), max_new_tokens)
 
 
 def decode(
@@ -143,7 +143,7 @@ class _GumbelSampling(LogitsProcessor):
         return scores + noise
 
 
-def _rows(prompts: Sequence[str], seed: int | None) -> list[Row]:
+def job_rows(prompts: Sequence[str], seed: int | None) -> list[Row]:
     """A job's rows; sampled rows each get a seed of their own, derived from the job's."""
     return [Row(p, None if seed is None else _row_seed(seed, i)) for i, p in enumerate(prompts)]
 
