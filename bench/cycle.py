@@ -54,7 +54,7 @@ def main(config: Config, quick: bool) -> dict[str, Any]:
     naive = one_cycle(NaiveShard, config, checkpoint)
     scaling = {}
     for size in (nodes * scale for scale in (QUICK_SCALES if quick else SCALES)):
-        topology = config.topology.model_copy(update={"nodes": size})
+        topology = config.topology.model_copy(update={"nodes": size, "max_nodes": max(size, config.topology.max_nodes)})
         scaling[size] = one_cycle(Shard, config.model_copy(update={"topology": topology}), checkpoint)
     batched = scaling[nodes]
     flops = training_flops_per_token(checkpoint, config)

@@ -1,7 +1,7 @@
 """The naive reference of `cascade bench cycle`: a shard doing exactly the work of `Shard` the simplest
 way, as the simulator did before it batched nodes: one node at a time, a PEFT model holding that
 node's adapter, one batch at a time, each node's data padded to its longest pair, and each node's
-prompts answered in their own `generate` call (with the same per-row sampler).
+prompts answered in their own `generate` call.
 
 Same data, same steps, same rows drawn: only how the computation is organised differs (its numbers
 agree with the batched shard's up to floating-point rounding and the sampler's random numbers). For
@@ -14,24 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
 from ecosystem.config import Config
 from ecosystem.generation import Job
-from ecosystem.generation.hf import decode, job_rows
+from ecosystem.generation.hf import generate
+from ecosystem.models.adapters import PEFT_PREFIX, peft_config
 from ecosystem.models.base import load_checkpoint
 from ecosystem.shard import Shard
 from ecosystem.training import NodeFineTune, fine_tune
-
-PEFT_PREFIX = "base_model.model."
 
 
 class NaiveShard(Shard):
     def __init__(self, config: Config, checkpoint: Path, *args: Any) -> None:
         model, _ = load_checkpoint(checkpoint, "float32")
-        lora = LoraConfig(
-            r=config.training.lora_rank, lora_alpha=config.training.lora_alpha, target_modules="all-linear"
-        )
+        lora = peft_config(config.training.lora_rank, config.training.lora_alpha)
         self.peft = get_peft_model(model, lora)  # before the shard's start, which evaluates the base through it
         super().__init__(config, checkpoint, *args)
 
@@ -59,8 +56,8 @@ class NaiveShard(Shard):
         answers = []
         for node, prompts, seed in jobs:
             self._put(self.initial if node is None else self.weights[node])
-            rows = job_rows(prompts, seed)
-            answers.append(decode(self.peft, self.tokenizer, rows, self.engine.max_new_tokens, self.tokens["generate"]))
+            new_tokens = self.engine.max_new_tokens
+            answers.append(generate(self.peft, self.tokenizer, prompts, seed, new_tokens, self.tokens["generate"]))
         return answers
 
     def _put(self, adapter: dict[str, torch.Tensor]) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -16,12 +14,6 @@ from ecosystem.training import TokenCount
 
 Node = int | None  # None: the base model
 Route = Callable[[list[Node]], AbstractContextManager]  # puts the nodes' weights in place, one per block of rows
-
-
-@dataclass(frozen=True)
-class Row:
-    prompt: str
-    seed: int | None  # None: greedy
 
 
 class HFEngine:
@@ -44,25 +36,24 @@ class HFEngine:
         self.route, self.load, self.batch_size = route, load, batch_size
 
     def answer(self, jobs: Sequence[Job]) -> list[list[str]]:
-        rows = [job_rows(prompts, seed) for _, prompts, seed in jobs]
         if self.route is None:
             answers = []
-            for (node, _, _), rows_of_job in zip(jobs, rows, strict=True):
+            for node, prompts, seed in jobs:
                 self.load(node)
-                answers.append(decode(self.model, self.tokenizer, rows_of_job, self.max_new_tokens, self.tokens))
+                answers.append(generate(self.model, self.tokenizer, prompts, seed, self.max_new_tokens, self.tokens))
             return answers
-        answers: dict[int, list[str]] = {}
         by_size: dict[int, list[int]] = {}
-        for index, rows_of_job in enumerate(rows):
-            by_size.setdefault(len(rows_of_job), []).append(index)
+        for index, (_, prompts, _) in enumerate(jobs):
+            by_size.setdefault(len(prompts), []).append(index)
+        answers: dict[int, list[str]] = {}
         for size, indices in by_size.items():
             per_batch = max(1, self.batch_size // max(size, 1))
             for start in range(0, len(indices), per_batch):
-                batch = indices[start : start + per_batch]
-                with self.route([jobs[i][0] for i in batch]):
-                    flat = [row for i in batch for row in rows[i]]
-                    responses = _generate(self.model, self.tokenizer, flat, self.max_new_tokens, self.tokens)
-                for position, i in enumerate(batch):
+                batch = [jobs[i] for i in indices[start : start + per_batch]]
+                with self.route([node for node, _, _ in batch]):
+                    parts = [(prompts, _generator(seed)) for _, prompts, seed in batch]
+                    responses = _generate(self.model, self.tokenizer, parts, self.max_new_tokens, self.tokens)
+                for position, i in enumerate(indices[start : start + per_batch]):
                     answers[i] = responses[position * size : (position + 1) * size]
         return [answers[i] for i in range(len(jobs))]
 
@@ -73,28 +64,16 @@ def generate(
     prompts: Sequence[str],
     seed: int | None = None,
     max_new_tokens: int = 8,
-) -> list[str]:
-    """`model`'s greedy responses when `seed` is None, otherwise sampled at temperature 1 from `seed`."""
-    return decode(model, tokenizer, job_rows(prompts, seed), max_new_tokens)
-
-
-def decode(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    rows: Sequence[Row],
-    max_new_tokens: int,
     tokens: TokenCount | None = None,
     batch_size: int = 512,
 ) -> list[str]:
-    """One model's response to each row, in batches of rows of similar length (little padding)."""
-    lengths = [len(ids) for ids in tokenizer([row.prompt for row in rows])["input_ids"]]
-    order = sorted(range(len(rows)), key=lambda i: lengths[i])
-    responses = [""] * len(rows)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        answers = _generate(model, tokenizer, [rows[i] for i in chunk], max_new_tokens, tokens)
-        for i, answer in zip(chunk, answers, strict=True):
-            responses[i] = answer
+    """`model`'s greedy responses when `seed` is None, otherwise sampled at temperature 1 from `seed`,
+    in batches of `batch_size` prompts."""
+    generator = _generator(seed)
+    responses: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        part = (prompts[start : start + batch_size], generator)
+        responses += _generate(model, tokenizer, [part], max_new_tokens, tokens)
     return responses
 
 
@@ -102,18 +81,19 @@ def decode(
 def _generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    rows: Sequence[Row],
+    parts: Sequence[tuple[Sequence[str], torch.Generator | None]],
     max_new_tokens: int,
     tokens: TokenCount | None,
 ) -> list[str]:
-    """One `generate` call (KV cache, left padding) over `rows`. A sampled row draws its own random
-    numbers from its own seed, so its response does not depend on which rows share its batch."""
-    batch = tokenizer([row.prompt for row in rows], return_tensors="pt", padding=True).to(model.device)
-    sampling = _GumbelSampling([row.seed for row in rows])
+    """One `generate` call (KV cache, left padding) over the prompts of every part; a part is greedy,
+    or sampled from its own generator, so that its responses do not depend on the parts beside it."""
+    prompts = [prompt for part_prompts, _ in parts for prompt in part_prompts]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+    sampling = _PartSampling([(len(part_prompts), generator) for part_prompts, generator in parts])
     output = model.generate(
         **batch,
         max_new_tokens=max_new_tokens,
-        do_sample=False,  # sampling is `_GumbelSampling`'s: the argmax of logits plus Gumbel noise
+        do_sample=False,  # sampling is `_PartSampling`'s, which leaves one token possible per sampled row
         logits_processor=LogitsProcessorList([sampling]) if sampling.sampled else None,
         temperature=None,
         top_p=None,
@@ -128,25 +108,25 @@ def _generate(
     return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
 
-class _GumbelSampling(LogitsProcessor):
-    """Sampling at temperature 1 as greedy decoding of the logits plus Gumbel noise (the Gumbel-max
-    trick), each sampled row with its own generator; greedy rows get no noise."""
+class _PartSampling(LogitsProcessor):
+    """Sampling at temperature 1 for the sampled parts of a batch, each from its own generator, with
+    the draws transformers' own sampler makes (`multinomial` of the softmax over the part's rows)."""
 
-    def __init__(self, seeds: list[int | None]) -> None:
-        self.generators = [None if seed is None else torch.Generator().manual_seed(seed) for seed in seeds]
-        self.sampled = [i for i, generator in enumerate(self.generators) if generator is not None]
+    def __init__(self, parts: list[tuple[int, torch.Generator | None]]) -> None:
+        self.sampled: list[tuple[slice, torch.Generator]] = []
+        start = 0
+        for size, generator in parts:
+            if generator is not None:
+                self.sampled.append((slice(start, start + size), generator))
+            start += size
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:  # noqa: ARG002
-        uniform = torch.stack([torch.rand(scores.shape[1], generator=self.generators[i]) for i in self.sampled])
-        noise = torch.zeros_like(scores)
-        noise[self.sampled] = -torch.log(-torch.log(uniform)).to(scores.device, scores.dtype)
-        return scores + noise
+        for rows, generator in self.sampled:
+            probabilities = torch.softmax(scores[rows], dim=-1).cpu()
+            chosen = torch.multinomial(probabilities, 1, generator=generator).to(scores.device)
+            scores[rows] = torch.full_like(scores[rows], -torch.inf).scatter_(1, chosen, 0.0)
+        return scores
 
 
-def job_rows(prompts: Sequence[str], seed: int | None) -> list[Row]:
-    """A job's rows; sampled rows each get a seed of their own, derived from the job's."""
-    return [Row(p, None if seed is None else _row_seed(seed, i)) for i, p in enumerate(prompts)]
-
-
-def _row_seed(seed: int, row: int) -> int:
-    return int(np.random.SeedSequence([seed, row]).generate_state(1, np.uint64)[0] >> 1)
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(seed)

@@ -9,17 +9,22 @@ them (`<module>.lora_A` [rank, in], `<module>.lora_B` [out, rank]), which is wha
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from safetensors.torch import save_file
 from torch import nn
 
 Weights = dict[str, torch.Tensor]
+PEFT_PREFIX = "base_model.model."  # before a module's name in PEFT's adapter files
+
+
+def peft_config(rank: int, alpha: float) -> LoraConfig:
+    """PEFT's description of the adapters: LoRA on every linear layer but the output head."""
+    return LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", lora_dropout=0.0)
 
 
 class LoRALinear(nn.Module):
@@ -58,9 +63,18 @@ class StackedLoRA:
     adapters to the rows of a batch."""
 
     def __init__(self, model: nn.Module, rank: int, alpha: float, seed: int) -> None:
+        self.rank, self.alpha = rank, alpha
+        # The untrained adapter, exactly as PEFT initialises "all-linear" LoRA from `seed` (A as a
+        # Kaiming-uniform layer, B zero: it leaves the base unchanged).
+        torch.manual_seed(seed)
+        peft_model = get_peft_model(model, peft_config(rank, alpha))
+        self.initial: Weights = {
+            name.removeprefix(PEFT_PREFIX).removesuffix(".weight"): tensor.detach().clone()
+            for name, tensor in get_peft_model_state_dict(peft_model).items()
+        }
+        peft_model.unload()  # the plain model again
         model.requires_grad_(False)
         head = model.get_output_embeddings()
-        self.rank, self.alpha = rank, alpha
         self.layers: dict[str, LoRALinear] = {}
         for name, module in list(model.named_modules()):
             if isinstance(module, nn.Linear) and module is not head:
@@ -68,15 +82,6 @@ class StackedLoRA:
                 layer = LoRALinear(module, alpha / rank)
                 setattr(model.get_submodule(parent), child, layer)
                 self.layers[name] = layer
-        # As PEFT initialises LoRA: A uniform in ±1/sqrt(in) (Kaiming with a = sqrt(5)), B zero, so
-        # that an untrained adapter leaves the base unchanged.
-        generator = torch.Generator().manual_seed(seed)
-        self.initial: Weights = {}
-        for name, layer in self.layers.items():
-            fan_in, fan_out = layer.base.in_features, layer.base.out_features
-            bound = 1 / math.sqrt(fan_in)
-            self.initial[f"{name}.lora_A"] = (torch.rand(rank, fan_in, generator=generator) * 2 - 1) * bound
-            self.initial[f"{name}.lora_B"] = torch.zeros(fan_out, rank)
 
     def stack(self, adapters: Sequence[Weights], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """The adapters stacked per layer, in the layout `route` takes: `down` [S, in, rank] and
@@ -109,18 +114,8 @@ class StackedLoRA:
 
     def save_peft(self, adapter: Weights, directory: Path) -> None:
         """`adapter` as a PEFT adapter directory (what vLLM's LoRARequest loads)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        targets = sorted({name.rpartition(".")[2] for name in self.layers})
-        settings = {
-            "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
-            "r": self.rank,
-            "lora_alpha": self.alpha,
-            "lora_dropout": 0.0,
-            "bias": "none",
-            "target_modules": targets,
-            "base_model_name_or_path": None,
-        }
-        (directory / "adapter_config.json").write_text(json.dumps(settings, indent=2))
-        tensors = {f"base_model.model.{name}.weight": value.contiguous().cpu() for name, value in adapter.items()}
+        config = peft_config(self.rank, self.alpha)
+        config.target_modules = sorted({name.rpartition(".")[2] for name in self.layers})
+        config.save_pretrained(directory)
+        tensors = {f"{PEFT_PREFIX}{name}.weight": value.contiguous().cpu() for name, value in adapter.items()}
         save_file(tensors, directory / "adapter_model.safetensors")
