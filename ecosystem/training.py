@@ -104,7 +104,8 @@ def fine_tune_group(
     tokens: TokenCount | None = None,
 ) -> list[tuple[Weights, float | None]]:
     """Fine-tune every node's adapter on its own data, all in one batched computation per step:
-    each node draws `batch_size` rows as `fine_tune` would alone, the base model sees every node's
+    each node draws `batch_size` rows at random as `fine_tune` does (also when it has fewer pairs,
+    so that every node fills an equal block of the batch), the base model sees every node's
     rows at once, and each node's loss (a mean over its own response tokens) is summed, so that
     each adapter gets exactly its own gradient. AdamW is elementwise, so one optimizer over the
     stacked adapters is each node's own AdamW. A node whose steps are done drops out of the batch.
