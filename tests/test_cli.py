@@ -53,19 +53,21 @@ def test_the_cycle_benchmark_compares_batched_and_naive_on_the_same_work(tmp_pat
     assert naive["tokens"]["generate"]["real"] > 0 and 0 < bench["training_peak_share"]["batched"] < 1
 
 
-@pytest.mark.parametrize("kind", [defense.kind_name() for defense in DEFENSES])
-def test_every_defense_runs_to_the_end_with_its_control_run(kind, tmp_path) -> None:
-    """A poisoning-robustness study as a user types it: a continuous attack (the default) and a defense
-    from a config file, with the default evaluation.defense_control = true."""
+def test_a_study_with_every_defense_runs_to_the_end_with_its_control_run(tmp_path) -> None:
+    """A poisoning-robustness study as a user types it: a continuous attack (the default) and the
+    defenses from a config file, every kind at once (so each kind's hooks run), with the default
+    evaluation.defense_control = true."""
     config = tmp_path / "study.toml"
-    config.write_text(f'[[defense]]\nkind = "{kind}"\n')
-    out = tmp_path / kind
+    config.write_text("".join(f'[[defense]]\nkind = "{defense.kind_name()}"\n' for defense in DEFENSES))
+    out = tmp_path / "study"
     command = [sys.executable, "-m", "ecosystem.cli", "run", "--config", str(config), "--out", str(out)]
     done = subprocess.run([*command, *as_options(TINY)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cascade, per cycle" in done.stdout and "systemic drift" in done.stdout
     for directory in (out, out / "control"):
         assert json.loads((directory / "manifest.json").read_text())["status"] == "complete"
+    recorded = (out / "config.toml").read_text()
+    assert all(f'kind = "{defense.kind_name()}"' in recorded for defense in DEFENSES)
     effect = json.loads((out / "summary.json").read_text())["defense"]
     assert set(effect) >= {"refusal_kept", "helpfulness_lost", "over_refusal_gained", "control_unattacked_refusal"}
     assert "defense" not in json.loads((out / "control" / "summary.json").read_text())
