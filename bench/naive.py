@@ -22,7 +22,7 @@ from ecosystem.generation.hf import generate
 from ecosystem.models.adapters import PEFT_PREFIX, peft_config
 from ecosystem.models.base import load_checkpoint
 from ecosystem.shard import Shard
-from ecosystem.training import NodeFineTune, fine_tune
+from ecosystem.training import NodeFineTune
 
 
 class NaiveShard(Shard):
@@ -34,21 +34,9 @@ class NaiveShard(Shard):
 
     def _fine_tune(self, fine_tunes: list[NodeFineTune]) -> list:
         results = []
-        training = self.config.training
         for job in fine_tunes:
             self._put(job.adapter)
-            loss = None
-            if job.pairs and job.steps:
-                loss = fine_tune(
-                    self.peft,
-                    self.tokenizer,
-                    job.pairs,
-                    job.steps,
-                    training.learning_rate,
-                    training.batch_size,
-                    job.seed,
-                    tokens=self.tokens["train"],
-                )
+            loss = self._fine_tune_alone(self.peft, job)
             results.append((self._adapter_of_peft(), loss))
         return results
 

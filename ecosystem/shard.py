@@ -186,21 +186,26 @@ class Shard:
         results = []
         for job in fine_tunes:
             self._load_weights(job.adapter)
-            loss = None
-            if job.pairs and job.steps:
-                loss = fine_tune(
-                    self.model,
-                    self.tokenizer,
-                    job.pairs,
-                    job.steps,
-                    training.learning_rate,
-                    training.batch_size,
-                    job.seed,
-                    job.regularizer,
-                    self.tokens["train"],
-                )
+            loss = self._fine_tune_alone(self.model, job)
             results.append(({k: v.detach().cpu().clone() for k, v in self.model.named_parameters()}, loss))
         return results
+
+    def _fine_tune_alone(self, model: torch.nn.Module, job: NodeFineTune) -> float | None:
+        """`job` on `model`, which holds the node's weights: its mean loss at the end (None: no training)."""
+        if not (job.pairs and job.steps):
+            return None
+        training = self.config.training
+        return fine_tune(
+            model,
+            self.tokenizer,
+            job.pairs,
+            job.steps,
+            training.learning_rate,
+            training.batch_size,
+            job.seed,
+            job.regularizer,
+            self.tokens["train"],
+        )
 
     def _training_data(self, cycle: int, node: int, outputs: dict[int, Output]) -> tuple[list[Pair], int, list, dict]:
         """A node's fine-tune at `cycle`: its pairs and steps, the regularizers of its defenses, and
