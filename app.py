@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import networkx as nx
 import polars as pl
@@ -200,16 +201,26 @@ def compare_view(by_name: dict[str, runs.Run], selected: runs.Run) -> None:
     st.dataframe(runs.final_figures(frames), hide_index=True)
 
 
+Listed = TypeVar("Listed", runs.Run, sweeps.Sweep)
+
+
+def pick(listed: list[Listed], table: pl.DataFrame, label: str) -> Listed:
+    """The table of what is listed, a choice of one by name, and its status and note."""
+    st.dataframe(table, hide_index=True)
+    by_name = {item.name: item for item in listed}
+    chosen = by_name[st.selectbox(label, list(by_name), key=label)]
+    st.caption(f"{chosen.status} · {chosen.path}")
+    if chosen.note:
+        st.warning(chosen.note)
+    return chosen
+
+
 def runs_view(listed: list[runs.Run], runs_dir: Path) -> None:
     if not listed:
         st.info(f"no runs in {runs_dir} yet, only sweeps: launch one from the sidebar")
         return
-    st.dataframe(runs.runs_table(listed), hide_index=True)
-    by_name = {run.name: run for run in listed}
-    run = by_name[st.selectbox("run", list(by_name), key="run")]
-    st.caption(f"{run.status} · {run.path}")
-    if run.note:
-        st.warning(run.note)
+    run = pick(listed, runs.runs_table(listed), "run")
+    by_name = {item.name: item for item in listed}
     if run.status.startswith("stopped"):
         st.code(launch.log_tail(run.path), language=None)
     if run.config is not None:  # else starting, or unreadable: there is nothing to show yet
@@ -233,12 +244,7 @@ def sweep_view(found: list[sweeps.Sweep], runs_dir: Path) -> None:
     if not found:
         st.info(f"no sweeps in {runs_dir}: `cascade sweep SPEC --out {runs_dir}/NAME` makes one")
         return
-    st.dataframe(sweeps.sweeps_table(found), hide_index=True)
-    by_name = {sweep.name: sweep for sweep in found}
-    sweep = by_name[st.selectbox("sweep", list(by_name), key="sweep")]
-    st.caption(f"{sweep.status} · {sweep.path}")
-    if sweep.note:
-        st.warning(sweep.note)
+    sweep = pick(found, sweeps.sweeps_table(found), "sweep")
     if sweep.status == runs.UNREADABLE:
         return
     if sweep.unfinished:

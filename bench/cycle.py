@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,7 @@ def main(config: Config, quick: bool) -> dict[str, Any]:
     return result
 
 
-def one_cycle(shard_class: type[Shard], config: Config, checkpoint: Any) -> dict[str, Any]:
+def one_cycle(shard_class: type[Shard], config: Config, checkpoint: Path) -> dict[str, Any]:
     """Build a shard holding every node of `config`'s graph and run cycle 1 on it: seconds per phase,
     tokens computed, the resident memory it added (peak), and the nodes' mean refusal after it."""
     plan = make_plan(config)
@@ -123,7 +124,7 @@ def matmul_peak(size: int = 1024, repeats: int = 10) -> float:
     return 2 * size**3 / min(times)
 
 
-def training_flops_per_token(checkpoint: Any, config: Config) -> float:
+def training_flops_per_token(checkpoint: Path, config: Config) -> float:
     """The FLOPs that LoRA fine-tuning needs per token (see the module's docstring)."""
     model, _ = load_checkpoint(checkpoint)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]

@@ -3,9 +3,9 @@ way, as the simulator did before it batched nodes: one node at a time, a PEFT mo
 node's adapter, one batch at a time, each node's data padded to its longest pair, and each node's
 prompts answered in their own `generate` call.
 
-Same data, same steps, same rows drawn: only how the computation is organised differs (its numbers
-agree with the batched shard's up to floating-point rounding and the sampler's random numbers). For
-the benchmark's scenario: LoRA, no defense.
+Same data, same steps, same rows drawn, the same sampler: only how the computation is organised
+differs (its numbers agree with the batched shard's up to floating-point rounding). For the
+benchmark's scenario: LoRA, no defense.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class NaiveShard(Shard):
     def _answer(self, jobs: list[Job]) -> list[list[str]]:
         answers = []
         for node, prompts, seed in jobs:
-            self._put(self.initial if node is None else self.weights[node])
+            self._put(self.weights_of(node))
             new_tokens = self.engine.max_new_tokens
             answers.append(generate(self.peft, self.tokenizer, prompts, seed, new_tokens, self.tokens["generate"]))
         return answers

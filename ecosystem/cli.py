@@ -171,11 +171,11 @@ def bench_command(
         module = importlib.import_module(f"bench.{name}")
         resolved = load_config(config, [*module.DEFAULTS, *(overrides or [])])
         result = module.main(resolved, quick)
-    except USER_ERRORS as error:
+        path = out / name / "bench.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"benchmark": name, "config": resolved.settings(), "versions": package_versions(), **result})
+    except (*USER_ERRORS, OSError) as error:
         _refuse(error)
-    path = out / name / "bench.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"benchmark": name, "config": resolved.settings(), "versions": package_versions(), **result})
     console.print(f"results: {path}", soft_wrap=True, highlight=False)
 
 

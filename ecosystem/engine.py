@@ -8,7 +8,6 @@ recovered with results identical to an undisturbed run.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import importlib.util
 import time
 import uuid

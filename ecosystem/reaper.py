@@ -2,8 +2,8 @@
 down (SIGKILL, a crash): Ray's own agents would otherwise outlive it for a minute or more.
 
 `python -m ecosystem.reaper PID` watches process PID: it remembers every descendant of PID it has
-seen that still runs, and when PID dies it kills them. When its standard input closes while PID lives on (a normal
-shutdown), it ends and kills nothing.
+seen that still runs, and when PID dies it kills them. When its standard input closes while PID
+lives on (a normal shutdown), it ends and kills nothing.
 """
 
 from __future__ import annotations

@@ -306,9 +306,13 @@ class Shard:
             answers.update(zip(part, self.engine.answer([jobs[i] for i in part]), strict=True))
         return [answers[i] for i in range(len(jobs))]
 
+    def weights_of(self, node: int | None) -> Weights:
+        """A node's current weights; the base's (the untrained adapter) for None."""
+        return self.initial if node is None else self.weights[node]
+
     def _route(self, nodes: list[int | None]) -> AbstractContextManager:
         """The i-th of a batch's equal blocks of rows gets the adapter of `nodes[i]` (None: the base)."""
-        adapters = [self.initial if node is None else self.weights[node] for node in nodes]
+        adapters = [self.weights_of(node) for node in nodes]
         return self.lora.route(self.lora.stack(adapters, self.model.device))
 
     def _adapter(self, node: int | None) -> Path | None:
@@ -322,7 +326,7 @@ class Shard:
         return directory
 
     def _load(self, node: int | None) -> None:
-        self._load_weights(self.initial if node is None else self.weights[node])
+        self._load_weights(self.weights_of(node))
 
     def _load_weights(self, weights: Weights) -> None:
         """Full fine-tuning: `weights` into the model."""
