@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -136,16 +137,8 @@ def sweep_command(
     ] = None,
 ) -> None:
     """Run every cell of a sweep file for each of its seeds, in parallel as Ray tasks; run it again to resume."""
-    columns = (TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with ProgressBar(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("starting", total=None)
-
-            def report(progress: SweepProgress) -> None:
-                names = ", ".join(progress.running[:3]) + (", ..." if len(progress.running) > 3 else "")
-                description = f"running {names}" if names else "starting runs"
-                bar.update(task, description=description, completed=progress.done, total=progress.total)
-
+        with _sweep_progress() as report:
             result = sweep(spec, out, report, ray_address)
     except USER_ERRORS as error:
         _refuse(error)
@@ -153,6 +146,49 @@ def sweep_command(
     console.print(
         f"{len(result.cells)} runs complete: {directory.cells_path}, {directory.metrics_path}", soft_wrap=True
     )
+
+
+@contextlib.contextmanager
+def _sweep_progress() -> Iterator[Callable[[SweepProgress], None]]:
+    """A progress bar over a sweep's runs, naming the running ones."""
+    columns = (TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with ProgressBar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def report(progress: SweepProgress) -> None:
+            names = ", ".join(progress.running[:3]) + (", ..." if len(progress.running) > 3 else "")
+            description = f"running {names}" if names else "starting runs"
+            bar.update(task, description=description, completed=progress.done, total=progress.total)
+
+        yield report
+
+
+@app.command("experiment")
+def experiment_command(
+    name: Annotated[str, typer.Argument(help="an experiment of experiments/ (see experiments/README.md)")],
+    quick: Annotated[bool, typer.Option("--quick", help="a reduced version, in a few minutes")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="default: experiment-results/NAME (or NAME-quick)")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="attach to a Ray cluster ('auto' or host:port)")
+    ] = None,
+) -> None:
+    """Run a named experiment (its sweeps, resumed where they stopped), apply its pre-registered verdict
+    rule, and write OUT/verdict.json, OUT/cells.parquet and OUT/report/report.md."""
+    from ecosystem.experiments import run_experiment
+
+    out = out or Path("experiment-results") / (f"{name}-quick" if quick else name)
+    try:
+        with _sweep_progress() as report:
+            result = run_experiment(name, out, quick, report, ray_address)
+    except (*USER_ERRORS, OSError) as error:
+        _refuse(error)
+    table = Table("claim", "verdict", "why", title=f"{result.verdict['title']}" + (" (quick)" if quick else ""))
+    for finding in result.verdict["findings"]:
+        table.add_row(finding["name"], finding["verdict"], finding["reason"])
+    console.print(table)
+    console.print(f"report: {out / 'report' / 'report.md'}", soft_wrap=True, highlight=False)
 
 
 @app.command("bench")

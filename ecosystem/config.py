@@ -173,6 +173,9 @@ class TrainingConfig(Section):
     own_examples: int = Field(256, ge=0)
     lora_rank: int = Field(8, ge=1, le=512)
     lora_alpha: float = Field(16.0, gt=0)
+    # The neighbours' pairs a node trains on: this cycle's ("replace"), or every pair it has received
+    # so far ("accumulate", Gerstgrasser et al. 2024).
+    received: Literal["replace", "accumulate"] = "replace"
 
 
 class GenerationConfig(Section):

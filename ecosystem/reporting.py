@@ -35,6 +35,7 @@ from ecosystem.analysis import (
     per_cycle,
 )
 from ecosystem.config import Config
+from ecosystem.experiments import Analysis
 from ecosystem.results import Manifest, ResultsError, RunDirectory
 from ecosystem.sweeps import SweepDirectory
 
@@ -227,6 +228,49 @@ def write_sweep_report(sweep: Sweep, folder: Path) -> str:
             _sweep_fits(sweep, labels),
         ]
     )
+
+
+def write_experiment_report(out: Path, spec: dict[str, Any], verdict: dict[str, Any], analysis: Analysis) -> Path:
+    """OUT/report/report.md for a finished experiment: the verdicts first (claim, rule, figures, verdict),
+    then the tables and charts that support them."""
+
+    def write(folder: Path) -> str:
+        quick = " (quick: a reduced version; its verdict is not the experiment's)" if verdict["quick"] else ""
+        parts = [
+            f"# Experiment `{verdict['experiment']}`: {spec['title']}{quick}",
+            f"> {spec['claim']}\n>\n> — {spec['source']}",
+            "## Verdicts",
+            _table(["claim", "verdict"], [[finding.name, f"**{finding.verdict}**"] for finding in analysis.findings]),
+        ]
+        for finding in analysis.findings:
+            figures = _table(
+                ["figure", "mean [95% interval]"],
+                [[label, _interval(value, value.seeds)] for label, value in finding.figures.items()],
+            )
+            parts += [
+                f"### {finding.name}: **{finding.verdict}**",
+                f"*Claim:* {finding.claim}",
+                f"*Rule (written before the data):* {finding.rule}",
+                figures,
+                f"*Verdict:* {finding.reason}",
+            ]
+        parts += [f"## The organism\n\n{spec['organism']}"] if spec.get("organism") else []
+        parts += ["## The rule as pre-registered", spec["rule"].strip()]
+        for table in analysis.tables:
+            rows = [[_number(value) for value in row] for row in table.frame.rows()]
+            parts += [f"## {table.title}", _table(table.frame.columns, rows)]
+        for chart in analysis.charts:
+            parts += [f"## {chart.caption}", _image(folder, chart.name, chart.draw(), chart.caption)]
+        seeds = ", ".join(str(seed) for seed in verdict["seeds"])
+        parts += [
+            "## Data",
+            f"Sweeps: {', '.join(f'`{name}`' for name in spec['sweeps'])} (in `sweeps/`, when run here), seeds "
+            f"{seeds}; every run's figures in `cells.parquet`. Computed in {verdict['seconds']:.0f} s. Exact "
+            "figures depend on the CPU type and thread count; the same machine gives the same figures.",
+        ]
+        return "\n\n".join(parts)
+
+    return _replace_report(out / REPORT, write)
 
 
 def _configuration(run: Run) -> str:

@@ -49,6 +49,7 @@ METRICS_SCHEMA = pl.Schema(
         "attacked": pl.Boolean,
         "poison_examples": pl.Int32,
         "pairs_received": pl.Int32,
+        "pairs_trained": pl.Int32,
         "exposure": pl.Float64,
         "pairs_filtered": pl.Int32,
         "guard_precision": pl.Float64,
@@ -158,7 +159,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _write_parquet(path: Path, frame: pl.DataFrame) -> None:
+def write_parquet(path: Path, frame: pl.DataFrame) -> None:
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     write_atomic(path, buffer.getvalue())
@@ -326,13 +327,13 @@ class RunDirectory:
         write_atomic(self.manifest_path, (manifest.model_dump_json(indent=2) + "\n").encode())
 
     def write_metrics(self, metrics: pl.DataFrame) -> None:
-        _write_parquet(self.metrics_path, metrics)
+        write_parquet(self.metrics_path, metrics)
 
     def read_metrics(self) -> pl.DataFrame:
         return self._read_parquet(self.metrics_path)
 
     def write_edges(self, edges: pl.DataFrame) -> None:
-        _write_parquet(self.edges_path, edges)
+        write_parquet(self.edges_path, edges)
 
     def read_edges(self) -> pl.DataFrame:
         return self._read_parquet(self.edges_path)

@@ -8,6 +8,7 @@ a lab's periodic fine-tuning job does, so the weights are a node's whole state.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -31,6 +32,7 @@ from ecosystem.world.judge import Item, Outcome, rates
 from ecosystem.world.worlds import open_world
 from poisoning import Attack
 
+EARLIER = "__received__"  # the accumulated pairs' entry in a node's state (no weight has this name)
 NODE_THREADS = 1  # fixed, so that a node's results do not depend on where it runs
 
 InEdges = dict[int, list[tuple[int, float]]]  # receiver -> [(sender, share)]
@@ -96,6 +98,7 @@ class Shard:
         self.reference = {name: weight.to(device) for name, weight in self.initial.items()}  # for regularizers
         self.weights: dict[int, Weights] = dict.fromkeys(domains, self.initial)
         self.saved: set[int] = set()  # nodes whose current adapter is on disk, for the vllm engine
+        self.earlier: dict[int, list[Pair]] = {node: [] for node in domains}  # training.received = "accumulate"
         self.tokens = {"train": TokenCount(), "generate": TokenCount()}  # real and computed, for benchmarks
         new_tokens = config.generation.new_tokens(config.world)
         if config.generation.engine == "vllm":
@@ -230,7 +233,7 @@ class Shard:
         for defense in defenses:
             pairs += defense.added(self.world, seed, cycle, node, len(pairs))
         regularizers = [r for defense in defenses if (r := defense.regularizer(self.reference)) is not None]
-        return pairs, steps, regularizers, {**record, "poison_examples": len(poison)}
+        return pairs, steps, regularizers, {**record, "poison_examples": len(poison), "pairs_trained": len(pairs)}
 
     def _received(self, cycle: int, node: int, outputs: dict[int, Output], defenses: list, record: dict) -> list[Pair]:
         """What `node` trains on of its in-neighbours' pairs, after its defenses cut senders and filter
@@ -251,6 +254,8 @@ class Shard:
             record.update(figures)
         kept = self.world.judge_pairs(received)
         record["exposure"] = sum(o is Outcome.harmful for o in kept) / len(kept) if kept else None
+        if self.config.training.received == "accumulate":
+            received = self.earlier[node] = self.earlier[node] + received
         return received
 
     def _flow(self, sender: int, receiver: int, pairs: list[Pair], cut: bool) -> dict:
@@ -278,12 +283,24 @@ class Shard:
         return records
 
     def state(self) -> dict[int, bytes]:
-        """Each node's weights as safetensors bytes: everything needed to resume it."""
-        return {node: save_tensors({k: v.cpu() for k, v in self.weights[node].items()}) for node in self.nodes}
+        """Each node's weights, and the pairs it accumulated, as safetensors bytes: everything needed to
+        resume it. The pairs are JSON in a byte tensor, so that a checkpoint stays one safetensors file."""
+        states = {}
+        for node in self.nodes:
+            tensors = {k: v.cpu() for k, v in self.weights[node].items()}
+            if self.earlier[node]:
+                text = json.dumps(self.earlier[node]).encode()
+                tensors[EARLIER] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
+            states[node] = save_tensors(tensors)
+        return states
 
     def restore(self, states: dict[int, bytes]) -> None:
         for node in self.nodes:
-            self._set(node, load_tensors(states[node]))
+            tensors = load_tensors(states[node])
+            earlier = tensors.pop(EARLIER, None)
+            pairs = [] if earlier is None else json.loads(earlier.numpy().tobytes())
+            self.earlier[node] = [tuple(pair) for pair in pairs]
+            self._set(node, tensors)
 
     def _set(self, node: int, weights: Weights) -> None:
         self.weights[node] = weights

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import itertools
 import json
 import os
@@ -26,7 +25,15 @@ import tomli_w
 
 import poisoning
 from ecosystem.config import Config, ConfigError, flatten, load_config, read_toml
-from ecosystem.results import ResultsError, RunDirectory, Status, changed_settings, write_atomic, write_json
+from ecosystem.results import (
+    ResultsError,
+    RunDirectory,
+    Status,
+    changed_settings,
+    write_atomic,
+    write_json,
+    write_parquet,
+)
 from poisoning import TargetingError
 from topologies import TopologyError
 
@@ -99,16 +106,22 @@ def read_sweep_file(path: str | Path) -> Sweep:
     builds and its attacks find their targets; else a `ConfigError` saying which cell and values."""
     path = Path(path)
     text, spec = read_toml(path, "sweep")
+    return resolve_sweep(text, spec, path, f"sweep file {path}")
+
+
+def resolve_sweep(text: str, spec: dict[str, Any], path: Path, where: str) -> Sweep:
+    """The sweep `spec` (a sweep file's data, `text` its TOML), resolved and checked as `read_sweep_file`
+    says; a base file is taken relative to `path`, and errors begin with `where`."""
     if unknown := sorted(set(spec) - set(SWEEP_KEYS)):
-        raise ConfigError(f"sweep file {path}: unknown key '{unknown[0]}'; valid keys: {', '.join(SWEEP_KEYS)}")
-    base_file, base_overrides = _base(path, spec.get("base", {}))
-    seeds = _seeds(path, spec.get("seeds"))
-    grid = _axes(path, "grid", spec.get("grid", {}))
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: {', '.join(SWEEP_KEYS)}")
+    base_file, base_overrides = _base(path, where, spec.get("base", {}))
+    seeds = _seeds(where, spec.get("seeds"))
+    grid = _axes(where, "grid", spec.get("grid", {}))
     zip_tables = spec.get("zip", [])
     if not isinstance(zip_tables, list):
-        raise ConfigError(f"sweep file {path}: write zipped axes as [[zip]] tables")
-    zipped = [_axes(path, f"zip {index}", table) for index, table in enumerate(zip_tables)]
-    _check_axes(path, grid, zipped)
+        raise ConfigError(f"{where}: write zipped axes as [[zip]] tables")
+    zipped = [_axes(where, f"zip {index}", table) for index, table in enumerate(zip_tables)]
+    _check_axes(where, grid, zipped)
     runs = []
     for cell, values in enumerate(_cells(grid, zipped)):
         overrides = [*base_overrides, *(_override(key, value) for key, value in values.items())]
@@ -117,61 +130,61 @@ def read_sweep_file(path: str | Path) -> Sweep:
                 runs.append(SweepRun(cell, seed, values, _run_config(base_file, overrides, seed)))
             except ConfigError as error:
                 described = ", ".join(f"{key} = {json.dumps(value)}" for key, value in values.items())
-                raise ConfigError(f"sweep file {path}: cell {cell} ({described or 'the base'}): {error}") from None
+                raise ConfigError(f"{where}: cell {cell} ({described or 'the base'}): {error}") from None
     return Sweep(text, seeds, grid, zipped, runs)
 
 
-def _base(path: Path, base: Any) -> tuple[Path | None, list[str]]:
+def _base(path: Path, where: str, base: Any) -> tuple[Path | None, list[str]]:
     """The base configuration: a config file (relative to the sweep file), or a table of its keys as overrides."""
     if isinstance(base, dict):
         return None, [_override(key, value) for key, value in flatten(base).items()]
     if not isinstance(base, str):
-        raise ConfigError(f"sweep file {path}: base must be a config file's path or a [base] table")
+        raise ConfigError(f"{where}: base must be a config file's path or a [base] table")
     base_file = path.parent / base
     if not base_file.is_file():
-        raise ConfigError(f"sweep file {path}: base config {base_file} is not a file")
+        raise ConfigError(f"{where}: base config {base_file} is not a file")
     return base_file, []
 
 
-def _seeds(path: Path, seeds: Any) -> list[int]:
+def _seeds(where: str, seeds: Any) -> list[int]:
     """`seeds = 3` means 0, 1, 2; a list gives them one by one."""
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
         return list(range(seeds))
     if not seeds:
-        raise ConfigError(f"sweep file {path}: no seeds; set seeds = 3 (0, 1, 2) or a list, seeds = [0, 1, 2]")
+        raise ConfigError(f"{where}: no seeds; set seeds = 3 (0, 1, 2) or a list, seeds = [0, 1, 2]")
     if (
         not isinstance(seeds, list)
         or not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds)
         or len(set(seeds)) < len(seeds)
     ):
-        raise ConfigError(f"sweep file {path}: seeds must be a count or a list of distinct seeds ≥ 0 (got {seeds!r})")
+        raise ConfigError(f"{where}: seeds must be a count or a list of distinct seeds ≥ 0 (got {seeds!r})")
     return seeds
 
 
-def _axes(path: Path, where: str, table: Any) -> dict[str, list[Any]]:
+def _axes(where: str, table_name: str, table: Any) -> dict[str, list[Any]]:
     """A [grid] or [[zip]] table: dotted config keys, each with a non-empty list of values."""
     if not isinstance(table, dict):
-        raise ConfigError(f"sweep file {path}: {where} must be a table of config keys and lists of values")
+        raise ConfigError(f"{where}: {table_name} must be a table of config keys and lists of values")
     for key, values in table.items():
         if isinstance(values, dict) and values:  # an unquoted dotted key, which TOML reads as a table
-            raise ConfigError(f'sweep file {path}: {where}: quote dotted keys, as "{key}.{next(iter(values))}" = [...]')
+            raise ConfigError(f'{where}: {table_name}: quote dotted keys, as "{key}.{next(iter(values))}" = [...]')
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"sweep file {path}: {where}: '{key}' must be a non-empty list of values")
+            raise ConfigError(f"{where}: {table_name}: '{key}' must be a non-empty list of values")
         if key == "seed":
-            raise ConfigError(f"sweep file {path}: {where}: set the seeds with seeds = [...], not a 'seed' axis")
+            raise ConfigError(f"{where}: {table_name}: set the seeds with seeds = [...], not a 'seed' axis")
     return table
 
 
-def _check_axes(path: Path, grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]]) -> None:
+def _check_axes(where: str, grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]]) -> None:
     """Zipped axes vary together, so their lists have one length; and every axis appears once."""
     for index, group in enumerate(zipped):
         lengths = {key: len(values) for key, values in group.items()}
         if len(set(lengths.values())) > 1:
             described = ", ".join(f"'{key}' has {length}" for key, length in lengths.items())
-            raise ConfigError(f"sweep file {path}: zip {index}: zipped axes need lists of one length ({described})")
+            raise ConfigError(f"{where}: zip {index}: zipped axes need lists of one length ({described})")
     keys = [*grid, *(key for group in zipped for key in group)]
     if repeated := sorted({key for key in keys if keys.count(key) > 1}):
-        raise ConfigError(f"sweep file {path}: axis '{repeated[0]}' appears more than once")
+        raise ConfigError(f"{where}: axis '{repeated[0]}' appears more than once")
 
 
 def _cells(grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]]) -> list[dict[str, Any]]:
@@ -290,8 +303,8 @@ class SweepDirectory:
         cells = pl.concat([keys, figures.select(pl.exclude(keys.columns))], how="horizontal")
         rows = pl.concat(metrics).join(keys, on=["cell", "seed"], maintain_order="left")
         rows = rows.select(*keys.columns, pl.exclude(keys.columns))
-        _write_parquet(self.cells_path, cells)
-        _write_parquet(self.metrics_path, rows)
+        write_parquet(self.cells_path, cells)
+        write_parquet(self.metrics_path, rows)
         return SweepResult(self.path, cells, rows)
 
     def read_results(self) -> SweepResult:
@@ -319,8 +332,10 @@ def _changes(recorded: dict[str, Any], sweep: Sweep) -> str:
 
 
 def _axis_column(key: str, values: list[Any]) -> pl.Series:
-    """An axis's values as given: whole numbers mixed with fractions as floats, values of different
-    kinds (say "all" and [1, 2]) as JSON text."""
+    """An axis's values as given: whole numbers mixed with fractions as floats; tables, and values of
+    different kinds (say "all" and [1, 2]), as JSON text."""
+    if any(isinstance(value, dict) for value in values):  # Parquet has no struct without fields ({})
+        return pl.Series(key, [json.dumps(value, sort_keys=True) for value in values])
     try:
         return pl.Series(key, values, strict=True)
     except TypeError:
@@ -335,12 +350,6 @@ def _figures(summary: dict[str, Any]) -> dict[str, Any]:
     return figures | {f"defense_{key}": value for key, value in summary.get("defense", {}).items()}
 
 
-def _write_parquet(path: Path, frame: pl.DataFrame) -> None:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    write_atomic(path, buffer.getvalue())
-
-
 def sweep(
     spec_path: str | Path,
     out: str | Path,
@@ -350,14 +359,25 @@ def sweep(
     """Run every (cell, seed) of the sweep file `spec_path` into the sweep directory `out`, as Ray tasks
     (on an embedded Ray, the one already initialized, or the cluster at `ray_address`), then gather
     the results. Run again, it skips complete runs and resumes the others."""
-    resolved = read_sweep_file(spec_path)
-    directory = SweepDirectory(out)
-    directory.check(resolved)  # before anything is written
-    with _cluster(_waiting(resolved, directory), ray_address), RunDirectory(directory.path).lock():
-        directory.check(resolved)  # again, under the lock: another sweep may have started meanwhile
-        directory.write_record(resolved)
-        _compute(_waiting(resolved, directory), directory, len(resolved.runs), progress)
-        return directory.write_results(resolved)
+    return run_sweeps([(read_sweep_file(spec_path), SweepDirectory(out))], progress, ray_address)[0]
+
+
+def run_sweeps(
+    sweeps: list[tuple[Sweep, SweepDirectory]],
+    progress: Callable[[SweepProgress], None] | None = None,
+    ray_address: str | None = None,
+) -> list[SweepResult]:
+    """Run several resolved sweeps, each into its directory, their runs all in one pool of Ray tasks."""
+    for resolved, directory in sweeps:
+        directory.check(resolved)  # before anything is written
+    waiting = [(run, directory) for resolved, directory in sweeps for run in _waiting(resolved, directory)]
+    with _cluster([run for run, _ in waiting], ray_address), contextlib.ExitStack() as locks:
+        for resolved, directory in sweeps:
+            locks.enter_context(RunDirectory(directory.path).lock())
+            directory.check(resolved)  # again, under the lock: another sweep may have started meanwhile
+            directory.write_record(resolved)
+        _compute(waiting, sum(len(resolved.runs) for resolved, _ in sweeps), progress)
+        return [directory.write_results(resolved) for resolved, directory in sweeps]
 
 
 def load_sweep(path: str | Path) -> SweepResult:
@@ -406,34 +426,36 @@ def _check_fit(runs: list[SweepRun]) -> None:
 
 
 def _compute(
-    runs: list[SweepRun], directory: SweepDirectory, total: int, progress: Callable[[SweepProgress], None] | None
+    runs: list[tuple[SweepRun, SweepDirectory]], total: int, progress: Callable[[SweepProgress], None] | None
 ) -> None:
     """Each run as a Ray task declaring its run's CPUs and GPUs: Ray runs as many at once as the
-    cluster holds. A failed run does not stop the others; the sweep fails once they are done."""
+    cluster holds. A failed run does not stop the others; the sweep fails once they are done. Runs are
+    named by their directory, relative to the sweep's parent when there are several sweeps."""
     import ray
     from ray.exceptions import RayError, RayTaskError
 
     task = ray.remote(_compute_run)
+    several = len({directory.path for _, directory in runs}) > 1
     pending = {
         task.options(num_cpus=run.config.hosting.num_cpus, num_gpus=run.config.hosting.num_gpus).remote(
             run.config, directory.run(run.name).path
-        ): run
-        for run in runs
+        ): (f"{directory.path.name}/{run.name}" if several else run.name, directory.run(run.name))
+        for run, directory in runs
     }
     failures = []
     try:
         while pending:
             if progress is not None:
-                running = [run.name for run in pending.values() if directory.run(run.name).is_live()]
+                running = [name for name, run_directory in pending.values() if run_directory.is_live()]
                 progress(SweepProgress(total - len(pending), total, running))
             finished, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
             for reference in finished:
-                run = pending.pop(reference)
+                name, _ = pending.pop(reference)
                 try:
                     ray.get(reference)
                 except RayError as error:
                     cause = error.cause if isinstance(error, RayTaskError) else error
-                    failures.append(f"{run.name} ({type(cause).__name__}: {cause})")
+                    failures.append(f"{name} ({type(cause).__name__}: {cause})")
     finally:
         for reference in pending:  # the driver was interrupted: stop the runs still going; a rerun resumes them
             ray.cancel(reference, force=True)
