@@ -314,20 +314,26 @@ def bar_chart(name: str, caption: str, bars: Sequence[tuple[str, Interval]], yla
 
 
 def line_chart(
-    name: str, caption: str, x: Sequence[float], lines: dict[str, Sequence[Interval]], xlabel: str, ylabel: str
+    name: str,
+    caption: str,
+    lines: dict[str, tuple[Sequence[float], Sequence[Interval]]],
+    xlabel: str,
+    ylabel: str,
+    log_x: bool = False,
 ) -> Chart:
-    """A line per label over `x`, with its 95% interval as a band."""
+    """A line per label through its (x, mean) points, with its 95% interval as a band."""
 
     def draw() -> Figure:
         from matplotlib.figure import Figure
 
         figure = Figure(figsize=(7.5, 4.5), layout="constrained")
         axes = figure.subplots()
-        for label, values in lines.items():
-            means = [value.mean for value in values]
-            axes.plot(x, means, marker="o", label=label)
+        for label, (x, values) in lines.items():
+            axes.plot(x, [value.mean for value in values], marker="o", label=label)
             if all(value.low is not None for value in values):
                 axes.fill_between(x, [v.low for v in values], [v.high for v in values], alpha=0.2)
+        if log_x:
+            axes.set_xscale("symlog", linthresh=1)
         axes.set_xlabel(xlabel)
         axes.set_ylabel(ylabel)
         axes.grid(alpha=0.3)
