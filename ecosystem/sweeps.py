@@ -334,7 +334,11 @@ def _changes(recorded: dict[str, Any], sweep: Sweep) -> str:
 def _axis_column(key: str, values: list[Any]) -> pl.Series:
     """An axis's values as given: whole numbers mixed with fractions as floats; tables, and values of
     different kinds (say "all" and [1, 2]), as JSON text."""
-    if any(isinstance(value, dict) for value in values):  # Parquet has no struct without fields ({})
+    # Tables ({} or a list of them, as `defense` takes): Parquet cannot write a struct without fields.
+    if any(
+        isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value))
+        for value in values
+    ):
         return pl.Series(key, [json.dumps(value, sort_keys=True) for value in values])
     try:
         return pl.Series(key, values, strict=True)
