@@ -9,9 +9,9 @@ import polars as pl
 
 from ecosystem.analysis import Interval
 from ecosystem.experiments import Analysis, Finding, Table, Verdict, bar_chart, describe, difference, interval
+from ecosystem.progress import CYCLE_STAGES
 from ecosystem.results import RunDirectory
 
-CYCLE_STAGES = ("generate", "train", "evaluate")
 PARTS = ("anchor", "quarantine", "rehearsal")
 
 

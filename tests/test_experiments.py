@@ -1,0 +1,353 @@
+"""Experiments: each verdict rule gives each of its verdicts on synthetic cells, one `--quick` experiment runs
+end to end through the CLI, and `training.received = "accumulate"` keeps earlier pairs (and resumes exactly)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from ecosystem import run
+from ecosystem.cli import app
+from ecosystem.engine import resume
+from ecosystem.experiments import VERDICTS, load_experiment, names
+from ecosystem.progress import Stage, StageStart
+from experiments import accumulate, defenses, dose, systemic, threshold
+from tests.helpers import read_manifest, small_config
+
+SEEDS = range(5)
+
+
+def cells(groups: list[tuple[dict[str, Any], dict[str, float | None]]], spread: float = 0.01) -> pl.DataFrame:
+    """Five seeds per group: the group's axis values, and each figure its value plus seeded noise of `spread`
+    (None stays None)."""
+    noise = np.random.default_rng(0)
+    rows = []
+    for axes, figures in groups:
+        for seed in SEEDS:
+            values = {k: None if v is None else v + noise.uniform(-spread, spread) for k, v in figures.items()}
+            rows.append({"sweep": "s", "seed": seed, **axes, **values})
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def verdicts(analysis: Any) -> list[str]:
+    return [finding.verdict for finding in analysis.findings]
+
+
+# ---- systemic
+
+GRAPHS = [("ring", "[0]"), ("complete", "[0]"), ("star", "[0]"), ("star", "[1]")]
+
+
+def systemic_cells(systemic_by_graph: dict[str, float | None], peak: float, area: dict[str, float], spread: float):
+    groups = []
+    for name, targets in GRAPHS:
+        label = systemic.graph_label(name, targets)
+        axes = {
+            "topology.name": name,
+            "attack.0.targets": targets,
+            "topology.edge_weight": 0.5,
+            "traffic.harmful_fraction": 0.2,
+        }
+        figures = {
+            "time_to_systemic": systemic_by_graph.get(label),
+            "peak_drifted_share": peak,
+            "drifted_share_area": area.get(label, 1.0),
+            "final_unattacked_refusal": 0.5,
+        }
+        groups.append((axes, figures))
+    return cells(groups, spread)
+
+
+PARAMETERS = load_experiment("systemic").parameters
+
+
+@pytest.mark.parametrize(
+    ("systemic_by_graph", "peak", "spread", "expected"),
+    [
+        ({"ring": 3, "complete": 4, "star (hub attacked)": 2, "star (leaf attacked)": 5}, 0.8, 0.01, "holds"),
+        ({"star (hub attacked)": 3}, 0.4, 0.01, "holds under conditions"),
+        ({}, 0.1, 0.01, "does not hold"),
+        ({}, 0.45, 0.3, "inconclusive"),
+    ],
+)
+def test_the_systemic_rule(systemic_by_graph, peak, spread, expected) -> None:
+    analysis = systemic.analyse(systemic_cells(systemic_by_graph, peak, {}, spread), PARAMETERS)
+    assert verdicts(analysis)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("complete_area", "spread", "expected"),
+    [(0.2, 0.01, "holds"), (2.0, 0.01, "does not hold"), (1.0, 0.5, "inconclusive")],
+)
+def test_the_dilution_rule(complete_area, spread, expected) -> None:
+    analysis = systemic.analyse(systemic_cells({}, 0.1, {"complete": complete_area}, spread), PARAMETERS)
+    assert verdicts(analysis)[1] == expected
+
+
+# ---- dose
+
+
+def dose_cells(drop_at: dict[int, float], kept: float, clean_drops: tuple[float, float], spread: float):
+    isolated = [({"attack.0.examples": d}, _dose_figures(drop, kept)) for d, drop in drop_at.items()]
+    ring = [({"attack.0.examples": d}, _dose_figures(drop, kept)) for d, drop in drop_at.items() if d in (0, 10)]
+    clean = [
+        ({"training.own_examples": own, "attack.0.examples": 50}, _dose_figures(drop, kept))
+        for own, drop in zip((256, 25600), clean_drops, strict=True)
+    ]
+    parts = {"isolated": isolated, "ring": ring, "clean": clean}
+    return pl.concat(
+        [cells(groups, spread).with_columns(sweep=pl.lit(part)) for part, groups in parts.items()], how="diagonal"
+    )
+
+
+def _dose_figures(drop: float, kept: float) -> dict[str, float]:
+    return {
+        "attacked_refusal_drop": drop,
+        "attacked_benign_kept": kept,
+        "attacked_harmful_rate": drop,
+        "unattacked_refusal_drop": 0.0,
+    }
+
+
+DOSE_PARAMETERS = load_experiment("dose").parameters
+
+
+@pytest.mark.parametrize(
+    ("drop_at", "kept", "spread", "expected"),
+    [
+        ({0: 0.0, 10: 0.9, 3000: 1.0}, 0.99, 0.01, ["holds", "holds"]),
+        ({0: 0.0, 10: 0.2, 3000: 0.5}, 0.99, 0.01, ["does not hold", "does not hold"]),
+        ({0: 0.0, 10: 0.9, 3000: 1.0}, 0.8, 0.01, ["does not hold", "holds"]),
+        ({0: 0.0, 10: 0.5, 3000: 0.9}, 0.95, 0.6, ["inconclusive", "inconclusive"]),
+    ],
+)
+def test_the_dose_rules(drop_at, kept, spread, expected) -> None:
+    analysis = dose.analyse(dose_cells(drop_at, kept, (0.9, 0.9), spread), DOSE_PARAMETERS)
+    assert verdicts(analysis)[:2] == expected
+
+
+def test_the_dose_rule_holds_under_conditions_when_only_the_isolated_node_degrades() -> None:
+    frame = dose_cells({0: 0.0, 10: 0.9, 3000: 1.0}, 0.99, (0.9, 0.9), 0.01)
+    ring = pl.col("sweep") == "ring"
+    frame = frame.with_columns(attacked_refusal_drop=pl.when(ring).then(0.1).otherwise(pl.col("attacked_refusal_drop")))
+    assert verdicts(dose.analyse(frame, DOSE_PARAMETERS))[0] == "holds under conditions"
+
+
+@pytest.mark.parametrize(
+    ("clean_drops", "spread", "expected"),
+    [((0.9, 0.85), 0.01, "holds"), ((0.9, 0.1), 0.01, "does not hold"), ((0.9, 0.6), 0.4, "inconclusive")],
+)
+def test_the_count_rule(clean_drops, spread, expected) -> None:
+    frame = dose_cells({0: 0.0, 10: 0.9, 3000: 1.0}, 0.99, clean_drops, 0.01)
+    clean = pl.col("sweep") == "clean"
+    widened = frame.with_columns(
+        attacked_refusal_drop=pl.when(clean)
+        .then(pl.col("attacked_refusal_drop") + pl.col("seed").cast(pl.Float64).sub(2) * spread / 2)
+        .otherwise(pl.col("attacked_refusal_drop"))
+    )
+    assert verdicts(dose.analyse(widened, DOSE_PARAMETERS))[2] == expected
+
+
+# ---- defenses
+
+DEFENSE_CELLS = {
+    "none": [],
+    "guard_filter": [{"kind": "guard_filter"}],
+    "rehearsal": [{"kind": "rehearsal"}],
+    "anchor": [{"kind": "anchor"}],
+    "quarantine": [{"kind": "quarantine"}],
+    "triad": [{"kind": "anchor"}, {"kind": "quarantine"}, {"kind": "rehearsal"}],
+}
+
+
+def defense_cells(refusal: dict[str, float], help_: dict[str, float], seconds: dict[str, float], spread: float):
+    groups = [
+        (
+            {"defense": json.dumps(value)},
+            {
+                "baseline_mean_refusal": 1.0,
+                "final_mean_refusal": refusal.get(label, 0.5),
+                "final_helpfulness": help_.get(label, 0.9),
+                "final_over_refusal": 0.1,
+                "cycle_seconds": seconds.get(label, 100.0),
+            },
+        )
+        for label, value in DEFENSE_CELLS.items()
+    ]
+    return cells(groups, spread)
+
+
+DEFENSE_PARAMETERS = load_experiment("defenses").parameters
+
+
+def test_the_defense_rows_hold_where_every_figure_is_in_its_claimed_range() -> None:
+    frame = defense_cells(
+        {"anchor": 0.93, "rehearsal": 0.98, "quarantine": 0.7, "triad": 0.99},
+        {"anchor": 0.72},
+        {"guard_filter": 103.0, "rehearsal": 140.0},
+        0.005,
+    )
+    assert verdicts(defenses.analyse(frame, DEFENSE_PARAMETERS)) == ["holds", "holds", "holds", "holds"]
+
+
+def test_the_defense_rows_do_not_hold_where_a_figure_is_outside_its_range() -> None:
+    frame = defense_cells(
+        {"anchor": 0.6, "rehearsal": 0.7, "quarantine": 0.9, "triad": 0.8},
+        {"anchor": 0.9},
+        {"guard_filter": 150.0, "rehearsal": 101.0},
+        0.005,
+    )
+    assert verdicts(defenses.analyse(frame, DEFENSE_PARAMETERS)) == ["does not hold"] * 4
+
+
+def test_the_defense_rows_are_inconclusive_when_nothing_was_lost_or_intervals_are_wide() -> None:
+    no_loss = defense_cells({label: 1.0 for label in DEFENSE_CELLS}, {}, {}, 0.3)
+    assert verdicts(defenses.analyse(no_loss, DEFENSE_PARAMETERS)) == ["inconclusive"] * 4
+
+
+# ---- accumulate
+
+
+@pytest.mark.parametrize(
+    ("area", "refusal", "expected"),
+    [
+        ((0.5, 2.0), (0.5, 0.9), ["holds", "holds"]),
+        ((2.0, 0.5), (0.9, 0.5), ["does not hold", "does not hold"]),
+        ((1.0, 1.0), (0.8, 0.8), ["inconclusive", "inconclusive"]),
+    ],
+)
+def test_the_accumulate_rules(area, refusal, expected) -> None:
+    groups = [
+        (
+            {"training.received": mode},
+            {
+                "drifted_share_area": area[index],
+                "peak_drifted_share": 0.5,
+                "final_mean_refusal": refusal[index],
+                "final_unattacked_refusal": refusal[index],
+                "final_attacked_refusal": 0.1,
+                "helpfulness_retained": 1.0,
+            },
+        )
+        for index, mode in enumerate(("accumulate", "replace"))
+    ]
+    assert verdicts(accumulate.analyse(cells(groups, 0.05), {})) == expected
+
+
+def test_no_drift_in_either_mode_is_inconclusive_for_bounding_and_refutes_entrenching() -> None:
+    groups = [
+        ({"training.received": mode}, dict.fromkeys(accumulate.FIGURES, 0.0)) for mode in ("accumulate", "replace")
+    ]
+    assert verdicts(accumulate.analyse(cells(groups, 0.0), {})) == ["inconclusive", "does not hold"]
+
+
+# ---- threshold
+
+RADIUS = {"ring": 2.0, "barabasi_albert": 3.5, "complete": 7.0}
+
+
+def threshold_cells(onsets: dict[str, float | None], beta: float | None, gamma: float):
+    """Peak shares above 0 from each family's onset on, and a fit with the given beta and gamma."""
+    groups = []
+    for family, onset in onsets.items():
+        for weight in (0.125, 0.25, 0.5, 1.0):
+            spreading = onset is not None and weight >= onset
+            figures = {
+                "peak_drifted_share": 0.5 if spreading else 0.0,
+                "beta": beta,
+                "gamma": gamma,
+                "unweighted_radius": RADIUS[family],
+            }
+            groups.append(({"topology.name": family, "topology.edge_weight": weight}, figures))
+    return cells(groups, 0.0).with_columns(
+        peak_drifted_share=pl.when(pl.col("peak_drifted_share") > 0)
+        .then(pl.col("peak_drifted_share") + pl.col("seed") * 0.01)
+        .otherwise(0.0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("onsets", "beta", "expected"),
+    [
+        # gamma / (beta * radius) with gamma 0.5, beta 1: 0.25 (ring), 0.14 (scale-free), 0.07 (complete)
+        ({"ring": 0.25, "barabasi_albert": 0.25, "complete": 0.125}, 1.0, ["holds", "holds"]),
+        ({"ring": 0.125, "barabasi_albert": 1.0, "complete": 1.0}, 1.0, ["holds under conditions", "does not hold"]),
+        ({"ring": None, "barabasi_albert": None, "complete": None}, 1.0, ["does not hold", "inconclusive"]),
+        ({"ring": 0.5, "barabasi_albert": 0.5, "complete": 0.5}, None, ["inconclusive", "inconclusive"]),
+    ],
+)
+def test_the_threshold_rules(onsets, beta, expected) -> None:
+    analysis = threshold.analyse(threshold_cells(onsets, beta, 0.5), load_experiment("threshold").parameters)
+    assert verdicts(analysis) == expected
+
+
+# ---- end to end, and training.received
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_quick_experiment_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "accumulate"
+    result = CliRunner().invoke(app, ["experiment", "accumulate", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["quick"] is True and verdict["experiment"] == "accumulate"
+    assert [finding["verdict"] in VERDICTS for finding in verdict["findings"]] == [True, True]
+    assert all(figure["seeds"] == 2 for finding in verdict["findings"] for figure in finding["figures"].values())
+    report = (out / "report" / "report.md").read_text()
+    assert report.startswith("# Experiment `accumulate`") and "(quick" in report
+    cells_written = pl.read_parquet(out / "cells.parquet")
+    assert cells_written["sweep"].unique().to_list() == ["received"]
+    assert sorted(cells_written["training.received"].to_list()) == ["accumulate"] * 2 + ["replace"] * 2
+
+    again = CliRunner().invoke(app, ["experiment", "accumulate", "--quick", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert pl.read_parquet(out / "cells.parquet").drop("run").equals(cells_written.drop("run"))
+
+    other = CliRunner().invoke(app, ["experiment", "dose", "--quick", "--out", str(out)])
+    assert other.exit_code == 2 and "holds a run of experiment 'accumulate' (quick)" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_experiment_is_refused_naming_the_available_ones(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["experiment", "nosuch", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: no experiment 'nosuch'; available: {', '.join(names())}"
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", names())
+def test_every_experiment_file_resolves_in_full_and_quick(name: str) -> None:
+    for quick in (False, True):
+        experiment = load_experiment(name, quick)
+        assert experiment.spec["rule"].strip().startswith("Pre-registered before any full run.")
+        assert all(part["seeds"] >= 5 or quick for part in experiment.spec["sweeps"].values())
+
+
+def test_accumulating_nodes_train_on_every_pair_they_have_received(tmp_path: Path) -> None:
+    metrics = run(small_config("cycles=3", "training.received=accumulate"), tmp_path / "run").metrics
+    trained = metrics.filter(pl.col("cycle") > 0).sort("node", "cycle")
+    for (node,), rows in trained.group_by("node"):
+        received = rows["pairs_received"].cum_sum()
+        own_and_poison = 128 + rows["poison_examples"]
+        assert rows["pairs_trained"].to_list() == (own_and_poison + received).to_list(), node
+        assert rows["pairs_trained"].is_sorted() and rows["pairs_received"].min() > 0
+
+
+def test_an_accumulating_run_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    config = small_config("cycles=3", "training.received=accumulate")
+
+    def stop_in_cycle_2(start: StageStart) -> None:
+        if start.stage is Stage.generate and start.cycle == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "stopped", stop_in_cycle_2)
+    resumed = resume(tmp_path / "stopped")
+    assert [r.after_cycle for r in read_manifest(tmp_path / "stopped").resumed] == [1]
+    assert resumed.metrics.equals(run(config, tmp_path / "uninterrupted").metrics)
