@@ -164,22 +164,21 @@ def run_experiment(
         write_json(out / "experiment.json", record)
         sweeps = _resolved_sweeps(experiment, out)
         results = run_sweeps(sweeps, progress, ray_address)
-    cells = pl.concat(
-        [
-            _with_run_figures(result.cells, directory, module)
-            .with_columns(sweep=pl.lit(part))
-            .select("sweep", pl.exclude("sweep"))
-            for part, result, (_, directory) in zip(experiment.spec["sweeps"], results, sweeps, strict=True)
-        ],
-        how="diagonal_relaxed",
-    )
-    analysis: Analysis = module.analyse(cells, experiment.parameters)
-    verdict = _verdict_record(experiment, analysis, time.perf_counter() - started)
-    from ecosystem.reporting import write_experiment_report  # matplotlib: only when drawing
+        parts = zip(experiment.spec["sweeps"], results, sweeps, strict=True)
+        cells = pl.concat(
+            [
+                _with_run_figures(result.cells, directory, module).select(pl.lit(part).alias("sweep"), pl.all())
+                for part, result, (_, directory) in parts
+            ],
+            how="diagonal_relaxed",
+        )
+        analysis: Analysis = module.analyse(cells, experiment.parameters)
+        verdict = _verdict_record(experiment, analysis, time.perf_counter() - started)
+        from ecosystem.reporting import write_experiment_report  # matplotlib: only when drawing
 
-    write_parquet(out / "cells.parquet", cells)
-    write_json(out / "verdict.json", verdict)
-    write_experiment_report(out, experiment.spec, verdict, analysis)
+        write_parquet(out / "cells.parquet", cells)
+        write_json(out / "verdict.json", verdict)
+        write_experiment_report(out, experiment.spec, verdict, analysis)
     return ExperimentResult(out, verdict, cells)
 
 
