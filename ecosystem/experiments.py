@@ -283,6 +283,18 @@ def above(value: Interval, threshold: float) -> bool | None:
     return None
 
 
+def below_zero(gap: Interval, tie: Verdict = "inconclusive") -> Verdict:
+    """The verdict on "this difference is negative": holds when its interval lies below 0, does not hold when
+    above 0, `tie` when it is exactly 0 without any spread, inconclusive otherwise."""
+    if gap.high is not None and gap.high < 0:
+        return "holds"
+    if gap.low is not None and gap.low > 0:
+        return "does not hold"
+    if gap.low == gap.high == 0:
+        return tie
+    return "inconclusive"
+
+
 def describe(value: Interval) -> str:
     """`0.42 [0.30, 0.54]`: a mean and its 95% interval, for reasons."""
     if value.mean is None:

@@ -7,7 +7,17 @@ from typing import Any
 import polars as pl
 
 from ecosystem.analysis import Interval
-from ecosystem.experiments import Analysis, Finding, Table, Verdict, bar_chart, describe, difference, interval
+from ecosystem.experiments import (
+    Analysis,
+    Finding,
+    Table,
+    Verdict,
+    bar_chart,
+    below_zero,
+    describe,
+    difference,
+    interval,
+)
 
 FIGURES = {
     "drifted_share_area": "drifted-share area",
@@ -63,15 +73,5 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:  # noq
 
 
 def _finding(name: str, claim: str, rule: str, gap: Interval, tie: Verdict) -> Finding:
-    """Holds when the interval lies below 0, does not when above; `tie`: the verdict for exactly 0."""
-    verdict: Verdict
-    if gap.high is not None and gap.high < 0:
-        verdict = "holds"
-    elif gap.low is not None and gap.low > 0:
-        verdict = "does not hold"
-    elif gap.low == gap.high == 0:
-        verdict = tie
-    else:
-        verdict = "inconclusive"
     reason = f"accumulate − replace: {describe(gap)}"
-    return Finding(name, claim, rule, verdict, reason, {"accumulate − replace": gap})
+    return Finding(name, claim, rule, below_zero(gap, tie), reason, {"accumulate − replace": gap})

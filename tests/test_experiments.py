@@ -17,7 +17,7 @@ from ecosystem.cli import app
 from ecosystem.engine import resume
 from ecosystem.experiments import VERDICTS, load_experiment, names
 from ecosystem.progress import Stage, StageStart
-from experiments import accumulate, defenses, dose, systemic, threshold
+from experiments import accumulate, coupling, defenses, dose, systemic, threshold
 from tests.helpers import read_manifest, small_config
 
 SEEDS = range(5)
@@ -245,6 +245,36 @@ def test_no_drift_in_either_mode_is_inconclusive_for_bounding_and_refutes_entren
         ({"training.received": mode}, dict.fromkeys(accumulate.FIGURES, 0.0)) for mode in ("accumulate", "replace")
     ]
     assert verdicts(accumulate.analyse(cells(groups, 0.0), {})) == ["inconclusive", "does not hold"]
+
+
+# ---- coupling
+
+
+@pytest.mark.parametrize(
+    ("areas", "spread", "expected"),
+    [
+        (
+            {(0.5, 0.2): 2.0, (1.0, 0.4): 0.2, (0.5, 0.4): 0.5, (1.0, 0.2): 3.0},
+            0.05,
+            ["holds", "holds", "does not hold"],
+        ),
+        ({(0.5, 0.2): 1.0, (1.0, 0.4): 1.0, (0.5, 0.4): 1.0, (1.0, 0.2): 1.0}, 0.5, ["inconclusive"] * 3),
+    ],
+)
+def test_the_coupling_rules(areas, spread, expected) -> None:
+    groups = [
+        (
+            {"topology.edge_weight": weight, "traffic.harmful_fraction": share},
+            {
+                "drifted_share_area": area,
+                "peak_drifted_share": 0.5,
+                "final_unattacked_refusal": 0.8,
+                "final_attacked_refusal": 0.1,
+            },
+        )
+        for (weight, share), area in areas.items()
+    ]
+    assert verdicts(coupling.analyse(cells(groups, spread), {})) == expected
 
 
 # ---- threshold
