@@ -246,7 +246,7 @@ class Config(Section):
             if problem := attack.run_error(self.topology.nodes, self.cycles, self.world.kind):
                 raise ValueError(f"attack.{index}.{problem}")
         for index, defense in enumerate(self.defense):
-            if problem := defense.run_error(self.topology.nodes, self.world.kind):
+            if problem := defense.run_error(self.topology.nodes, self.cycles, self.world.kind):
                 raise ValueError(f"defense.{index}.{problem}")
         return self
 

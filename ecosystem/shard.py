@@ -214,7 +214,7 @@ class Shard:
         """A node's fine-tune at `cycle`: its pairs and steps, the regularizers of its defenses, and
         what to record. Each attack on it and each defense it deploys acts through its hooks."""
         seed, domain = self.config.seed, self.domains[node]
-        defenses = [defense for defense in self.config.defense if defense.covers(node)]
+        defenses = [defense for defense in self.config.defense if defense.covers(node, cycle)]
         record: dict = dict.fromkeys(("pairs_filtered", "guard_precision", "guard_recall", "edges_cut"))
         received = self._received(cycle, node, outputs, defenses, record)
         draw = rng(seed, cycle, node, Stream.own_data)

@@ -24,16 +24,28 @@ FilterRecord = dict[str, float | int | None]
 
 
 class DefenseBase(PoisoningKind):
+    """Who deploys the defense (nodes) and when (schedule: from `start` to `stop`, every `every` cycles)."""
+
     nodes: list[int] | Literal["all"] = "all"  # the nodes that deploy the defense
+    start: int = Field(1, ge=1)  # not before this cycle
+    stop: int | None = Field(None, ge=1)  # not after this cycle (None: to the end)
+    every: int = Field(1, ge=1)  # at `start`, then every `every` cycles
 
-    def covers(self, node: int) -> bool:
-        return self.nodes == "all" or node in self.nodes
+    def covers(self, node: int, cycle: int) -> bool:
+        """Whether `node` deploys the defense at `cycle`."""
+        scheduled = self.start <= cycle <= (self.stop or cycle) and (cycle - self.start) % self.every == 0
+        return scheduled and (self.nodes == "all" or node in self.nodes)
 
-    def run_error(self, nodes: int, world_kind: str) -> str | None:
-        """What makes this defense unfit for a run on `nodes` nodes (None: nothing), as `key: problem`."""
+    def run_error(self, nodes: int, cycles: int, world_kind: str) -> str | None:
+        """What makes this defense unfit for a run of `cycles` cycles on `nodes` nodes (None: nothing), as
+        `key: problem`."""
         for node in self.nodes if isinstance(self.nodes, list) else []:
             if not 0 <= node < nodes:
                 return f"nodes: node {node} does not exist (nodes are 0..{nodes - 1})"
+        if self.start > cycles:
+            return f"start: cycle {self.start} is past the last cycle ({cycles})"
+        if self.stop is not None and self.stop < self.start:
+            return f"stop: cycle {self.stop} is before start ({self.start})"
         return self.world_error(world_kind)
 
     def probe_count(self) -> int:
@@ -112,16 +124,13 @@ def _texts(pairs: Sequence[Pair]) -> list[str]:
 
 
 class Rehearsal(DefenseBase):
-    """Alignment data mixed into the fine-tune, every `every` cycles."""
+    """Alignment data mixed into the fine-tune (on the cycles of its schedule: a periodic refresh)."""
 
     kind: Literal["rehearsal"]
     fraction: float = Field(0.5, gt=0, lt=1)  # share of the node's fine-tuning pairs
-    every: int = Field(1, ge=1)
 
     def added(self, world: Any, seed: int, cycle: int, node: int, pairs: int) -> list[Pair]:
-        """Alignment pairs making up `fraction` of the fine-tune, on the cycles the defense refreshes."""
-        if (cycle - 1) % self.every:
-            return []
+        """Alignment pairs making up `fraction` of the fine-tune."""
         count = round(pairs * self.fraction / (1 - self.fraction))
         return world.alignment_pairs(count, rng(seed, cycle, node, Stream.own_data, 1))
 

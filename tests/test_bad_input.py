@@ -111,6 +111,12 @@ CASES = {
         settings('defense.0.kind="anchor"', "defense.0.nodes=[12]"), "defense.0.nodes: node 12 does not exist"
     ),
     "schedule past the last cycle": Case(settings("attack.0.start=7"), "attack.0.start: cycle 7 is past"),
+    "defense schedule past the last cycle": Case(
+        settings('defense.0.kind="anchor"', "defense.0.start=9"), "defense.0.start: cycle 9 is past"
+    ),
+    "defense stopping before it starts": Case(
+        settings('defense.0.kind="anchor"', "defense.0.start=2", "defense.0.stop=1"), "defense.0.stop: cycle 1 is"
+    ),
     "too many random targets": Case(settings('attack.0.targets="random"', "attack.0.count=9"), "9 targets"),
     "unknown targeting": Case(settings('attack.0.targets="everyone"'), "attack.0.targets"),
     "unknown centrality": Case(settings('attack.0.targets="top"', 'attack.0.by="charisma"'), "attack.0.by"),
