@@ -491,7 +491,9 @@ def test_launched_run_completes_and_its_cycles_show(launched: Launch) -> None:
     assert not at.sidebar.get("progress")
     config = RunDirectory(launched.out).read_config()
     defenses = [defense.model_dump() for defense in config.defense]
-    assert defenses == [{"kind": "quarantine", "nodes": "all", "threshold": 0.5, "probes": 20}]
+    assert defenses == [
+        {"kind": "quarantine", "nodes": "all", "start": 1, "stop": None, "every": 1, "threshold": 0.5, "probes": 20}
+    ]
     assert read_metrics(launched.out)["edges_cut"].drop_nulls().len() > 0
 
 

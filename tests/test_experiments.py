@@ -207,7 +207,8 @@ def test_the_defense_rows_do_not_hold_where_a_figure_is_outside_its_range() -> N
 
 
 def test_the_defense_rows_are_inconclusive_when_nothing_was_lost_or_intervals_are_wide() -> None:
-    no_loss = defense_cells({label: 1.0 for label in DEFENSE_CELLS}, {}, {}, 0.3)
+    # seconds of 1.0 ± 0.6: every overhead's interval is wider than 0.5
+    no_loss = defense_cells({label: 1.0 for label in DEFENSE_CELLS}, {}, dict.fromkeys(DEFENSE_CELLS, 1.0), 0.6)
     assert verdicts(defenses.analyse(no_loss, DEFENSE_PARAMETERS)) == ["inconclusive"] * 4
 
 
