@@ -31,7 +31,7 @@ from scipy import stats
 from ecosystem.analysis import Interval, mean_interval
 from ecosystem.config import ConfigError, read_toml
 from ecosystem.results import ResultsError, RunDirectory, package_versions, write_json, write_parquet
-from ecosystem.sweeps import SweepDirectory, SweepProgress, resolve_sweep, run_sweeps
+from ecosystem.sweeps import Sweep, SweepDirectory, SweepProgress, resolve_sweep, run_sweeps
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -77,11 +77,12 @@ class Analysis:
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment file, resolved (with `--quick`'s changes merged in when quick)."""
+    """An experiment file, resolved (with `--quick`'s changes merged in when quick), and its sweeps by part."""
 
     name: str
     spec: dict[str, Any]
     quick: bool
+    sweeps: dict[str, Sweep]
 
     @property
     def fingerprint(self) -> str:
@@ -117,9 +118,11 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
     quick_changes = spec.pop("quick", {})
     if quick:
         spec = _merged(spec, quick_changes)
-    experiment = Experiment(name, spec, quick)
-    _resolved_sweeps(experiment, Path("."))  # every run's configuration is valid
-    return experiment
+    sweeps = {
+        part: resolve_sweep(tomli_w.dumps(table), table, path, f"experiment {name}, sweep {part}")
+        for part, table in spec["sweeps"].items()
+    }  # every run's configuration checked
+    return Experiment(name, spec, quick, sweeps)
 
 
 def _merged(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -131,17 +134,6 @@ def _merged(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def _resolved_sweeps(experiment: Experiment, out: Path) -> list[tuple[Any, SweepDirectory]]:
-    path = EXPERIMENTS / f"{experiment.name}.toml"
-    return [
-        (
-            resolve_sweep(tomli_w.dumps(part), part, path, f"experiment {experiment.name}, sweep {name}"),
-            SweepDirectory(out / "sweeps" / name),
-        )
-        for name, part in experiment.spec["sweeps"].items()
-    ]
 
 
 def run_experiment(
@@ -162,13 +154,13 @@ def run_experiment(
     with RunDirectory(out).lock():
         _check_directory(out, record)
         write_json(out / "experiment.json", record)
-        sweeps = _resolved_sweeps(experiment, out)
+        directories = {part: SweepDirectory(out / "sweeps" / part) for part in experiment.sweeps}
+        sweeps = [(sweep, directories[part]) for part, sweep in experiment.sweeps.items()]
         results = run_sweeps(sweeps, progress, ray_address)
-        parts = zip(experiment.spec["sweeps"], results, sweeps, strict=True)
         cells = pl.concat(
             [
-                _with_run_figures(result.cells, directory, module).select(pl.lit(part).alias("sweep"), pl.all())
-                for part, result, (_, directory) in parts
+                _with_run_figures(result.cells, directories[part], module).select(pl.lit(part).alias("sweep"), pl.all())
+                for part, result in zip(experiment.sweeps, results, strict=True)
             ],
             how="diagonal_relaxed",
         )
@@ -230,16 +222,12 @@ def _verdict_record(experiment: Experiment, analysis: Analysis, seconds: float) 
             }
             for finding in analysis.findings
         ],
-        "seeds": sorted({seed for part in spec["sweeps"].values() for seed in _seed_list(part["seeds"])}),
+        "seeds": sorted({seed for sweep in experiment.sweeps.values() for seed in sweep.seeds}),
         "seconds": round(seconds, 1),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "fingerprint": experiment.fingerprint,
         "versions": package_versions(),
     }
-
-
-def _seed_list(seeds: int | list[int]) -> list[int]:
-    return list(range(seeds)) if isinstance(seeds, int) else seeds
 
 
 # ---- helpers for the rules in experiments/NAME.py

@@ -7,7 +7,8 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.experiments import Analysis, Finding, Table, bar_chart, describe, difference, interval
+from ecosystem.analysis import Interval
+from ecosystem.experiments import Analysis, Finding, Table, above, bar_chart, describe, difference, interval
 
 
 def graph_label(name: str, targets: Any) -> str:
@@ -69,14 +70,8 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
     return Analysis(findings, [Table("Per graph and coupling (mean [95% interval] over seeds)", table)], [chart])
 
 
-def _effect(versus: Any) -> str:
-    if versus.low is None:
-        return "no difference"
-    if versus.low > 0:
-        return "amplifies"
-    if versus.high < 0:
-        return "dilutes"
-    return "no difference"
+def _effect(versus: Interval) -> str:
+    return {True: "amplifies", False: "dilutes", None: "no difference"}[above(versus, 0)]
 
 
 def _systemic(rows: list[dict[str, Any]], parameters: dict[str, Any]) -> Finding:
