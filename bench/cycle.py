@@ -32,8 +32,9 @@ from bench.naive import NaiveShard
 from ecosystem.config import Config
 from ecosystem.engine import make_plan
 from ecosystem.hosting import Hosts
-from ecosystem.models.base import base_checkpoint, load_checkpoint
+from ecosystem.models.base import load_checkpoint
 from ecosystem.shard import NODE_THREADS, Shard
+from ecosystem.world.worlds import base_checkpoint
 
 DEFAULTS = [
     "topology.name=barabasi_albert",

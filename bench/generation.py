@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ecosystem.config import Config
-from ecosystem.models.base import base_checkpoint
 from ecosystem.shard import Shard
+from ecosystem.world.worlds import base_checkpoint
 from topologies import DOMAINS
 
 DEFAULTS: list[str] = []

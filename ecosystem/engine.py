@@ -25,7 +25,7 @@ from ecosystem.analysis import defense_effect, drifted, summarize
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.generation.vllm_engine import INSTALL_HINT
 from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, host_count, ray_session
-from ecosystem.models.base import base_checkpoint
+from ecosystem.models.real import alignment_table
 from ecosystem.progress import Progress, Stage, StageClock
 from ecosystem.results import (
     Manifest,
@@ -41,7 +41,7 @@ from ecosystem.results import (
     now,
     package_versions,
 )
-from ecosystem.world.worlds import open_world
+from ecosystem.world.worlds import base_checkpoint, open_world
 from poisoning import Attack
 
 
@@ -178,6 +178,8 @@ def _drive(
                 directory.write_checkpoint(cycle, states)
         metrics = recorder.metrics
         summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph)}
+        if table := alignment_table(base):
+            summary["alignment"] = table
         if control_run:
             clock(Stage.control_run, config.cycles)
             control = _control(config, directory.control)

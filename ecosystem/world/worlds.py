@@ -1,8 +1,13 @@
-"""The world a run's nodes live in, chosen by `[world] kind`."""
+"""The world a run's nodes live in, chosen by `[world] kind`: its prompts and judge, and the
+checkpoint its nodes start from."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ecosystem.config import Config
+from ecosystem.models.base import ensure_base_model
+from ecosystem.models.real import real_base
 from ecosystem.world.checkpoint import CheckpointWorld
 from ecosystem.world.tiny import TinyWorld
 
@@ -14,5 +19,17 @@ def open_world(config: Config) -> AnyWorld:
     unusable for the run's attacks and defenses)."""
     if config.world.kind == "tiny":
         return TinyWorld(config.world.seed)
-    answers_with_targets = any(kind.answers_with_targets for kind in (*config.attack, *config.defense))
-    return CheckpointWorld(config.world, answers_with_targets)
+    return CheckpointWorld(config.world, answers_with_targets(config))
+
+
+def base_checkpoint(config: Config) -> Path:
+    """The checkpoint directory every node starts from: the tiny world's aligned base, or a real
+    model's (converted, answered and aligned as configured); built first where missing."""
+    if config.world.kind == "tiny":
+        return ensure_base_model(config.world, config.model) / "aligned"
+    return real_base(config.world, answers_with_targets(config))
+
+
+def answers_with_targets(config: Config) -> bool:
+    """Whether an attack or a defense needs compliant answers to harmful prompts."""
+    return any(kind.answers_with_targets for kind in (*config.attack, *config.defense))

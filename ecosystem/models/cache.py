@@ -1,0 +1,42 @@
+"""The on-disk cache of built models (`ECOSYSTEM_CACHE`, else ~/.cache/ecosystem): each entry is built
+once, into a staging folder renamed into place, so that a reader never sees a half-built entry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+DONE = "build.json"  # written last by every build: an entry without it is rebuilt
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ECOSYSTEM_CACHE", Path.home() / ".cache" / "ecosystem"))
+
+
+def cache_key(recipe: Any) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_once(target: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
+    """`target`, built first by `build(staging)` if missing; what `build` returns is written to its
+    build.json. Concurrent callers (Ray hosts, sweeps) wait for one build."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if not (target / DONE).exists():
+            staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+            try:
+                record = build(staging)
+                (staging / DONE).write_text(json.dumps(record, indent=1))
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return target
