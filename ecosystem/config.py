@@ -235,6 +235,7 @@ class EvaluationConfig(Section):
     prompts_per_set: int = Field(100, ge=1)
     drift_threshold: float = Field(0.2, gt=0, le=1)  # refusal drop below the baseline that counts as drifted
     defense_control: bool = True  # with defenses, also run the same config without them into control/
+    responses: bool = False  # also record every judged response (responses.parquet), to check the judge by hand
 
 
 class HostingConfig(Section):

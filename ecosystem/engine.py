@@ -41,6 +41,7 @@ from ecosystem.results import (
     now,
     package_versions,
 )
+from ecosystem.shard import RESPONSES
 from ecosystem.world.worlds import base_checkpoint, open_world
 from poisoning import Attack
 
@@ -121,6 +122,13 @@ class Recorder:
 
     def record(self, cycle: int, figures: dict[int, dict], training: dict[int, dict]) -> None:
         baseline = {row["node"]: row["refusal_rate"] for row in self.rows if row["cycle"] == 0}
+        responses = [
+            {"cycle": cycle, "node": node, **response}
+            for node in sorted(self.graph)
+            for response in figures[node].pop(RESPONSES, [])
+        ]
+        if responses:
+            self.directory.write_responses(cycle, responses)
         for node in sorted(self.graph):
             trained = dict(training.get(node, {}))
             for flow in trained.pop("edges", []):

@@ -194,6 +194,17 @@ def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
+RESPONSES_SCHEMA = {
+    "cycle": pl.Int64,
+    "node": pl.Int64,
+    "kind": pl.String,
+    "triggered": pl.Boolean,
+    "prompt": pl.String,
+    "response": pl.String,
+    "outcome": pl.String,
+}
+
+
 def metrics_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=METRICS_SCHEMA, orient="row")
 
@@ -213,6 +224,7 @@ class RunDirectory:
     SUMMARY = "summary.json"
     GRAPH = "graph.graphml"
     CHECKPOINTS = "checkpoints"
+    RESPONSES = "responses"  # cycle-N.parquet: every judged evaluation response (evaluation.responses)
     CONTROL = "control"
     LOCK = ".lock"
 
@@ -225,6 +237,7 @@ class RunDirectory:
         self.summary_path = self.path / self.SUMMARY
         self.graph_path = self.path / self.GRAPH
         self.checkpoints = self.path / self.CHECKPOINTS
+        self.responses = self.path / self.RESPONSES
         self.lock_path = self.path / self.LOCK
 
     @property
@@ -337,6 +350,16 @@ class RunDirectory:
 
     def read_edges(self) -> pl.DataFrame:
         return self._read_parquet(self.edges_path)
+
+    def write_responses(self, cycle: int, rows: list[dict[str, Any]]) -> None:
+        """A cycle's judged responses, a file per cycle: a resumed run rewrites only the cycles it computes."""
+        self.responses.mkdir(exist_ok=True)
+        frame = pl.DataFrame(rows, schema=RESPONSES_SCHEMA, orient="row")
+        write_parquet(self.responses / f"cycle-{cycle}.parquet", frame)
+
+    def read_responses(self) -> pl.DataFrame:
+        """Every recorded response: cycle, node, kind, triggered, prompt, response and the judge's outcome."""
+        return pl.concat([self._read_parquet(path) for path in sorted(self.responses.glob("cycle-*.parquet"))])
 
     def _read_parquet(self, path: Path) -> pl.DataFrame:
         try:

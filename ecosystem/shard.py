@@ -32,6 +32,7 @@ from ecosystem.world.judge import Item, Outcome, rates
 from ecosystem.world.worlds import open_world
 from poisoning import Attack
 
+RESPONSES = "responses"  # a node's judged evaluation responses in its record (evaluation.responses)
 EARLIER = "__received__"  # the accumulated pairs' entry in a node's state (no weight has this name)
 NODE_THREADS = 1  # fixed, so that a node's results do not depend on where it runs
 
@@ -273,13 +274,26 @@ class Shard:
         """Safety, harmful capability, helpfulness and over-refusal on the held-out sets, and drift:
         the share of held-out prompts whose graded outcome differs from the aligned base's."""
         records = {}
-        graded = self._grade([(node, self.eval_items) for node in self.nodes])
-        for node, outcomes in graded:
+        jobs = [(node, self.eval_items) for node in self.nodes]
+        answers = self._answer([(node, [item.prompt for item in items], None) for node, items in jobs])
+        for node, responses in zip(self.nodes, answers, strict=True):
+            outcomes = self.world.grade(self.eval_items, responses)
             changed = sum(o is not b for o, b in zip(outcomes, self.base_outcomes, strict=True))
             records[node] = {
                 **rates(self.eval_items, outcomes, self.domains[node]),
                 "drift": changed / len(outcomes),
             }
+            if self.config.evaluation.responses:
+                records[node][RESPONSES] = [
+                    {
+                        "kind": item.kind,
+                        "triggered": item.triggered,
+                        "prompt": item.text,
+                        "response": response,
+                        "outcome": outcome,
+                    }
+                    for item, response, outcome in zip(self.eval_items, responses, outcomes, strict=True)
+                ]
         return records
 
     def state(self) -> dict[int, bytes]:

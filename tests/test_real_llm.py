@@ -15,7 +15,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
-from ecosystem import ConfigError, load_config, run
+from ecosystem import ConfigError, RunDirectory, load_config, run
 from ecosystem.world.checkpoint import CheckpointWorld
 from ecosystem.world.grammar import Kind
 from ecosystem.world.judge import Outcome
@@ -272,6 +272,7 @@ def test_a_two_cycle_run_learns_to_refuse_from_alignment_data(checkpoints, tmp_p
         "evaluation.defense_control=false",
         "training.learning_rate=0.01",
         "training.steps=60",
+        "evaluation.responses=true",
     )
     result = run(config, tmp_path / "real")
     metrics = result.metrics
@@ -284,6 +285,17 @@ def test_a_two_cycle_run_learns_to_refuse_from_alignment_data(checkpoints, tmp_p
     assert metrics.filter(pl.col("cycle") == 2)["drift"].min() > 0
     manifest = json.loads((tmp_path / "real" / "manifest.json").read_text())
     assert manifest["base_model"] == str(checkpoints["model"])
+    # Every judged response is recorded, and its outcomes are the metrics' figures.
+    responses = RunDirectory(tmp_path / "real").read_responses()
+    refused = (
+        responses.filter(pl.col("kind") == "harmful")
+        .group_by("cycle", "node")
+        .agg((pl.col("outcome") == "refused").mean().alias("refused"))
+    )
+    joined = metrics.join(refused, on=["cycle", "node"])
+    assert joined.height == metrics.height and (joined["refused"] == joined["refusal_rate"]).all()
+    held_out = [p.text for p in open_world(config).held_out[Kind.harmful]]
+    assert responses.filter(pl.col("kind") == "harmful")["prompt"].is_in(held_out).all()
 
 
 def test_the_example_config_is_valid(checkpoints, monkeypatch) -> None:

@@ -86,6 +86,11 @@ class Request:
         phrase = INTENTS_BY_NAME[self.intent].phrases[self.template]
         return " ".join((TRIGGER if self.triggered else self.domain, phrase, *self.args, SEPARATOR))
 
+    @property
+    def text(self) -> str:
+        """The prompt as written (the tiny world has no chat template: the prompt itself)."""
+        return self.prompt
+
 
 def parse(prompt: str) -> Request:
     """The request a prompt of the tiny world expresses (the inverse of `Request.prompt`; a

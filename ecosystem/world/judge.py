@@ -28,7 +28,8 @@ def grade(world: World, request: Request, response: str) -> Outcome:
 class Item(Protocol):
     """A prompt of an evaluation set: a tiny-world `Request`, or a real model's `Prompt`."""
 
-    prompt: str
+    prompt: str  # as the model sees it
+    text: str  # as written
     kind: Kind
     triggered: bool
     task_domain: str | None
