@@ -359,7 +359,10 @@ class RunDirectory:
 
     def read_responses(self) -> pl.DataFrame:
         """Every recorded response: cycle, node, kind, triggered, prompt, response and the judge's outcome."""
-        return pl.concat([self._read_parquet(path) for path in sorted(self.responses.glob("cycle-*.parquet"))])
+        frames = [self._read_parquet(path) for path in sorted(self.responses.glob("cycle-*.parquet"))]
+        if not frames:  # not recorded
+            return pl.DataFrame(schema=RESPONSES_SCHEMA)
+        return pl.concat(frames).sort("cycle", maintain_order=True)
 
     def _read_parquet(self, path: Path) -> pl.DataFrame:
         try:
