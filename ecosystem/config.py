@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 import topologies
+from ecosystem.seeding import Stream, rng
 from poisoning import ATTACKS, DEFENSES, AttackConfig, DefenseConfig, HarmfulCompliance
 
 WORLD_KINDS = ("tiny", "checkpoint")
@@ -123,6 +124,7 @@ WorldConfig = Annotated[
 class ModelConfig(Section):
     """The tiny base model: its shape and the two stages that build it."""
 
+    seed: int = Field(0, ge=0)  # the model seed: its initial weights and the draws of its training stages
     hidden_size: int = Field(64, ge=32, multiple_of=32)  # heads of dimension 32, as vLLM needs
     layers: int = Field(2, ge=1)
     intermediate_size: int = Field(256, ge=1)
@@ -132,6 +134,29 @@ class ModelConfig(Section):
     align_steps: int = Field(300, ge=0)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
+
+
+STAGES = ("aligned", "pretrained")  # the base-model stages a node can start from
+
+
+class BaseGroup(Section):
+    """Nodes that start from another base model than the run's: the `[model]` recipe with these
+    `model` settings changed, at one of its `STAGES`; for the `nodes` listed, a random `share` of the
+    nodes, or one `community` of the graph (the stochastic block model's blocks, else Louvain's)."""
+
+    name: str = ""  # how results name the base; default "base-K" for the K-th group (the run's own is "base")
+    model: ModelConfig = ModelConfig()  # only the settings given here differ from the run's [model]
+    stage: Literal[STAGES] = "aligned"  # "pretrained": an unaligned model, before alignment
+    nodes: list[int] | None = None
+    share: float | None = Field(None, gt=0, le=1)
+    community: int | None = Field(None, ge=0)  # communities are numbered by their smallest node
+
+    @model_validator(mode="after")
+    def _one_assignment(self) -> BaseGroup:
+        given = [key for key in ("nodes", "share", "community") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of nodes, share or community (got {', '.join(given) or 'none'})")
+        return self
 
 
 class TopologyConfig(Section):
@@ -261,6 +286,7 @@ class Config(Section):
     training: TrainingConfig = TrainingConfig()
     attack: list[AttackConfig] = Field(default_factory=lambda: [HarmfulCompliance()])
     defense: list[DefenseConfig] = Field(default_factory=list)
+    base: list[BaseGroup] = Field(default_factory=list)  # nodes that start from other bases ([[base]])
     generation: GenerationConfig = GenerationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     hosting: HostingConfig = HostingConfig()
@@ -281,6 +307,63 @@ class Config(Section):
                 "set training.method = 'lora' or generation.engine = 'hf'"
             )
         return self
+
+    @model_validator(mode="after")
+    def _bases_fit_the_run(self) -> Config:
+        for index, group in enumerate(self.base):
+            if self.world.kind != "tiny":
+                raise ValueError(f"base.{index}: [[base]] groups are tiny-world recipes; remove them for a real model")
+            if self.generation.engine == "vllm":
+                raise ValueError(
+                    f"base.{index}: nodes of several bases would need one vLLM engine per base on every host; "
+                    "set generation.engine = 'hf' or remove the [[base]] groups"
+                )
+            for node in group.nodes or []:
+                if not 0 <= node < self.topology.nodes:
+                    last = self.topology.nodes - 1
+                    raise ValueError(f"base.{index}.nodes: node {node} does not exist (nodes are 0..{last})")
+            # The group's model is the run's with its own settings changed, stored whole so that the
+            # written config.toml reads back to the same bases.
+            changed = group.model.model_dump(include=group.model.model_fields_set)
+            group.model = self.model.model_copy(update=changed)
+            group.name = group.name or f"base-{index + 1}"
+        names = [group.name for group in self.bases]
+        if len(set(names)) < len(names):
+            raise ValueError(f"base: two groups are named {max(names, key=names.count)!r}; give each its own name")
+        return self
+
+    @property
+    def bases(self) -> list[BaseGroup]:
+        """Every base a node can start from: the run's own (`[model]`, aligned; index 0), then the [[base]] groups."""
+        return [BaseGroup(name="base", model=self.model, nodes=[]), *self.base]
+
+    def node_bases(self, graph: nx.DiGraph) -> dict[int, int]:
+        """Each node's base, as an index into `bases`: the groups claim their nodes in order (a share is
+        drawn from the run seed among the nodes still unclaimed); the rest start from the run's own."""
+        claimed: dict[int, int] = {}
+        needed = any(group.community is not None for group in self.base)
+        communities = sorted(topologies.communities(graph, self.seed), key=min) if needed else []
+        for index, group in enumerate(self.base, start=1):
+            where = f"base.{index - 1}"
+            if group.share is not None:
+                free = sorted(set(graph) - set(claimed))
+                count = max(1, round(group.share * len(graph)))
+                if count > len(free):
+                    raise ConfigError(f"{where}.share: {count} nodes wanted, {len(free)} are not in another group")
+                nodes = rng(self.seed, 0, -1, Stream.bases, index).choice(free, size=count, replace=False).tolist()
+            elif group.community is not None:
+                if group.community >= len(communities):
+                    raise ConfigError(
+                        f"{where}.community: the graph has {len(communities)} communities (0..{len(communities) - 1})"
+                    )
+                nodes = sorted(communities[group.community])
+            else:
+                nodes = group.nodes
+            for node in nodes:
+                if node in claimed:
+                    raise ConfigError(f"{where}: node {node} is already in base.{claimed[node] - 1}; give it one base")
+                claimed[int(node)] = index
+        return {int(node): claimed.get(node, 0) for node in graph}
 
     @model_validator(mode="after")
     def _attacks_and_defenses_fit_the_run(self) -> Config:
@@ -373,7 +456,7 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
         if isinstance(node, list):
             node = _list_item(node, part, key)
         else:
-            node = node.setdefault(part, {"attack": [{}], "defense": []}.get(part, {}))
+            node = node.setdefault(part, {"attack": [{}], "defense": [], "base": []}.get(part, {}))
     if isinstance(node, list):
         raise ConfigError(f"override '{override}': '{key}' names a list; index it, as attack.0.examples=9")
     if not isinstance(node, dict):

@@ -85,10 +85,11 @@ def resume(out: str | Path, progress: Progress | None = None, hosting: HostingCo
 
 @dataclass
 class Plan:
-    """The run's graph and its attacks, resolved on it."""
+    """The run's graph, its attacks resolved on it, and each node's base (an index into `config.bases`)."""
 
     graph: nx.DiGraph
     attacks: list[Attack]
+    bases: dict[int, int]
 
 
 def make_plan(config: Config) -> Plan:
@@ -96,7 +97,7 @@ def make_plan(config: Config) -> Plan:
     if config.generation.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError(f"generation.engine = 'vllm': {INSTALL_HINT}")
     graph = config.topology.graph(config.seed)
-    return Plan(graph, poisoning.resolve(config.attack, graph, config.seed))
+    return Plan(graph, poisoning.resolve(config.attack, graph, config.seed), config.node_bases(graph))
 
 
 class Recorder:
@@ -110,6 +111,7 @@ class Recorder:
         self.attacked = poisoning.attacked_nodes(plan.attacks)
         self.hops = topologies.hops_from(plan.graph, self.attacked)
         self.measures = topologies.node_measures(plan.graph)
+        self.base_names = {node: config.bases[base].name for node, base in plan.bases.items()}
         self.rows: list[dict[str, Any]] = []
         self.edges: list[dict[str, Any]] = []
         if upto is not None:  # resuming: the rows up to the checkpoint; a later cycle's is computed again
@@ -140,6 +142,7 @@ class Recorder:
                     "cycle": cycle,
                     "node": node,
                     "domain": self.graph.nodes[node]["domain"],
+                    "base": self.base_names[node],
                     **figures[node],
                     "drifted": drifted(baseline.get(node, refusal), refusal, self.threshold),
                     "attacked": node in self.attacked,
@@ -167,9 +170,13 @@ def _drive(
         recorder = Recorder(config, plan, directory, None if checkpoint is None else checkpoint[0])
         directory.write_graph(plan.graph)
         clock(Stage.base_model, 0)
-        base = base_checkpoint(config)
-        with _hosts(config, plan, base, manifest) as hosts:
-            manifest.base_model, manifest.placement = str(base), hosts.placement
+        used = set(plan.bases.values())
+        checkpoints = [base_checkpoint(config, base) if i in used else None for i, base in enumerate(config.bases)]
+        with _hosts(config, plan, checkpoints, manifest) as hosts:
+            manifest.placement = hosts.placement
+            manifest.base_model = str(checkpoints[0]) if checkpoints[0] else None  # None: every node in a group
+            built = zip(config.bases, checkpoints, strict=True)
+            manifest.bases = {base.name: str(path) for base, path in built if path}
             manifest.targets = {attack.index: sorted(attack.targets) for attack in plan.attacks}
             directory.write_manifest(manifest)
             if checkpoint is None:
@@ -186,7 +193,7 @@ def _drive(
                 directory.write_checkpoint(cycle, states)
         metrics = recorder.metrics
         summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph)}
-        if table := alignment_table(base):
+        if checkpoints[0] and (table := alignment_table(checkpoints[0])):
             summary["alignment"] = table
         if control_run:
             clock(Stage.control_run, config.cycles)
@@ -215,17 +222,18 @@ def _cluster(config: Config, plan: Plan) -> Iterator[None]:
         yield
         return
     with ray_session(config.hosting.ray_address):
-        host_count(config.hosting, plan.graph)
+        host_count(config.hosting, plan.graph, plan.bases)
         yield
 
 
 @contextlib.contextmanager
-def _hosts(config: Config, plan: Plan, base: Path, manifest: Manifest) -> Iterator[Hosts]:
+def _hosts(config: Config, plan: Plan, checkpoints: list[Path | None], manifest: Manifest) -> Iterator[Hosts]:
     """The run's hosts: Ray actors, or shards in this process."""
     if config.hosting.mode == "in_process":
-        hosts: Hosts = InProcessHosts(config, plan.graph, base, plan.attacks)
+        hosts: Hosts = InProcessHosts(config, plan.graph, checkpoints, plan.bases, plan.attacks)
     else:
-        hosts = RayHosts(config, plan.graph, base, f"ecosystem-{manifest.run_id}", plan.attacks)
+        name = f"ecosystem-{manifest.run_id}"
+        hosts = RayHosts(config, plan.graph, checkpoints, plan.bases, name, plan.attacks)
     try:
         yield hosts
     finally:

@@ -25,7 +25,7 @@ from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.progress import Stage
-from ecosystem.shard import Output, Shard, node_groups
+from ecosystem.shard import Output, Shards, merge, node_groups
 from poisoning import Attack
 
 HOST_FAILURES = (RayActorError, ObjectLostError)
@@ -35,12 +35,18 @@ CONNECT_TIMEOUT = 10  # seconds to wait for a Ray cluster's address to answer
 
 
 class ModelHost:
-    """A Ray actor around a `Shard`: the generated pairs stay in the object store."""
+    """A Ray actor around a host's `Shards`: the generated pairs stay in the object store."""
 
     def __init__(
-        self, config: Config, checkpoint: Path, domains: dict[int, str], in_edges: dict, attacks: list[Attack]
+        self,
+        config: Config,
+        checkpoints: list[Path],
+        bases: dict[int, int],
+        domains: dict[int, str],
+        in_edges: dict,
+        attacks: list[Attack],
     ) -> None:
-        self.shard = Shard(config, checkpoint, domains, in_edges, attacks)
+        self.shard = Shards(config, checkpoints, bases, domains, in_edges, attacks)
 
     def generate(self, cycle: int) -> dict[int, ray.ObjectRef]:
         return {node: ray.put(output) for node, output in self.shard.generate(cycle).items()}
@@ -105,14 +111,14 @@ def _check_reachable(address: str) -> None:
             time.sleep(0.5)
 
 
-def host_count(hosting: HostingConfig, graph: nx.DiGraph) -> int:
+def host_count(hosting: HostingConfig, graph: nx.DiGraph, bases: dict[int, int]) -> int:
     """`hosting.hosts`, or as many hosts as the cluster's CPUs (and GPUs) hold; at most one per group
     of nodes."""
     resources = ray.cluster_resources()
     fit = resources.get("CPU", 0) // hosting.num_cpus
     if hosting.num_gpus:
         fit = min(fit, resources.get("GPU", 0) // hosting.num_gpus)
-    count = min(hosting.hosts or max(1, fit), len(node_groups(graph, hosting.group_size)))
+    count = min(hosting.hosts or max(1, fit), len(node_groups(graph, hosting.group_size, bases)))
     if count > fit:
         raise ConfigError(
             f"hosting: {count} hosts with {hosting.num_cpus:g} CPU and {hosting.num_gpus:g} GPU each do not fit "
@@ -128,9 +134,9 @@ class Hosts:
     `RayHosts` runs each shard in a `ModelHost` actor; `InProcessHosts` keeps the shards as plain
     objects in the driver (tests, debugging). Both compute the same numbers."""
 
-    def __init__(self, graph: nx.DiGraph, count: int, group_size: int) -> None:
+    def __init__(self, graph: nx.DiGraph, count: int, group_size: int, bases: dict[int, int]) -> None:
         # Whole groups of nodes per host, consecutive: the groups are the same however many hosts.
-        run_groups = node_groups(graph, group_size)
+        run_groups = node_groups(graph, group_size, bases)
         parts = np.array_split(np.arange(len(run_groups)), min(count, len(run_groups)))
         self.placement = [[node for index in part for node in run_groups[index]] for part in parts]
         self.in_edges = [
@@ -142,10 +148,10 @@ class Hosts:
         self.recoveries = 0
 
     def evaluate(self) -> dict[int, dict]:
-        return _merge(self._each("evaluate"))
+        return merge(self._each("evaluate"))
 
     def state(self) -> dict[int, bytes]:
-        return _merge(self._each("state"))
+        return merge(self._each("state"))
 
     def restore(self, states: dict[int, bytes]) -> None:
         self._each("restore", [({n: states[n] for n in nodes},) for nodes in self.placement])
@@ -153,9 +159,9 @@ class Hosts:
     def cycle(self, cycle: int, report: Callable[[Stage, int], None]) -> tuple[dict[int, dict], dict[int, dict]]:
         """Generate, exchange and train, then evaluate: (figures, training records) per node."""
         report(Stage.generate, cycle)
-        outputs = _merge(self._each("generate", [(cycle,)] * len(self.placement)))
+        outputs = merge(self._each("generate", [(cycle,)] * len(self.placement)))
         report(Stage.train, cycle)
-        training = _merge(
+        training = merge(
             self._each("train", [(cycle, senders, *[outputs[s] for s in senders]) for senders in self.senders])
         )
         report(Stage.evaluate, cycle)
@@ -192,8 +198,16 @@ class Hosts:
 
 
 class RayHosts(Hosts):
-    def __init__(self, config: Config, graph: nx.DiGraph, checkpoint: Path, name: str, attacks: list[Attack]) -> None:
-        super().__init__(graph, host_count(config.hosting, graph), config.hosting.group_size)
+    def __init__(
+        self,
+        config: Config,
+        graph: nx.DiGraph,
+        checkpoints: list[Path],
+        bases: dict[int, int],
+        name: str,
+        attacks: list[Attack],
+    ) -> None:
+        super().__init__(graph, host_count(config.hosting, graph, bases), config.hosting.group_size, bases)
         remote_host = ray.remote(ModelHost)
         self.actors = []
         for index, (domains, in_edges) in enumerate(zip(self.domains, self.in_edges, strict=True)):
@@ -204,7 +218,7 @@ class RayHosts(Hosts):
                 max_restarts=-1,  # a host that dies is restarted, then restored from the last checkpoint
                 max_task_retries=0,
             )
-            self.actors.append(options.remote(config, checkpoint, domains, in_edges, attacks))
+            self.actors.append(options.remote(config, checkpoints, bases, domains, in_edges, attacks))
 
     def _call(self, method: str, arguments: list[tuple]) -> list[Any]:
         calls = [getattr(actor, method).remote(*args) for actor, args in zip(self.actors, arguments, strict=True)]
@@ -229,16 +243,14 @@ class RayHosts(Hosts):
 class InProcessHosts(Hosts):
     """The shards as plain objects in the driver, placed as `hosting.hosts` says (one by default)."""
 
-    def __init__(self, config: Config, graph: nx.DiGraph, checkpoint: Path, attacks: list[Attack]) -> None:
-        super().__init__(graph, config.hosting.hosts or 1, config.hosting.group_size)
+    def __init__(
+        self, config: Config, graph: nx.DiGraph, checkpoints: list[Path], bases: dict[int, int], attacks: list[Attack]
+    ) -> None:
+        super().__init__(graph, config.hosting.hosts or 1, config.hosting.group_size, bases)
         self.shards = [
-            Shard(config, checkpoint, domains, in_edges, attacks)
+            Shards(config, checkpoints, bases, domains, in_edges, attacks)
             for domains, in_edges in zip(self.domains, self.in_edges, strict=True)
         ]
 
     def _call(self, method: str, arguments: list[tuple]) -> list[Any]:
         return [getattr(shard, method)(*args) for shard, args in zip(self.shards, arguments, strict=True)]
-
-
-def _merge(parts: list[dict]) -> dict:
-    return {key: value for part in parts for key, value in part.items()}

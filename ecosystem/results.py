@@ -38,6 +38,7 @@ METRICS_SCHEMA = pl.Schema(
         "cycle": pl.Int32,
         "node": pl.Int32,
         "domain": pl.String,
+        "base": pl.String,  # the base model the node started from ("base": the run's own)
         "refusal_rate": pl.Float64,
         "harmful_rate": pl.Float64,
         "helpfulness": pl.Float64,
@@ -111,6 +112,7 @@ class Manifest(BaseModel):
     config: dict[str, Any]  # the configuration the run started with, to say what an edit changed
     versions: dict[str, str | None]
     base_model: str | None = None
+    bases: dict[str, str] = Field(default_factory=dict)  # each base some node started from: its checkpoint
     placement: list[list[int]] = Field(default_factory=list)  # nodes per host
     targets: dict[int, list[int]] = Field(default_factory=dict)  # each attack's resolved targets
     recoveries: int = 0  # cycles recomputed after a host failed

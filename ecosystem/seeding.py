@@ -22,6 +22,7 @@ class Stream(IntEnum):
     pretrain = 7
     align = 8
     evaluation = 9
+    bases = 10
 
 
 def rng(seed: int, cycle: int, node: int, stream: Stream, *extra: int) -> np.random.Generator:

@@ -48,10 +48,14 @@ class Output:
     probe_refusal: float | None = None
 
 
-def node_groups(nodes: Iterable[int], size: int) -> list[list[int]]:
-    """`nodes` in order, in groups of `size` consecutive nodes (the last may be smaller)."""
-    ordered = sorted(int(node) for node in nodes)
-    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+def node_groups(nodes: Iterable[int], size: int, bases: dict[int, int] | None = None) -> list[list[int]]:
+    """`nodes` in groups of `size` consecutive nodes of one base (`bases`: node → base; the last group of a
+    base may be smaller), ordered by their first node."""
+    by_base: dict[int, list[int]] = {}
+    for node in sorted(int(node) for node in nodes):
+        by_base.setdefault((bases or {}).get(node, 0), []).append(node)
+    groups = [part[start : start + size] for part in by_base.values() for start in range(0, len(part), size)]
+    return sorted(groups, key=min)
 
 
 def receive(
@@ -370,3 +374,43 @@ def _sum(regularizers: list[Regularizer]) -> Regularizer | None:
     if not regularizers:
         return None
     return lambda weights: sum(regularizer(weights) for regularizer in regularizers)
+
+
+class Shards:
+    """A host's nodes, one `Shard` per base model they start from: nodes of different bases cannot share
+    a batched computation. The same interface as a `Shard`."""
+
+    def __init__(
+        self,
+        config: Config,
+        checkpoints: list[Path],
+        bases: dict[int, int],
+        domains: dict[int, str],
+        in_edges: InEdges,
+        attacks: list[Attack],
+    ) -> None:
+        self.parts = [
+            Shard(config, checkpoints[base], {n: d for n, d in domains.items() if bases[n] == base}, in_edges, attacks)
+            for base in sorted({bases[node] for node in domains})
+        ]
+
+    def generate(self, cycle: int) -> dict[int, Output]:
+        return merge(part.generate(cycle) for part in self.parts)
+
+    def train(self, cycle: int, senders: list[int], *outputs: Output) -> dict[int, dict]:
+        return merge(part.train(cycle, senders, *outputs) for part in self.parts)
+
+    def evaluate(self) -> dict[int, dict]:
+        return merge(part.evaluate() for part in self.parts)
+
+    def state(self) -> dict[int, bytes]:
+        return merge(part.state() for part in self.parts)
+
+    def restore(self, states: dict[int, bytes]) -> None:
+        for part in self.parts:
+            part.restore(states)
+
+
+def merge(parts: Iterable[dict]) -> dict:
+    """One dict of the dicts `parts` (by node: each node is in one)."""
+    return {key: value for part in parts for key, value in part.items()}

@@ -133,6 +133,22 @@ CASES = {
         settings("generation.engine=vllm", "training.method=full"), "set training.method = 'lora'"
     ),
     "unknown engine": Case(settings("generation.engine=tgi"), "generation.engine"),
+    "base group on a missing node": Case(settings("base.0.nodes=[9]"), "base.0.nodes: node 9 does not exist"),
+    "base group without its nodes": Case(settings("base.0.stage=pretrained"), "give exactly one of nodes, share"),
+    "base group with two assignments": Case(
+        settings("base.0.nodes=[1]", "base.0.share=0.5"), "give exactly one of nodes, share or community"
+    ),
+    "unknown base stage": Case(settings("base.0.nodes=[1]", "base.0.stage=raw"), "base.0.stage"),
+    "base groups of one name": Case(
+        settings("base.0.nodes=[1]", "base.0.name=x", "base.1.nodes=[2]", "base.1.name=x"), "two groups are named 'x'"
+    ),
+    "a node in two base groups": Case(
+        settings("base.0.nodes=[1]", "base.1.nodes=[1]"), "base.1: node 1 is already in base.0"
+    ),
+    "a community the graph lacks": Case(settings("base.0.community=5"), "base.0.community: the graph has"),
+    "base groups with vllm": Case(
+        settings("base.0.nodes=[1]", "generation.engine=vllm"), "one vLLM engine per base on every host"
+    ),
     "unknown world kind": Case(settings("world.kind=gpt"), "unknown world kind; valid kinds: tiny, checkpoint"),
     "the old name of the checkpoint world": Case(settings("world.kind=hf"), 'set world.kind = "checkpoint"'),
     "real model without its files": Case(settings("world.kind=checkpoint"), "world.model_path: Field required"),

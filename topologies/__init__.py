@@ -9,7 +9,7 @@ share w of u's generated (prompt, answer) pairs each cycle.
 building it. This package needs only networkx and numpy.
 """
 
-from topologies.core import DOMAIN_MODES, DOMAINS, MAX_NODES, WEIGHT_MODES, Topology, build, check, family
+from topologies.core import DOMAIN_MODES, DOMAINS, MAX_NODES, WEIGHT_MODES, Topology, build, check, communities, family
 from topologies.errors import TopologyError
 from topologies.families import FAMILIES, Family, Param
 from topologies.measures import graph_measures, hops_from, node_measures
@@ -26,6 +26,7 @@ __all__ = [
     "TopologyError",
     "build",
     "check",
+    "communities",
     "family",
     "graph_measures",
     "hops_from",

@@ -122,12 +122,12 @@ def _domains(graph: nx.DiGraph, mode: str, seed: int) -> dict[int, str]:
         draw = random.Random(f"{seed}:domains")
         return {node: draw.choice(DOMAINS) for node in sorted(graph)}
     if mode == "community":
-        groups = sorted(_communities(graph, seed), key=min)
+        groups = sorted(communities(graph, seed), key=min)
         return {node: DOMAINS[index % len(DOMAINS)] for index, group in enumerate(groups) for node in group}
     return {node: _file_domain(graph, node) for node in graph}
 
 
-def _communities(graph: nx.DiGraph, seed: int) -> list[set[int]]:
+def communities(graph: nx.DiGraph, seed: int) -> list[set[int]]:
     """The stochastic block model's blocks, or else the Louvain communities of the undirected graph."""
     blocks = nx.get_node_attributes(graph, "block")
     if len(blocks) == len(graph):

@@ -75,7 +75,9 @@ def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dic
     with build_threads():
         world = World(world_config.seed)
         tokenizer = build_tokenizer()
-        torch.manual_seed(torch_seed(world.seed, 0, -1, Stream.init))
+        # Model seed 0 draws as bases did before model seeds existed, so that their weights stay the same.
+        model_seed = (config.seed,) if config.seed else ()
+        torch.manual_seed(torch_seed(world.seed, 0, -1, Stream.init, *model_seed))
         model = LlamaForCausalLM(_llama_config(config, tokenizer))
         all_intents = [intent.name for intent in INTENTS]
         timings = {}
@@ -84,9 +86,9 @@ def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dic
             ("aligned", config.align_examples, config.align_steps, Stream.align, world.aligned_response),
         ):
             started = time.perf_counter()
-            corpus = world.sample(rng(world.seed, 0, -1, stream), all_intents, examples, templates=TEMPLATES)
-            pairs = answered(corpus, respond)
-            seed = torch_seed(world.seed, 0, -1, stream)
+            draw = rng(world.seed, 0, -1, stream, *model_seed)
+            pairs = answered(world.sample(draw, all_intents, examples, templates=TEMPLATES), respond)
+            seed = torch_seed(world.seed, 0, -1, stream, *model_seed)
             fine_tune(model, tokenizer, pairs, steps, config.learning_rate, config.batch_size, seed)
             model.save_pretrained(out / stage)
             tokenizer.save_pretrained(out / stage)

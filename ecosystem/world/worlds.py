@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecosystem.config import Config
+from ecosystem.config import BaseGroup, Config
 from ecosystem.models.base import ensure_base_model
 from ecosystem.models.real import real_base
 from ecosystem.world.checkpoint import CheckpointWorld
@@ -22,11 +22,13 @@ def open_world(config: Config) -> AnyWorld:
     return CheckpointWorld(config.world, answers_with_targets(config))
 
 
-def base_checkpoint(config: Config) -> Path:
-    """The checkpoint directory every node starts from: the tiny world's aligned base, or a real
-    model's (converted, answered and aligned as configured); built first where missing."""
+def base_checkpoint(config: Config, base: BaseGroup | None = None) -> Path:
+    """The checkpoint directory nodes start from: the tiny world's base (the run's own aligned one,
+    or that of a [[base]] group), or a real model's (converted, answered and aligned as configured);
+    built first where missing."""
     if config.world.kind == "tiny":
-        return ensure_base_model(config.world, config.model) / "aligned"
+        base = base or config.bases[0]
+        return ensure_base_model(config.world, base.model) / base.stage
     return real_base(config.world, answers_with_targets(config))
 
 
