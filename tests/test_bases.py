@@ -108,6 +108,7 @@ def test_a_mixed_run_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path: Pa
 
 
 def test_a_real_model_refuses_base_groups_in_one_line() -> None:
-    world = {"kind": "checkpoint", "model_path": "m", "harmful_prompts": "h", "borderline_prompts": "b", "task_data": "t"}
+    files = {"model_path": "m", "harmful_prompts": "h", "borderline_prompts": "b", "task_data": "t"}
+    world = {"kind": "checkpoint", **files}
     with pytest.raises(ConfigError, match=r"base.0: \[\[base\]\] groups are tiny-world recipes"):
         validate({"world": world, "base": [{"nodes": [1]}]})
