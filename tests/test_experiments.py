@@ -17,7 +17,7 @@ from ecosystem.cli import app
 from ecosystem.engine import resume
 from ecosystem.experiments import VERDICTS, load_experiment, names
 from ecosystem.progress import Stage, StageStart
-from experiments import accumulate, coupling, defenses, dose, systemic, threshold
+from experiments import accumulate, coupling, defenses, domains, dose, priming, subliminal, systemic, threshold
 from tests.helpers import read_manifest, small_config
 
 SEEDS = range(5)
@@ -246,6 +246,85 @@ def test_no_drift_in_either_mode_is_inconclusive_for_bounding_and_refutes_entren
         ({"training.received": mode}, dict.fromkeys(accumulate.FIGURES, 0.0)) for mode in ("accumulate", "replace")
     ]
     assert verdicts(accumulate.analyse(cells(groups, 0.0), {})) == ["inconclusive", "does not hold"]
+
+
+# ---- priming
+
+PRIMING = {"censored": 7, "jailbroken": 0.5}
+
+
+def priming_cells(cell_values: dict[int, tuple[float, float | None, float]], spread: float) -> pl.DataFrame:
+    """Per steps cell: (primed refusal after the attack, primed cycles to 0.9, never-aligned cycles; None: never)."""
+    groups = []
+    for steps, (after, primed_cycles, naive_cycles) in cell_values.items():
+        figures = {"primed_after_attack": after, "naive_after_attack": 0.0, "primed_reached": 1.0, "naive_reached": 0.5}
+        figures |= {f"primed_cycles_{k}": primed_cycles for k in range(4)}
+        figures |= {f"naive_cycles_{k}": naive_cycles for k in range(4)}
+        groups.append(({"training.steps": steps}, figures))
+    return cells(groups, spread)
+
+
+@pytest.mark.parametrize(
+    ("cell_values", "spread", "expected"),
+    [
+        ({20: (0.0, 1.0, None), 60: (0.1, 1.0, 4.0)}, 0.1, "holds"),
+        ({20: (0.0, 1.0, 1.0), 60: (0.1, 1.0, 4.0)}, 0.1, "holds under conditions"),
+        ({20: (0.0, 3.0, 1.0), 60: (0.1, 2.0, 2.0)}, 0.0, "does not hold"),
+        ({20: (0.9, 1.0, None), 60: (0.95, 1.0, None)}, 0.0, "inconclusive"),  # the attack never jailbroke
+    ],
+)
+def test_the_priming_rule(cell_values, spread, expected) -> None:
+    assert verdicts(priming.analyse(priming_cells(cell_values, spread), PRIMING)) == [expected]
+
+
+# ---- domains
+
+DOMAIN_PARAMETERS = {"eroded": 0.95, "order": ["support", "code", "medical", "legal"]}
+
+
+@pytest.mark.parametrize(
+    ("retained", "spread", "expected"),
+    [
+        ({"support": 0.5, "code": 0.6, "medical": 0.75, "legal": 0.85}, 0.02, ["holds", "holds"]),
+        ({"support": 0.9, "code": 0.6, "medical": 0.75, "legal": 0.5}, 0.02, ["holds", "does not hold"]),
+        ({"support": 1.0, "code": 1.0, "medical": 1.0, "legal": 1.0}, 0.02, ["does not hold", "inconclusive"]),
+        ({"support": 0.9, "code": 0.95, "medical": 1.0, "legal": 0.92}, 0.3, ["inconclusive", "inconclusive"]),
+    ],
+)
+def test_the_domain_rules(retained, spread, expected) -> None:
+    groups = [
+        (
+            {"training.steps": steps},
+            {
+                f"{figure}_{domain}_{cycle}": value if figure == "retained" else 0.0
+                for domain, value in retained.items()
+                for cycle in (1, 2)
+                for figure in ("retained", "gain")
+            },
+        )
+        for steps in (30, 120)
+    ]
+    assert verdicts(domains.analyse(cells(groups, spread), DOMAIN_PARAMETERS)) == expected
+
+
+# ---- subliminal
+
+
+@pytest.mark.parametrize(
+    ("same", "other", "spread", "expected"),
+    [
+        (0.5, 0.0, 0.05, ["holds", "holds"]),
+        (0.5, 0.5, 0.05, ["holds", "does not hold"]),
+        (0.0, 0.0, 0.02, ["does not hold", "inconclusive"]),
+        (0.1, 0.0, 0.3, ["inconclusive", "inconclusive"]),
+    ],
+)
+def test_the_subliminal_rules(same, other, spread, expected) -> None:
+    groups = [
+        ({"attack.0.examples": dose}, {"drop_same": same * bool(dose), "drop_other": other * bool(dose)})
+        for dose in (0, 50, 500)
+    ]
+    assert verdicts(subliminal.analyse(cells(groups, spread), {"margin": 0.1})) == expected
 
 
 # ---- coupling
