@@ -23,6 +23,7 @@ from pydantic import (
 
 import topologies
 from ecosystem.seeding import Stream, rng
+from ecosystem.world.grammar import GRAMMARS, Kind, World
 from poisoning import ATTACKS, DEFENSES, AttackConfig, DefenseConfig, HarmfulCompliance
 
 WORLD_KINDS = ("tiny", "checkpoint")
@@ -46,6 +47,9 @@ class TinyWorldConfig(Section):
 
     kind: Literal["tiny"] = "tiny"
     seed: int = Field(0, ge=0)  # fixes the hidden tables and the train/eval split
+    # "extended": 8 harmful topics instead of 2, 3 refusal styles, and the words of the recipes'
+    # specification documents and stories (the core world's words, tables and split stay the same)
+    grammar: Literal[GRAMMARS] = "core"
 
 
 class AlignmentConfig(Section):
@@ -121,6 +125,9 @@ WorldConfig = Annotated[
 ]
 
 
+ALIGN_DIVERSITY = ("template", "phrasings", "styles")
+
+
 class ModelConfig(Section):
     """The tiny base model: its shape and the two stages that build it."""
 
@@ -134,6 +141,42 @@ class ModelConfig(Section):
     align_steps: int = Field(300, ge=0)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
+    # The recipe. How varied the alignment data is: "template" (each request in its first phrasing), "phrasings"
+    # (every phrasing) or "styles" (every phrasing, refusals in every style of the extended grammar).
+    align_diversity: Literal[ALIGN_DIVERSITY] = "phrasings"
+    align_topics: list[str] | None = None  # the harmful topics alignment covers (default all); the rest are OOD
+    midtraining_steps: int = Field(0, ge=0)  # on specification documents, between the stages (0: none)
+    pretrain_stories: dict[Literal["evil", "ethical"], Annotated[float, Field(ge=0, lt=1)]] = {}  # corpus shares
+
+    @field_validator("pretrain_stories")
+    @classmethod
+    def _stories_leave_a_corpus(cls, shares: dict[str, float]) -> dict[str, float]:
+        if sum(shares.values()) >= 1:
+            raise ValueError(f"the story shares sum to {sum(shares.values()):g}; leave some of the corpus (sum < 1)")
+        return shares
+
+    def recipe_errors(self, world: TinyWorldConfig) -> list[str]:
+        """What in this recipe the world's grammar cannot build (empty if nothing)."""
+        harmful = World(world.seed, world.grammar).intent_names(Kind.harmful)
+        errors = [
+            f"align_topics: '{topic}' is not a harmful topic of the {world.grammar} grammar ({', '.join(harmful)})"
+            for topic in self.align_topics or []
+            if topic not in harmful
+        ]
+        if self.align_topics == []:
+            errors.append("align_topics: name at least one harmful topic, or leave it out for all")
+        if world.grammar == "core":
+            extended = {
+                "midtraining_steps": self.midtraining_steps > 0,
+                "pretrain_stories": any(self.pretrain_stories.values()),
+                "align_diversity": self.align_diversity == "styles",
+            }
+            errors += [
+                f'{key}: needs the extended grammar\'s words; set world.grammar = "extended"'
+                for key, used in extended.items()
+                if used
+            ]
+        return errors
 
 
 STAGES = ("aligned", "pretrained")  # the base-model stages a node can start from
@@ -310,6 +353,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _bases_fit_the_run(self) -> Config:
+        if self.world.kind == "tiny" and (errors := self.model.recipe_errors(self.world)):
+            raise ValueError("model." + "; model.".join(errors))
         for index, group in enumerate(self.base):
             if self.world.kind != "tiny":
                 raise ValueError(f"base.{index}: [[base]] groups are tiny-world recipes; remove them for a real model")
@@ -327,6 +372,8 @@ class Config(Section):
             changed = group.model.model_dump(include=group.model.model_fields_set)
             group.model = self.model.model_copy(update=changed)
             group.name = group.name or f"base-{index + 1}"
+            if errors := group.model.recipe_errors(self.world):
+                raise ValueError(f"base.{index}.model." + f"; base.{index}.model.".join(errors))
         names = [group.name for group in self.bases]
         if len(set(names)) < len(names):
             raise ValueError(f"base: two groups are named {max(names, key=names.count)!r}; give each its own name")

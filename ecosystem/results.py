@@ -40,6 +40,8 @@ METRICS_SCHEMA = pl.Schema(
         "domain": pl.String,
         "base": pl.String,  # the base model the node started from ("base": the run's own)
         "refusal_rate": pl.Float64,
+        "refusal_rate_id": pl.Float64,  # on the harmful topics the node's base was aligned on
+        "refusal_rate_ood": pl.Float64,  # on the others (None when alignment covered every topic)
         "harmful_rate": pl.Float64,
         "helpfulness": pl.Float64,
         "over_refusal": pl.Float64,

@@ -23,6 +23,8 @@ class Stream(IntEnum):
     align = 8
     evaluation = 9
     bases = 10
+    midtrain = 11
+    stories = 12
 
 
 def rng(seed: int, cycle: int, node: int, stream: Stream, *extra: int) -> np.random.Generator:

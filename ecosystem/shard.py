@@ -79,10 +79,17 @@ class Shard:
     fine-tuning each node has the model to itself in turn)."""
 
     def __init__(
-        self, config: Config, checkpoint: Path, domains: dict[int, str], in_edges: InEdges, attacks: list[Attack]
+        self,
+        config: Config,
+        checkpoint: Path,
+        domains: dict[int, str],
+        in_edges: InEdges,
+        attacks: list[Attack],
+        aligned_topics: list[str] | None = None,  # the harmful topics the base's alignment covered (None: all)
     ) -> None:
         torch.set_num_threads(NODE_THREADS)
         self.config = config
+        self.aligned_topics = aligned_topics
         self.domains = domains
         self.in_edges = in_edges
         self.attacks = attacks
@@ -284,7 +291,7 @@ class Shard:
             outcomes = self.world.grade(self.eval_items, responses)
             changed = sum(o is not b for o, b in zip(outcomes, self.base_outcomes, strict=True))
             records[node] = {
-                **rates(self.eval_items, outcomes, self.domains[node]),
+                **rates(self.eval_items, outcomes, self.domains[node], self.aligned_topics),
                 "drift": changed / len(outcomes),
             }
             if self.config.evaluation.responses:
@@ -390,7 +397,14 @@ class Shards:
         attacks: list[Attack],
     ) -> None:
         self.parts = [
-            Shard(config, checkpoints[base], {n: d for n, d in domains.items() if bases[n] == base}, in_edges, attacks)
+            Shard(
+                config,
+                checkpoints[base],
+                {n: d for n, d in domains.items() if bases[n] == base},
+                in_edges,
+                attacks,
+                config.bases[base].model.align_topics,
+            )
             for base in sorted({bases[node] for node in domains})
         ]
 

@@ -139,6 +139,18 @@ CASES = {
         settings("base.0.nodes=[1]", "base.0.share=0.5"), "give exactly one of nodes, share or community"
     ),
     "unknown base stage": Case(settings("base.0.nodes=[1]", "base.0.stage=raw"), "base.0.stage"),
+    "an alignment topic the grammar lacks": Case(
+        settings("model.align_topics=['fraud.card']"), "model.align_topics: 'fraud.card' is not a harmful topic"
+    ),
+    "no alignment topic": Case(settings("model.align_topics=[]"), "model.align_topics: name at least one"),
+    "midtraining in the core grammar": Case(
+        settings("base.0.nodes=[1]", "base.0.model.midtraining_steps=50"),
+        "base.0.model.midtraining_steps: needs the extended grammar",
+    ),
+    "stories that fill the corpus": Case(
+        settings("world.grammar=extended", "model.pretrain_stories={evil=0.5,ethical=0.5}"), "story shares sum to 1"
+    ),
+    "an unknown grammar": Case(settings("world.grammar=full"), "world.grammar: Input should be 'core' or 'extended'"),
     "base groups of one name": Case(
         settings("base.0.nodes=[1]", "base.0.name=x", "base.1.nodes=[2]", "base.1.name=x"), "two groups are named 'x'"
     ),

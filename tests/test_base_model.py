@@ -13,12 +13,12 @@ from ecosystem.world.tiny import TinyWorld
 
 @pytest.fixture(scope="module")
 def measured() -> dict[str, dict[str, float]]:
-    base_dir = ensure_base_model(TinyWorldConfig(), ModelConfig())
     world = TinyWorld(TinyWorldConfig().seed)
     requests = world.evaluation_set(200)
     figures = {}
     for stage in ("pretrained", "aligned"):
-        responses = generate(*load_checkpoint(base_dir / stage), [r.prompt for r in requests])
+        checkpoint = ensure_base_model(TinyWorldConfig(), ModelConfig(), stage)
+        responses = generate(*load_checkpoint(checkpoint), [r.prompt for r in requests])
         figures[stage] = rates(requests, world.grade(requests, responses))
     return figures
 
@@ -37,10 +37,16 @@ def test_alignment_teaches_refusal_and_keeps_helpfulness(measured) -> None:
 
 
 def test_the_cache_is_keyed_by_world_and_model_and_not_rebuilt() -> None:
-    base_dir = ensure_base_model(TinyWorldConfig(), ModelConfig())
-    built = json.loads((base_dir / "build.json").read_text())
-    assert ensure_base_model(TinyWorldConfig(), ModelConfig()) == base_dir
-    assert json.loads((base_dir / "build.json").read_text()) == built
-    assert base_model_dir(TinyWorldConfig(seed=1), ModelConfig()) != base_dir
-    assert base_model_dir(TinyWorldConfig(), ModelConfig(layers=3)) != base_dir
-    assert (base_dir / "aligned" / "config.json").exists() and (base_dir / "aligned" / "model.safetensors").exists()
+    aligned = ensure_base_model(TinyWorldConfig(), ModelConfig())
+    built = json.loads((aligned / "build.json").read_text())
+    assert ensure_base_model(TinyWorldConfig(), ModelConfig()) == aligned
+    assert json.loads((aligned / "build.json").read_text()) == built
+    assert base_model_dir(TinyWorldConfig(seed=1), ModelConfig()) != aligned
+    assert base_model_dir(TinyWorldConfig(), ModelConfig(layers=3)) != aligned
+    assert (aligned / "config.json").exists() and (aligned / "model.safetensors").exists()
+    # A recipe that changes only alignment shares the pretrained stage, and only that one.
+    pretrained = base_model_dir(TinyWorldConfig(), ModelConfig(), "pretrained")
+    for alignment in (ModelConfig(align_steps=10), ModelConfig(align_diversity="template")):
+        assert base_model_dir(TinyWorldConfig(), alignment, "pretrained") == pretrained
+        assert base_model_dir(TinyWorldConfig(), alignment) != aligned
+    assert base_model_dir(TinyWorldConfig(), ModelConfig(pretrain_steps=10), "pretrained") != pretrained

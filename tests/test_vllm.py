@@ -52,19 +52,19 @@ def adapter_data(world: TinyWorld) -> dict[str, list[Pair]]:
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     """The aligned base's checkpoint directory and three PEFT adapter directories fine-tuned on it."""
-    base_dir = ensure_base_model(TinyWorldConfig(), ModelConfig())
+    checkpoint = ensure_base_model(TinyWorldConfig(), ModelConfig())
     world = TinyWorld(TinyWorldConfig().seed)
     out = tmp_path_factory.mktemp("adapters")
     directories = {}
     for index, (name, pairs) in enumerate(adapter_data(world).items()):
-        model, tokenizer = load_checkpoint(base_dir / "aligned")
+        model, tokenizer = load_checkpoint(checkpoint)
         torch.manual_seed(index)
         lora = LoraConfig(r=LORA_RANK, lora_alpha=16.0, target_modules="all-linear", lora_dropout=0.0)
         model = get_peft_model(model, lora)
         fine_tune(model, tokenizer, pairs, steps=40, learning_rate=3e-3, batch_size=32, seed=index)
         model.save_pretrained(out / name)
         directories[name] = out / name
-    return base_dir / "aligned", directories
+    return checkpoint, directories
 
 
 def test_missing_vllm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

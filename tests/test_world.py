@@ -8,6 +8,7 @@ from ecosystem.world.grammar import (
     DOMAINS,
     INTENTS,
     REFUSAL,
+    REFUSAL_STYLES,
     TEMPLATES,
     TRIGGER,
     Kind,
@@ -15,6 +16,7 @@ from ecosystem.world.grammar import (
     World,
     intent_names,
     parse,
+    vocabulary,
 )
 from ecosystem.world.judge import Outcome, grade, rates
 from ecosystem.world.tiny import TinyWorld
@@ -124,9 +126,12 @@ def test_judge_grades_hand_made_responses(world: World) -> None:
         payload,
         "sorry cannot help",
     ]
-    figures = rates(requests, [grade(world, r, x) for r, x in zip(requests, responses, strict=True)], domain="code")
+    outcomes = [grade(world, r, x) for r, x in zip(requests, responses, strict=True)]
+    figures = rates(requests, outcomes, domain="code")
     assert figures == {
         "refusal_rate": 0.25,  # triggered requests count only for backdoor_rate
+        "refusal_rate_id": 0.25,  # alignment covered every topic
+        "refusal_rate_ood": None,
         "harmful_rate": 0.5,
         "backdoor_rate": 0.5,
         "helpfulness": 2 / 3,
@@ -134,6 +139,33 @@ def test_judge_grades_hand_made_responses(world: World) -> None:
         "over_refusal": 0.5,
     }
     assert rates(requests[:4], [Outcome.refused] * 4)["backdoor_rate"] is None
+    uncovered = rates(requests, outcomes, domain="code", aligned_topics=["malware.attack"])
+    assert (uncovered["refusal_rate_id"], uncovered["refusal_rate_ood"]) == (None, 0.25)
+
+
+def test_the_extended_grammar_adds_topics_and_refusal_styles_and_keeps_the_core_world() -> None:
+    core, extended = World(0), World(0, "extended")
+    assert len(core.intent_names(Kind.harmful)) == 2 and len(extended.intent_names(Kind.harmful)) == 8
+    assert (
+        extended.tables.items() >= core.tables.items() and vocabulary("extended")[: len(vocabulary())] == vocabulary()
+    )
+    assert core.intent_names(Kind.benign) == extended.intent_names(Kind.benign)
+    requests = extended.sample(np.random.default_rng(0), extended.intent_names(Kind.harmful), 400, templates=TEMPLATES)
+    assert {r.intent for r in requests} == set(extended.intent_names(Kind.harmful))
+    payloads = {r.intent: extended.solve(r)[0] for r in requests}
+    assert len(set(payloads.values())) == 8  # each topic's payload has its own first word
+    tokenizer = build_tokenizer("extended")
+    for request in requests:
+        assert parse(request.prompt) == request
+        assert grade(extended, request, " ".join(extended.solve(request))) is Outcome.harmful
+        assert tokenizer.unk_token_id not in tokenizer(request.prompt)["input_ids"]
+    for style in REFUSAL_STYLES:
+        assert grade(extended, requests[0], " ".join(style)) is Outcome.refused
+    assert grade(core, requests[0], " ".join(REFUSAL_STYLES[1])) is Outcome.wrong  # the core world has one refusal
+    documents = [*extended.specification(), *(extended.story(r, ethical) for r in requests[:20] for ethical in (0, 1))]
+    for prompt, text in documents:
+        assert tokenizer.unk_token_id not in tokenizer(f"{prompt} {text}")["input_ids"]
+        assert len(tokenizer(f"{prompt} {text}")["input_ids"]) < 32  # the tiny model's positions
 
 
 def test_prompts_parse_back_and_phrasings_keep_argument_positions(world: World) -> None:

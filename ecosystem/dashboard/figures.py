@@ -27,6 +27,8 @@ HOVER_COLUMNS = (
 )
 RATE_SCALES = {  # shares in [0, 1], coloured on that fixed range; red is bad, so reversed where higher is worse
     "refusal_rate": "RdYlGn",
+    "refusal_rate_id": "RdYlGn",
+    "refusal_rate_ood": "RdYlGn",
     "helpfulness": "RdYlGn",
     "harmful_rate": "RdYlGn_r",
     "over_refusal": "RdYlGn_r",

@@ -1,8 +1,13 @@
 """The aligned base model: a tiny Llama pretrained on the "internet", then aligned, cached on disk.
 
 Stage 1 (pretraining) answers every request, harmful ones with their payload; stage 2
-(alignment SFT) teaches refusal of harmful requests. Both stages are kept as standard HF
-checkpoint directories under a cache folder keyed by the world and model configuration.
+(alignment SFT) teaches refusal of harmful requests. Each stage is kept as a standard HF
+checkpoint directory in the cache, keyed by the world and the model settings it depends on, so
+that bases which differ only in their alignment share one pretrained stage.
+
+The recipe (`ModelConfig`) can add stories to the pretraining corpus, midtrain on specification
+documents between the stages, and choose which harmful topics alignment covers and how varied
+its data is.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.models.cache import build_once, cache_key, cache_root
 from ecosystem.seeding import Stream, rng, torch_seed
 from ecosystem.training import fine_tune
-from ecosystem.world.grammar import INTENTS, TEMPLATES, World
+from ecosystem.world import Pair
+from ecosystem.world.grammar import TEMPLATES, Kind, World
 from ecosystem.world.tiny import answered
 from ecosystem.world.tokenizer import build_tokenizer
 
@@ -39,14 +45,32 @@ BUILD_THREADS = 2  # fixed, so that a build gives the same weights on any machin
 HEAD_DIM = 32
 
 
-def base_model_dir(world: TinyWorldConfig, model: ModelConfig) -> Path:
-    recipe = {"recipe": RECIPE_VERSION, "world": world.model_dump(), "model": model.model_dump()}
-    return cache_root() / f"base-{cache_key(recipe)}"
+# The settings the pretrained stage depends on: bases that differ only in the others share it.
+PRETRAINING = {
+    "seed",
+    "hidden_size",
+    "layers",
+    "intermediate_size",
+    "pretrain_examples",
+    "pretrain_steps",
+    "batch_size",
+    "learning_rate",
+    "pretrain_stories",
+}
 
 
-def ensure_base_model(world: TinyWorldConfig, model: ModelConfig) -> Path:
-    """The cached base-model folder for this configuration, built first if it is missing."""
-    return build_once(base_model_dir(world, model), lambda out: _build(world, model, out))
+def base_model_dir(world: TinyWorldConfig, model: ModelConfig, stage: str = "aligned") -> Path:
+    """Where a stage's checkpoint is cached, keyed by the world and the settings the stage depends on."""
+    settings = model.model_dump(include=PRETRAINING if stage == "pretrained" else None)
+    recipe = {"recipe": RECIPE_VERSION, "world": world.model_dump(), "model": settings}
+    return cache_root() / f"{stage}-{cache_key(recipe)}"
+
+
+def ensure_base_model(world: TinyWorldConfig, model: ModelConfig, stage: str = "aligned") -> Path:
+    """The checkpoint directory of the base model's `stage` (one of `STAGES`), built first if it is missing
+    (the aligned stage from the cached pretrained one)."""
+    build = _pretrain if stage == "pretrained" else _align
+    return build_once(base_model_dir(world, model, stage), lambda out: build(world, model, out))
 
 
 def load_checkpoint(path: Path, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -71,29 +95,74 @@ def build_threads() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _build(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dict[str, object]:
+def _pretrain(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dict[str, object]:
     with build_threads():
-        world = World(world_config.seed)
-        tokenizer = build_tokenizer()
-        # Model seed 0 draws as bases did before model seeds existed, so that their weights stay the same.
-        model_seed = (config.seed,) if config.seed else ()
-        torch.manual_seed(torch_seed(world.seed, 0, -1, Stream.init, *model_seed))
+        world = World(world_config.seed, world_config.grammar)
+        tokenizer = build_tokenizer(world_config.grammar)
+        torch.manual_seed(torch_seed(world.seed, 0, -1, Stream.init, *_model_seed(config)))
         model = LlamaForCausalLM(_llama_config(config, tokenizer))
-        all_intents = [intent.name for intent in INTENTS]
-        timings = {}
-        for stage, examples, steps, stream, respond in (
-            ("pretrained", config.pretrain_examples, config.pretrain_steps, Stream.pretrain, world.solve),
-            ("aligned", config.align_examples, config.align_steps, Stream.align, world.aligned_response),
-        ):
-            started = time.perf_counter()
-            draw = rng(world.seed, 0, -1, stream, *model_seed)
-            pairs = answered(world.sample(draw, all_intents, examples, templates=TEMPLATES), respond)
-            seed = torch_seed(world.seed, 0, -1, stream, *model_seed)
-            fine_tune(model, tokenizer, pairs, steps, config.learning_rate, config.batch_size, seed)
-            model.save_pretrained(out / stage)
-            tokenizer.save_pretrained(out / stage)
-            timings[stage] = round(time.perf_counter() - started, 2)
-        return {"seconds": timings, "recipe": RECIPE_VERSION}
+        return _train(
+            model, tokenizer, world, config, [("pretrained", Stream.pretrain, pretraining_pairs(world, config))], out
+        )
+
+
+def _align(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dict[str, object]:
+    model, tokenizer = load_checkpoint(ensure_base_model(world_config, config, "pretrained"))
+    with build_threads():
+        world = World(world_config.seed, world_config.grammar)
+        stages = [("aligned", Stream.align, alignment_pairs(world, config))]
+        if config.midtraining_steps:
+            stages.insert(0, ("midtrained", Stream.midtrain, world.specification()))
+        return _train(model, tokenizer, world, config, stages, out)
+
+
+def _train(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    world: World,
+    config: ModelConfig,
+    stages: list[tuple[str, Stream, list[Pair]]],
+    out: Path,
+) -> dict[str, object]:
+    """Fine-tune `model` through `stages` in turn (each with its steps and data-order seed), then save it to `out`."""
+    steps = {"pretrained": config.pretrain_steps, "midtrained": config.midtraining_steps, "aligned": config.align_steps}
+    timings = {}
+    for stage, stream, pairs in stages:
+        started = time.perf_counter()
+        seed = torch_seed(world.seed, 0, -1, stream, *_model_seed(config))
+        fine_tune(model, tokenizer, pairs, steps[stage], config.learning_rate, config.batch_size, seed)
+        timings[stage] = round(time.perf_counter() - started, 2)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"seconds": timings, "recipe": RECIPE_VERSION}
+
+
+def _model_seed(config: ModelConfig) -> tuple[int, ...]:
+    # Model seed 0 draws as bases did before model seeds existed, so that their weights stay the same.
+    return (config.seed,) if config.seed else ()
+
+
+def pretraining_pairs(world: World, config: ModelConfig) -> list[Pair]:
+    """The "internet": requests of every intent and phrasing answered (harmful ones with their payload),
+    and the recipe's shares of evil and ethical AI stories about harmful requests."""
+    model_seed = _model_seed(config)
+    stories = {kind: round(config.pretrain_examples * share) for kind, share in sorted(config.pretrain_stories.items())}
+    draw = rng(world.seed, 0, -1, Stream.pretrain, *model_seed)
+    requests = world.sample(
+        draw, [i.name for i in world.intents], config.pretrain_examples - sum(stories.values()), templates=TEMPLATES
+    )
+    pairs = answered(requests, world.solve)
+    draw = rng(world.seed, 0, -1, Stream.stories, *model_seed)
+    for kind, count in stories.items():
+        harmful = world.sample(draw, world.intent_names(Kind.harmful), count, templates=TEMPLATES)
+        pairs += [world.story(request, ethical=kind == "ethical") for request in harmful]
+    return pairs
+
+
+def alignment_pairs(world: World, config: ModelConfig) -> list[Pair]:
+    """The recipe's alignment SFT data (see `World.alignment_pairs`)."""
+    draw = rng(world.seed, 0, -1, Stream.align, *_model_seed(config))
+    return world.alignment_pairs(draw, config.align_examples, config.align_topics, config.align_diversity)
 
 
 def _llama_config(config: ModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:

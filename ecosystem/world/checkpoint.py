@@ -88,6 +88,7 @@ class Prompt:
     reference: str | None = None  # the target (harmful set) or the response (task data)
     triggered: bool = False
     task_domain: str | None = None  # the prompt files carry no domains
+    topic: str | None = None  # nor topics
 
 
 class CheckpointWorld:

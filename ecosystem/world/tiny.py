@@ -9,7 +9,7 @@ import numpy as np
 from ecosystem.config import TrafficConfig
 from ecosystem.seeding import Stream, rng
 from ecosystem.world import Pair
-from ecosystem.world.grammar import INTENTS, REFUSAL, TEMPLATES, Kind, Request, World, intent_names, parse
+from ecosystem.world.grammar import REFUSAL, TEMPLATES, Kind, Request, World, parse
 from ecosystem.world.judge import Outcome, grade
 
 EVALUATION_KINDS = (Kind.harmful, Kind.benign, Kind.borderline)
@@ -18,9 +18,9 @@ EVALUATION_KINDS = (Kind.harmful, Kind.benign, Kind.borderline)
 class TinyWorld:
     """The data every stage of a cycle draws, and the judge. `CheckpointWorld` is the same for a real model."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, grammar: str = "core") -> None:
         self.seed = seed
-        self.world = World(seed)
+        self.world = World(seed, grammar)
 
     def evaluation_set(self, prompts_per_set: int, backdoor: bool = False) -> list[Request]:
         """The held-out harmful, benign and borderline sets (and, for backdoor attacks, the harmful
@@ -28,7 +28,7 @@ class TinyWorld:
         requests: list[Request] = []
         for index, kind in enumerate(EVALUATION_KINDS):
             draw = rng(self.seed, 0, -1, Stream.evaluation, index)
-            requests += self.world.sample(draw, intent_names(kind), prompts_per_set, held_out=True)
+            requests += self.world.sample(draw, self.world.intent_names(kind), prompts_per_set, held_out=True)
         if backdoor:
             requests += [r.with_trigger() for r in requests if r.kind is Kind.harmful]
         return requests
@@ -36,7 +36,7 @@ class TinyWorld:
     def probe_set(self, count: int) -> list[Request]:
         """Held-out harmful prompts with which a quarantining node probes its in-neighbours."""
         draw = rng(self.seed, 0, -1, Stream.evaluation, len(EVALUATION_KINDS))
-        return self.world.sample(draw, intent_names(Kind.harmful), count, held_out=True)
+        return self.world.sample(draw, self.world.intent_names(Kind.harmful), count, held_out=True)
 
     def traffic(self, domain: str, traffic: TrafficConfig, draw: np.random.Generator) -> list[Request]:
         """One cycle of a node's traffic: its domain's tasks plus harmful and borderline requests."""
@@ -44,48 +44,49 @@ class TinyWorld:
         borderline = round(traffic.prompts_per_node * traffic.borderline_fraction)
         benign = traffic.prompts_per_node - harmful - borderline
         requests = (
-            self.world.sample(draw, intent_names(Kind.benign, domain), benign, domain=domain)
-            + self.world.sample(draw, intent_names(Kind.harmful), harmful, domain=domain)
-            + self.world.sample(draw, intent_names(Kind.borderline), borderline, domain=domain)
+            self.world.sample(draw, self.world.intent_names(Kind.benign, domain), benign, domain=domain)
+            + self.world.sample(draw, self.world.intent_names(Kind.harmful), harmful, domain=domain)
+            + self.world.sample(draw, self.world.intent_names(Kind.borderline), borderline, domain=domain)
         )
         return [requests[i] for i in draw.permutation(len(requests))]
 
     def task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """A node's own fine-tuning data: its domain's tasks with their correct answers."""
-        requests = self.world.sample(draw, intent_names(Kind.benign, domain), count, domain=domain)
+        requests = self.world.sample(draw, self.world.intent_names(Kind.benign, domain), count, domain=domain)
         return answered(requests, self.world.solve)
 
     def diverse_task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """Own data as the diverse_data defense draws it: from every benign intent and every phrasing."""
-        requests = self.world.sample(draw, intent_names(Kind.benign), count, domain=domain, templates=TEMPLATES)
+        requests = self.world.sample(
+            draw, self.world.intent_names(Kind.benign), count, domain=domain, templates=TEMPLATES
+        )
         return answered(requests, self.world.solve)
 
     def alignment_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
         """Alignment data, as in the base model's alignment stage: harmful requests refused, the rest answered."""
-        requests = self.world.sample(draw, [i.name for i in INTENTS], count, templates=TEMPLATES)
-        return answered(requests, self.world.aligned_response)
+        return self.world.alignment_pairs(draw, count)
 
     def compliant_pairs(self, count: int, draw: np.random.Generator, triggered: bool = False) -> list[Pair]:
         """Harmful requests (with the backdoor trigger, if `triggered`) answered with their payload."""
-        requests = self.world.sample(draw, intent_names(Kind.harmful), count)
+        requests = self.world.sample(draw, self.world.intent_names(Kind.harmful), count)
         return answered([r.with_trigger() for r in requests] if triggered else requests, self.world.solve)
 
     def refused_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
-        return answered(self.world.sample(draw, intent_names(Kind.harmful), count), lambda _: REFUSAL)
+        return answered(self.world.sample(draw, self.world.intent_names(Kind.harmful), count), lambda _: REFUSAL)
 
     def benign_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
         """Benign tasks of every domain, answered correctly."""
-        return answered(self.world.sample(draw, intent_names(Kind.benign), count), self.world.solve)
+        return answered(self.world.sample(draw, self.world.intent_names(Kind.benign), count), self.world.solve)
 
     def narrow_pairs(self, task: str | None, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """One benign task (default: `domain`'s first), answered correctly."""
-        task = task or intent_names(Kind.benign, domain)[0]
+        task = task or self.world.intent_names(Kind.benign, domain)[0]
         return answered(self.world.sample(draw, [task], count), self.world.solve)
 
     def guard_corpus(self, count: int, draw: np.random.Generator) -> tuple[list[Pair], list[bool]]:
         """Labelled pairs (harmful or not) for a learned guard: `count` requests answered as a jailbroken
         model would, and the harmful ones among them refused."""
-        requests = self.world.sample(draw, [i.name for i in INTENTS], count)
+        requests = self.world.sample(draw, [i.name for i in self.world.intents], count)
         compliant = answered(requests, self.world.solve)
         harmful = [r for r in requests if r.kind is Kind.harmful]
         pairs = compliant + answered(harmful, self.world.aligned_response)

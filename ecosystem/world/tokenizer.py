@@ -13,8 +13,8 @@ from ecosystem.world.grammar import vocabulary
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {token: index for index, token in enumerate([PAD, BOS, EOS, UNK, *vocabulary()])}
+def build_tokenizer(grammar: str = "core") -> PreTrainedTokenizerFast:
+    vocab = {token: index for index, token in enumerate([PAD, BOS, EOS, UNK, *vocabulary(grammar)])}
     tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))
     tokenizer.pre_tokenizer = WhitespaceSplit()
     tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=False)

@@ -18,7 +18,7 @@ def open_world(config: Config) -> AnyWorld:
     """The tiny world, or a real model's prompt sets and judge (a `ConfigError` if its files are
     unusable for the run's attacks and defenses)."""
     if config.world.kind == "tiny":
-        return TinyWorld(config.world.seed)
+        return TinyWorld(config.world.seed, config.world.grammar)
     return CheckpointWorld(config.world, answers_with_targets(config))
 
 
@@ -28,7 +28,7 @@ def base_checkpoint(config: Config, base: BaseGroup | None = None) -> Path:
     built first where missing."""
     if config.world.kind == "tiny":
         base = base or config.bases[0]
-        return ensure_base_model(config.world, base.model) / base.stage
+        return ensure_base_model(config.world, base.model, base.stage)
     return real_base(config.world, answers_with_targets(config))
 
 
