@@ -271,6 +271,11 @@ def above(value: Interval, threshold: float) -> bool | None:
     return None
 
 
+def within(value: Interval, margin: float) -> bool:
+    """The whole interval lies within ±`margin`: no effect as large as the margin."""
+    return value.low is not None and -margin < value.low and value.high < margin
+
+
 def below_zero(gap: Interval, tie: Verdict = "inconclusive") -> Verdict:
     """The verdict on "this difference is negative": holds when its interval lies below 0, does not hold when
     above 0, `tie` when it is exactly 0 without any spread, inconclusive otherwise."""

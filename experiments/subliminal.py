@@ -6,8 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.analysis import Interval
-from ecosystem.experiments import Analysis, Finding, Table, Verdict, above, bar_chart, describe, paired
+from ecosystem.experiments import Analysis, Finding, Table, Verdict, above, bar_chart, describe, paired, within
 from ecosystem.results import RunDirectory
 
 DOSE = "attack.0.examples"
@@ -51,7 +50,7 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
         shared = "holds"
     elif any(above(value, 0) for value in same):
         shared = "holds under conditions"
-    elif all(_within(value, margin) for value in same):
+    elif all(within(value, margin) for value in same):
         shared = "does not hold"
     else:
         shared = "inconclusive"
@@ -61,7 +60,7 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
         needs = "inconclusive"
     elif all(above(row["same − other"], 0) for row in transmitting):
         needs = "holds"
-    elif any(above(row["same − other"], 0) is False or _within(row["same − other"], margin) for row in transmitting):
+    elif any(above(row["same − other"], 0) is False or within(row["same − other"], margin) for row in transmitting):
         needs = "does not hold"
     else:
         needs = "inconclusive"
@@ -105,8 +104,3 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
         "transmitted refusal drop",
     )
     return Analysis(findings, [Table("Transmission per cell (mean [95% interval] over seeds)", table)], [chart])
-
-
-def _within(value: Interval, margin: float) -> bool:
-    """The whole interval lies within ±`margin`: no effect as large as the margin."""
-    return value.low is not None and -margin < value.low and value.high < margin
