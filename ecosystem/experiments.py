@@ -276,6 +276,34 @@ def within(value: Interval, margin: float) -> bool:
     return value.low is not None and -margin < value.low and value.high < margin
 
 
+def side(value: Interval, margin: float) -> bool | None:
+    """True: the interval lies above 0; False: below 0; None: it straddles 0 or lies within ±margin (no effect)."""
+    return None if within(value, margin) else above(value, 0)
+
+
+def everywhere(values: list[Interval], margin: float) -> Verdict:
+    """A rule over cells: does not hold with no effect (`within` ±margin) in every cell, or an effect below 0 in some
+    and above 0 in none; holds with an effect above 0 in every cell; holds under conditions with one above 0 in
+    some and below 0 in none; inconclusive otherwise."""
+    sides = [side(value, margin) for value in values]
+    if all(within(value, margin) for value in values) or (False in sides and True not in sides):
+        return "does not hold"
+    if all(sides):
+        return "holds"
+    if True in sides and False not in sides:
+        return "holds under conditions"
+    return "inconclusive"
+
+
+def by_run(cell: pl.DataFrame, a: str, b: str) -> Interval:
+    """Two arms of bases paired by model seed K (columns `a_K`, `b_K`, one row per run): per run, the mean over K
+    of `a_K - b_K`; the interval over runs."""
+    seeds = sorted(column.rsplit("_", 1)[1] for column in cell.columns if column.startswith(f"{a}_"))
+    return mean_interval(
+        cell.select(pl.mean_horizontal([pl.col(f"{a}_{k}") - pl.col(f"{b}_{k}") for k in seeds]))[:, 0]
+    )
+
+
 def below_zero(gap: Interval, tie: Verdict = "inconclusive") -> Verdict:
     """The verdict on "this difference is negative": holds when its interval lies below 0, does not hold when
     above 0, `tie` when it is exactly 0 without any spread, inconclusive otherwise."""

@@ -8,7 +8,18 @@ from typing import Any
 import polars as pl
 
 from ecosystem.analysis import Interval, mean_interval
-from ecosystem.experiments import Analysis, Finding, Table, Verdict, above, bar_chart, describe, within
+from ecosystem.experiments import (
+    Analysis,
+    Finding,
+    Table,
+    Verdict,
+    bar_chart,
+    by_run,
+    describe,
+    everywhere,
+    side,
+    within,
+)
 from ecosystem.results import RunDirectory
 
 SIZE = "model.align_examples"
@@ -37,31 +48,6 @@ def by_base(treated: pl.DataFrame, a: str, control: pl.DataFrame, b: str) -> Int
     each a base's figure (the same in every run seed: their mean), with the interval over the bases."""
     seeds = sorted(column.rsplit("_", 1)[1] for column in treated.columns if column.startswith(f"{a}_"))
     return mean_interval([treated[f"{a}_{k}"].mean() - control[f"{b}_{k}"].mean() for k in seeds])
-
-
-def by_run(cell: pl.DataFrame, a: str, b: str) -> Interval:
-    """Per run, the mean over model seeds of `a_K - b_K`; the interval over run seeds."""
-    seeds = sorted(column.rsplit("_", 1)[1] for column in cell.columns if column.startswith(f"{a}_"))
-    return mean_interval(
-        cell.select(pl.mean_horizontal([pl.col(f"{a}_{k}") - pl.col(f"{b}_{k}") for k in seeds]))[:, 0]
-    )
-
-
-def side(value: Interval, margin: float) -> bool | None:
-    """True: the interval lies above 0; False: below 0; None: it straddles 0 or lies within ±margin (no effect)."""
-    return None if within(value, margin) else above(value, 0)
-
-
-def everywhere(values: list[Interval], margin: float) -> Verdict:
-    """Rules 2 and 4: no effect at every size, or below 0 at some and above at none; above 0 at every size; at some."""
-    sides = [side(value, margin) for value in values]
-    if all(within(value, margin) for value in values) or (False in sides and True not in sides):
-        return "does not hold"
-    if all(sides):
-        return "holds"
-    if True in sides and False not in sides:
-        return "holds under conditions"
-    return "inconclusive"
 
 
 def one_side(value: Interval, margin: float, expected: bool) -> Verdict:
