@@ -17,6 +17,7 @@ import datetime
 import hashlib
 import importlib
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -293,6 +294,23 @@ def everywhere(values: list[Interval], margin: float) -> Verdict:
     if True in sides and False not in sides:
         return "holds under conditions"
     return "inconclusive"
+
+
+def somewhere(values: list[Interval], margin: float) -> Verdict:
+    """A rule over cells on an effect expected above 0: does not hold with no effect (`within` ±margin) or one below
+    0 in every cell; holds with one above 0 in every cell; holds under conditions with one above 0 in some;
+    inconclusive otherwise (and with no cell)."""
+    sides = [side(value, margin) for value in values]
+    if not values:
+        return "inconclusive"
+    if all(within(value, margin) or found is False for value, found in zip(values, sides, strict=True)):
+        return "does not hold"
+    if all(sides):
+        return "holds"
+    return "holds under conditions" if True in sides else "inconclusive"
+
+
+ARM_BASE = re.compile(r"(?P<arm>[a-z]+)-(?P<seed>\d+)")  # a base named for its arm and model seed, e.g. "mid-3"
 
 
 def by_run(cell: pl.DataFrame, a: str, b: str) -> Interval:
