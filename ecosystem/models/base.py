@@ -101,18 +101,18 @@ def _pretrain(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> 
         tokenizer = build_tokenizer(world_config.grammar)
         torch.manual_seed(torch_seed(world.seed, 0, -1, Stream.init, *_model_seed(config)))
         model = LlamaForCausalLM(_llama_config(config, tokenizer))
-        return _train(
-            model, tokenizer, world, config, [("pretrained", Stream.pretrain, pretraining_pairs(world, config))], out
-        )
+        stages = [(Stream.pretrain, config.pretrain_steps, pretraining_pairs(world, config))]
+        return _train(model, tokenizer, world, config, stages, out)
 
 
 def _align(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dict[str, object]:
     model, tokenizer = load_checkpoint(ensure_base_model(world_config, config, "pretrained"))
     with build_threads():
         world = World(world_config.seed, world_config.grammar)
-        stages = [("aligned", Stream.align, alignment_pairs(world, config))]
-        if config.midtraining_steps:
-            stages.insert(0, ("midtrained", Stream.midtrain, world.specification()))
+        stages = [
+            (Stream.midtrain, config.midtraining_steps, world.specification()),
+            (Stream.align, config.align_steps, alignment_pairs(world, config)),
+        ]
         return _train(model, tokenizer, world, config, stages, out)
 
 
@@ -121,17 +121,19 @@ def _train(
     tokenizer: PreTrainedTokenizerBase,
     world: World,
     config: ModelConfig,
-    stages: list[tuple[str, Stream, list[Pair]]],
+    stages: list[tuple[Stream, int, list[Pair]]],
     out: Path,
 ) -> dict[str, object]:
-    """Fine-tune `model` through `stages` in turn (each with its steps and data-order seed), then save it to `out`."""
-    steps = {"pretrained": config.pretrain_steps, "midtrained": config.midtraining_steps, "aligned": config.align_steps}
+    """Fine-tune `model` through `stages` in turn, each (its stream, which seeds the data order; its steps; its
+    data), skipping those without steps, then save it to `out`."""
     timings = {}
-    for stage, stream, pairs in stages:
+    for stream, steps, pairs in stages:
+        if not steps:
+            continue
         started = time.perf_counter()
         seed = torch_seed(world.seed, 0, -1, stream, *_model_seed(config))
-        fine_tune(model, tokenizer, pairs, steps[stage], config.learning_rate, config.batch_size, seed)
-        timings[stage] = round(time.perf_counter() - started, 2)
+        fine_tune(model, tokenizer, pairs, steps, config.learning_rate, config.batch_size, seed)
+        timings[stream.name] = round(time.perf_counter() - started, 2)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"seconds": timings, "recipe": RECIPE_VERSION}

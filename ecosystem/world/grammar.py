@@ -144,7 +144,6 @@ class World:
 
     def __init__(self, seed: int = 0, grammar: str = "core") -> None:
         self.seed = seed
-        self.grammar = grammar
         self.intents = INTENTS if grammar == "core" else (*INTENTS, *EXTENDED_INTENTS)
         self.refusals = (REFUSAL,) if grammar == "core" else REFUSAL_STYLES
         rng = np.random.default_rng([seed, 0x70])
@@ -267,7 +266,8 @@ def intent_names(kind: Kind, domain: str | None = None, intents: tuple[Intent, .
 
 
 def vocabulary(grammar: str = "core") -> list[str]:
-    words = [*DOMAINS, SEPARATOR, *REFUSAL, *SYMBOLS, "mix", "exploit", TRIGGER]
+    core_payloads = [PAYLOAD_PREFIX[i.rule] for i in INTENTS if i.kind is Kind.harmful]
+    words = [*DOMAINS, SEPARATOR, *REFUSAL, *SYMBOLS, *core_payloads, TRIGGER]
     for intent in INTENTS:
         words += " ".join(intent.phrases).split()
     if grammar == "extended":  # after the core words, so that the core tokens keep their ids
