@@ -79,7 +79,7 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
             "Loss control − anchored on the other unattacked nodes, in the cells where the robust nodes resisted: "
             "above 0 in every such cell → holds.",
             verdict([row["U"] for row in resisted]),
-            "; ".join(f"{cell(row)}: {describe(row['U'])}" for row in resisted) or "no cell where robust nodes resisted",
+            "; ".join(f"{cell(row)}: {describe(row['U'])}" for row in resisted) or "no cell qualifies",
             {f"other nodes, {cell(row)}": row["U"] for row in resisted},
         ),
         Finding(
