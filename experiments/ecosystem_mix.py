@@ -108,10 +108,10 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
             [
                 {
                     "graph": row["graph"],
-                    "robust nodes": ", ".join(map(str, row["robust"])),
+                    "anchored": ", ".join(map(str, row["robust"])),
                     "spread (control)": describe(row["spread"]),
                     "valid": row["valid"],
-                    **{f"{label}": describe(row[name]) for name, label in SETS.items()},
+                    **{label: describe(row[name]) for name, label in SETS.items()},
                 }
                 for row in rows
             ]
