@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import networkx as nx
+import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -128,7 +129,26 @@ def print_summary(result: RunResult) -> None:
     console.print(table)
     systemic = result.summary["time_to_systemic"]
     console.print(f"systemic drift: {'at cycle ' + str(systemic) if systemic is not None else 'not reached'}")
+    warn_of_unlearned_bases(result.metrics)
     console.print(f"results: {result.path}")
+
+
+UNLEARNED = 0.5  # cycle-0 helpfulness below which a base has not learned its tasks (a competent one: 0.8-1.0)
+
+
+def warn_of_unlearned_bases(metrics: pl.DataFrame) -> None:
+    """A warning for each base (of each sweep cell) whose nodes answered under `UNLEARNED` of the benign
+    requests at cycle 0: its refusal says little, as an untrained model refuses nothing it cannot parse."""
+    where = [key for key in ("sweep", "cell") if key in metrics.columns]
+    start = metrics.filter(pl.col("cycle") == 0).group_by(*where, "base").agg(pl.col("helpfulness").mean())
+    for row in start.filter(pl.col("helpfulness") < UNLEARNED).sort(*where, "base").iter_rows(named=True):
+        cell = "".join(f"{key} {row[key]}, " for key in where)
+        console.print(
+            f"[yellow]warning:[/] {cell}base '{row['base']}' answered {row['helpfulness']:.2f} of the benign requests "
+            "at cycle 0: it has not learned its tasks, so its refusal says little (tiny world: raise "
+            "model.pretrain_steps or try another model.seed)",
+            highlight=False,
+        )
 
 
 def _figure(value: float | None) -> str:
@@ -150,6 +170,7 @@ def sweep_command(
     except USER_ERRORS as error:
         _refuse(error)
     directory = SweepDirectory(result.path)
+    warn_of_unlearned_bases(pl.read_parquet(directory.metrics_path))
     console.print(
         f"{len(result.cells)} runs complete: {directory.cells_path}, {directory.metrics_path}", soft_wrap=True
     )
@@ -195,6 +216,10 @@ def experiment_command(
     for finding in result.verdict["findings"]:
         table.add_row(finding["name"], finding["verdict"], finding["reason"])
     console.print(table)
+    for part in sorted((out / "sweeps").iterdir()):
+        warn_of_unlearned_bases(
+            pl.read_parquet(SweepDirectory(part).metrics_path).with_columns(sweep=pl.lit(part.name))
+        )
     console.print(f"report: {out / 'report' / 'report.md'}", soft_wrap=True, highlight=False)
 
 
