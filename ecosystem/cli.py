@@ -170,7 +170,7 @@ def sweep_command(
     except USER_ERRORS as error:
         _refuse(error)
     directory = SweepDirectory(result.path)
-    warn_of_unlearned_bases(pl.read_parquet(directory.metrics_path))
+    warn_of_unlearned_bases(result.metrics)
     console.print(
         f"{len(result.cells)} runs complete: {directory.cells_path}, {directory.metrics_path}", soft_wrap=True
     )
@@ -216,10 +216,8 @@ def experiment_command(
     for finding in result.verdict["findings"]:
         table.add_row(finding["name"], finding["verdict"], finding["reason"])
     console.print(table)
-    for part in sorted((out / "sweeps").iterdir()):
-        warn_of_unlearned_bases(
-            pl.read_parquet(SweepDirectory(part).metrics_path).with_columns(sweep=pl.lit(part.name))
-        )
+    for part, sweep_result in result.sweeps.items():
+        warn_of_unlearned_bases(sweep_result.metrics.with_columns(sweep=pl.lit(part)))
     console.print(f"report: {out / 'report' / 'report.md'}", soft_wrap=True, highlight=False)
 
 

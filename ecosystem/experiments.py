@@ -32,7 +32,7 @@ from scipy import stats
 from ecosystem.analysis import Interval, mean_interval
 from ecosystem.config import ConfigError, read_toml
 from ecosystem.results import ResultsError, RunDirectory, package_versions, write_json, write_parquet
-from ecosystem.sweeps import Sweep, SweepDirectory, SweepProgress, resolve_sweep, run_sweeps
+from ecosystem.sweeps import Sweep, SweepDirectory, SweepProgress, SweepResult, resolve_sweep, run_sweeps
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -99,6 +99,7 @@ class ExperimentResult:
     path: Path
     verdict: dict[str, Any]  # what verdict.json holds
     cells: pl.DataFrame
+    sweeps: dict[str, SweepResult]  # each part's runs, by part name
 
 
 def names() -> list[str]:
@@ -172,7 +173,7 @@ def run_experiment(
         write_parquet(out / "cells.parquet", cells)
         write_json(out / "verdict.json", verdict)
         write_experiment_report(out, experiment.spec, verdict, analysis)
-    return ExperimentResult(out, verdict, cells)
+    return ExperimentResult(out, verdict, cells, dict(zip(experiment.sweeps, results, strict=True)))
 
 
 def _check_directory(out: Path, record: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
         control = part.filter(pl.col("robust_count") == 0)
         spread = mean_interval(control.select(_mean_loss(UNATTACKED))[:, 0].to_list())
         valid = spread.mean is not None and spread.mean >= parameters["spread"]
-        per_seed = {}
+        per_seed, effects = {}, {}
         for count in sorted(part.filter(pl.col("robust_count") > 0)["robust_count"].unique()):
             treated = part.filter(pl.col("robust_count") == count)
             robust = treated[ROBUST][0].to_list()
@@ -41,11 +41,11 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
                 name: _effect(control, treated, nodes)
                 for name, nodes in (("R", robust), ("U", others), ("W", list(UNATTACKED)))
             }
-            effects = {name: mean_interval(values.to_list()) for name, values in per_seed[count].items()}
-            rows.append({"graph": graph, "robust": robust, "valid": valid, "spread": spread, **effects})
+            effects[count] = {name: mean_interval(values.to_list()) for name, values in per_seed[count].items()}
+            rows.append({"graph": graph, "robust": robust, "valid": valid, "spread": spread, **effects[count]})
         if valid:
             few, many = sorted(per_seed)
-            both_resisted = all(above(mean_interval(per_seed[n]["R"].to_list()), 0) for n in (few, many))
+            both_resisted = all(above(effects[n]["R"], 0) for n in (few, many))
             grows.append(
                 {
                     "graph": graph,
