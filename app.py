@@ -24,7 +24,12 @@ st.set_page_config(page_title="Ecosystem cascade", layout="wide")
 read_metrics = st.cache_data(max_entries=32, show_spinner=False)(runs.read_metrics)
 read_edges = st.cache_data(max_entries=32, show_spinner=False)(runs.read_edges)
 read_sweep_results = st.cache_data(max_entries=8, show_spinner=False)(sweeps.read_results)
-layout = st.cache_data(max_entries=32, show_spinner=False)(figures.layout)
+# A graph's node positions, cached by its nodes and weighted edges (streamlit cannot hash a graph itself).
+layout = st.cache_data(
+    max_entries=32,
+    show_spinner=False,
+    hash_funcs={nx.DiGraph: lambda graph: (tuple(graph), tuple(graph.edges.data("weight")))},
+)(topologies.layout)
 
 
 def choose(label: str, options: Sequence[str], preferred: str, key: str, help: str | None = None) -> str:
@@ -134,7 +139,7 @@ def network_view(run: runs.Run, metrics: pl.DataFrame) -> None:
         key = f"cycle:{run.name}:{cycles[-1]}"
         cycle = st.select_slider("cycle", cycles, value=cycles[-1], key=key) if len(cycles) > 1 else cycles[0]
     edges = selected_edges(run)
-    positions = layout(tuple(graph), tuple(graph.edges()))
+    positions = layout(graph)
     st.plotly_chart(figures.network_figure(graph, positions, metrics, metric, cycle, edges), key="network")
     st.caption(network_caption(graph))
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import networkx as nx
 import polars as pl
 import typer
 from rich.console import Console
@@ -133,18 +132,14 @@ def print_summary(result: RunResult) -> None:
     console.print(f"results: {result.path}")
 
 
-UNLEARNED = 0.5  # cycle-0 helpfulness below which a base has not learned its tasks (a competent one: 0.8-1.0)
-
-
 def warn_of_unlearned_bases(metrics: pl.DataFrame) -> None:
-    """A warning for each base (of each sweep cell) whose nodes answered under `UNLEARNED` of the benign
-    requests at cycle 0: its refusal says little, as an untrained model refuses nothing it cannot parse."""
-    where = [key for key in ("sweep", "cell") if key in metrics.columns]
-    start = metrics.filter(pl.col("cycle") == 0).group_by(*where, "base").agg(pl.col("helpfulness").mean())
-    for row in start.filter(pl.col("helpfulness") < UNLEARNED).sort(*where, "base").iter_rows(named=True):
-        cell = "".join(f"{key} {row[key]}, " for key in where)
+    """A warning for each base that has not learned its tasks (see `unlearned_bases`)."""
+    from ecosystem.analysis import unlearned_bases  # scipy: only once there are metrics
+
+    for found in unlearned_bases(metrics):
+        cell = "".join(f"{key} {value}, " for key, value in found.where.items())
         console.print(
-            f"[yellow]warning:[/] {cell}base '{row['base']}' answered {row['helpfulness']:.2f} of the benign requests "
+            f"[yellow]warning:[/] {cell}base '{found.base}' answered {found.helpfulness:.2f} of the benign requests "
             "at cycle 0: it has not learned its tasks, so its refusal says little (tiny world: raise "
             "model.pretrain_steps or try another model.seed)",
             highlight=False,
@@ -290,48 +285,16 @@ def graph_command(
     try:
         resolved = load_config(config, overrides or [], seed)
         graph = resolved.topology.graph(resolved.seed)
-        draw_graph(graph, out, f"{resolved.topology.name}, seed {resolved.seed}", resolved.seed)
+        if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise ConfigError(f"--out {out}: the image must be a .png, .svg or .pdf file")
+        from ecosystem.drawings import draw_graph  # matplotlib: only when drawing
+
+        figure = draw_graph(graph, f"{resolved.topology.name}, seed {resolved.seed}")
+        figure.savefig(out, dpi=150, bbox_inches="tight")
     except (*USER_ERRORS, OSError) as error:
         _refuse(error)
     measures = topologies.graph_measures(graph)
     console.print(f"{out}: " + ", ".join(f"{key} {_number(value)}" for key, value in measures.items()), soft_wrap=True)
-
-
-def draw_graph(graph: nx.DiGraph, out: Path, title: str, seed: int) -> None:
-    """Save a drawing of `graph` to `out`; a graph whose edges all go both ways is drawn without arrows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise ConfigError(f"--out {out}: the image must be a .png, .svg or .pdf file")
-    colours = {domain: f"C{index}" for index, domain in enumerate(topologies.DOMAINS)}
-    symmetric = all(graph.has_edge(target, source) for source, target in graph.edges)
-    shown = graph.to_undirected() if symmetric else graph
-    figure, axes = plt.subplots(figsize=(8, 8))
-    nx.draw_networkx(
-        shown,
-        _layout(graph, seed),
-        ax=axes,
-        node_color=[colours[graph.nodes[node]["domain"]] for node in shown],
-        edge_color="grey",
-        width=[0.5 + 2 * weight for _, _, weight in shown.edges(data="weight")],
-        font_size=8,
-    )
-    axes.legend(handles=[plt.Line2D([], [], marker="o", ls="", color=c, label=d) for d, c in colours.items()])
-    axes.set_title(title)
-    axes.axis("off")
-    figure.savefig(out, dpi=150, bbox_inches="tight")
-    plt.close(figure)
-
-
-def _layout(graph: nx.DiGraph, seed: int) -> dict[int, tuple[float, float]]:
-    """Layers from left to right when data flows one way (a DAG), else a seeded spring layout."""
-    if nx.is_directed_acyclic_graph(graph):
-        layers = dict(enumerate(nx.topological_generations(graph)))
-        return nx.multipartite_layout(graph, subset_key=layers)
-    return nx.spring_layout(graph, seed=seed)
 
 
 def _number(value: float | None) -> str:

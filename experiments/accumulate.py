@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 
 from ecosystem.analysis import Interval
-from ecosystem.experiments import (
+from ecosystem.verdicts import (
     Analysis,
     Finding,
     Table,

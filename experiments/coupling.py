@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.experiments import Analysis, Finding, Table, bar_chart, below_zero, describe, difference, interval
+from ecosystem.verdicts import Analysis, Finding, Table, bar_chart, below_zero, describe, difference, interval
 
 WEIGHT, SHARE, AREA = "topology.edge_weight", "traffic.harmful_fraction", "drifted_share_area"
 COMPARISONS = [  # (name, claim, treated cell as (edge weight, harmful share)), each against CONTROL

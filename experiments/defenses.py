@@ -8,9 +8,9 @@ from typing import Any
 import polars as pl
 
 from ecosystem.analysis import Interval
-from ecosystem.experiments import Analysis, Finding, Table, Verdict, bar_chart, describe, difference, interval
 from ecosystem.progress import CYCLE_STAGES
 from ecosystem.results import RunDirectory
+from ecosystem.verdicts import Analysis, Finding, Table, Verdict, bar_chart, describe, difference, interval
 
 PARTS = ("anchor", "quarantine", "rehearsal")
 

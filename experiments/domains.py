@@ -7,8 +7,8 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.experiments import Analysis, Finding, Table, Verdict, above, describe, difference, interval, line_chart
 from ecosystem.results import RunDirectory
+from ecosystem.verdicts import Analysis, Finding, Table, Verdict, above, describe, difference, interval, line_chart
 from topologies import DOMAINS
 
 STEPS = "training.steps"

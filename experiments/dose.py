@@ -6,7 +6,8 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.experiments import (
+from ecosystem.results import RunDirectory
+from ecosystem.verdicts import (
     Analysis,
     Chart,
     Finding,
@@ -17,7 +18,6 @@ from ecosystem.experiments import (
     interval,
     line_chart,
 )
-from ecosystem.results import RunDirectory
 
 DOSE = "attack.0.examples"
 

@@ -7,8 +7,8 @@ from typing import Any
 import polars as pl
 
 from ecosystem.analysis import Interval, mean_interval
-from ecosystem.experiments import Analysis, Finding, Table, above, bar_chart, describe, everywhere
 from ecosystem.results import RunDirectory
+from ecosystem.verdicts import Analysis, Finding, Table, above, bar_chart, describe, everywhere
 
 ROBUST = "defense.0.nodes"  # the anchored nodes of a cell; none in the control
 UNATTACKED = range(1, 10)  # node 0 is attacked (ecosystem_mix.toml)

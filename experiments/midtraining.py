@@ -7,7 +7,8 @@ from typing import Any
 import polars as pl
 
 from ecosystem.analysis import Interval, mean_interval
-from ecosystem.experiments import (
+from ecosystem.results import RunDirectory
+from ecosystem.verdicts import (
     ARM_BASE,
     Analysis,
     Finding,
@@ -21,7 +22,6 @@ from ecosystem.experiments import (
     somewhere,
     within,
 )
-from ecosystem.results import RunDirectory
 
 SIZE = "model.align_examples"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.experiments import Analysis, Finding, Table, Verdict, above, bar_chart, describe, interval
 from ecosystem.results import RunDirectory
+from ecosystem.verdicts import Analysis, Finding, Table, Verdict, above, bar_chart, describe, interval
 
 STEPS = "training.steps"
 THRESHOLD = 0.9  # the refusal that counts as re-aligned (priming.toml's rule)

@@ -7,7 +7,8 @@ from typing import Any
 import polars as pl
 
 from ecosystem.analysis import Interval, mean_interval
-from ecosystem.experiments import (
+from ecosystem.results import RunDirectory
+from ecosystem.verdicts import (
     ARM_BASE,
     Analysis,
     Finding,
@@ -18,7 +19,6 @@ from ecosystem.experiments import (
     everywhere,
     somewhere,
 )
-from ecosystem.results import RunDirectory
 
 DOSE = "attack.0.examples"
 ARMS = ("template", "phrasings", "styles")

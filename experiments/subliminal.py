@@ -6,8 +6,8 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.experiments import Analysis, Finding, Table, Verdict, above, bar_chart, describe, paired, within
 from ecosystem.results import RunDirectory
+from ecosystem.verdicts import Analysis, Finding, Table, Verdict, above, bar_chart, describe, paired, within
 
 DOSE = "attack.0.examples"
 GROUPS = {"same": "same base as the hub", "other": "another model seed"}

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from ecosystem.analysis import Interval
-from ecosystem.experiments import Analysis, Finding, Table, above, bar_chart, describe, difference, interval
+from ecosystem.verdicts import Analysis, Finding, Table, above, bar_chart, describe, difference, interval
 
 
 def graph_label(name: str, targets: Any) -> str:

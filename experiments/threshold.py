@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 
 from ecosystem.analysis import fit_sis
-from ecosystem.experiments import Analysis, Finding, Table, Verdict, describe, interval, line_chart
 from ecosystem.results import RunDirectory
+from ecosystem.verdicts import Analysis, Finding, Table, Verdict, describe, interval, line_chart
 
 WEIGHT = "topology.edge_weight"
 

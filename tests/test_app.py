@@ -31,7 +31,7 @@ from ecosystem.dashboard import figures, launch
 from ecosystem.results import RunDirectory, Status
 from ecosystem.sweeps import SweepDirectory
 from tests.helpers import TINY, read_metrics
-from topologies import DOMAINS
+from topologies import DOMAINS, layout
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -388,7 +388,7 @@ def test_a_large_graph_gets_lines_and_frames_that_recolour_its_nodes_only() -> N
         .join(pl.DataFrame(list(graph.edges()), schema=["sender", "receiver"], orient="row"), how="cross")
         .with_columns(harmful_pairs=(pl.col("sender") == 0) * pl.col("cycle"), pairs_sent=8, cut=False)
     )
-    shown = figures.network_figure(graph, figures.layout(tuple(graph), ()), metrics, "refusal_rate", 2, edges)
+    shown = figures.network_figure(graph, layout(graph), metrics, "refusal_rate", 2, edges)
     lines = [trace for trace in shown.data if trace.name not in ("edge flows", "nodes")]
     assert [(trace.name, trace.mode) for trace in lines] == [("none", "lines"), ("1", "lines"), ("2", "lines")]
     assert [len(trace.x) // 3 for trace in lines] == [398, 0, 2]  # node 0's two out-edges carried 2 at cycle 2

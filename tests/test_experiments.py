@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from ecosystem import run
 from ecosystem.cli import app
 from ecosystem.engine import resume
-from ecosystem.experiments import VERDICTS, load_experiment, names
+from ecosystem.experiments import load_experiment, names
 from ecosystem.progress import Stage, StageStart
+from ecosystem.verdicts import VERDICTS
 from experiments import (
     accumulate,
     coupling,

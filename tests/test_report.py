@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 import ecosystem
 from ecosystem import load_config
 from ecosystem.cli import app
+from ecosystem.drawings import draw_network
 from ecosystem.engine import run
-from ecosystem.reporting import REPORT, draw_network
+from ecosystem.reporting import REPORT
 from ecosystem.results import RunDirectory, Status, edges_frame
 from ecosystem.sweeps import Sweep, SweepDirectory, SweepRun
 from tests.helpers import TINY

@@ -12,6 +12,7 @@ building it. This package needs only networkx and numpy.
 from topologies.core import DOMAIN_MODES, DOMAINS, MAX_NODES, WEIGHT_MODES, Topology, build, check, communities, family
 from topologies.errors import TopologyError
 from topologies.families import FAMILIES, Family, Param
+from topologies.layout import layout
 from topologies.measures import graph_measures, hops_from, node_measures
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "family",
     "graph_measures",
     "hops_from",
+    "layout",
     "node_measures",
 ]

@@ -15,7 +15,6 @@ import polars as pl
 
 from ecosystem.analysis import drifted, mean_per_cycle
 
-LAYOUT_SEED = 0
 HOVER_COLUMNS = (
     "refusal_rate",
     "harmful_rate",
@@ -45,15 +44,6 @@ NO_FLOW_LINE = {"color": "rgba(140, 140, 160, 0.6)", "width": 1.0}
 CUT_LINE = {"color": "rgba(90, 90, 90, 0.8)", "width": 1.5, "dash": "dot"}
 EDGE_SIDE = 0.02  # layout units: the two directions of an edge are drawn side by side, each to its right
 EDGE_SHORTEN = 0.05  # layout units: an edge ends before its receiver's marker, so that its arrowhead shows
-
-
-def layout(nodes: tuple[int, ...], edges: tuple[tuple[int, int], ...]) -> dict[int, tuple[float, float]]:
-    """Node positions by a spring layout with a fixed seed: a graph is drawn the same way every time."""
-    graph = nx.Graph()
-    graph.add_nodes_from(nodes)
-    graph.add_edges_from(edges)
-    positions = nx.spring_layout(graph, seed=LAYOUT_SEED)
-    return {node: (float(x), float(y)) for node, (x, y) in positions.items()}
 
 
 def network_figure(
