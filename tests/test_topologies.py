@@ -403,6 +403,13 @@ def test_graph_measures_of_known_graphs() -> None:
     assert split["components"] == 2 and split["diameter"] == 1
 
 
+def test_the_layout_draws_a_graph_the_same_way_every_time_in_layers_when_it_flows_one_way() -> None:
+    ring = build("ring", nodes=6)
+    assert topologies.layout(ring) == topologies.layout(build("ring", nodes=6))
+    chain = topologies.layout(build("chain", nodes=3))  # a DAG: one layer per step, from left to right
+    assert [x for x, _ in chain.values()] == sorted(x for x, _ in chain.values()) and chain[0][0] < chain[2][0]
+
+
 def test_eigenvector_centrality_is_none_where_it_is_undefined() -> None:
     assert all(m["eigenvector"] is None for m in topologies.node_measures(build("chain", nodes=4)).values())
     star = topologies.node_measures(build("star", nodes=5))
