@@ -77,7 +77,7 @@ def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
         "Gap in rehearsal cycles to refusal ≥ 0.9 (never aligned − primed): above 0 in every valid cell → holds.",
         verdict,
         reason,
-        {f"gap, {steps} steps": interval(cell, "gap") for (steps,), cell in cells.group_by(STEPS)},
+        {f"gap, {steps} steps": interval(cell, "gap") for (steps,), cell in cells.group_by(STEPS, maintain_order=True)},
     )
     chart = bar_chart(
         "cycles.png",
