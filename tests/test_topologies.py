@@ -226,8 +226,8 @@ def test_bad_options_are_refused_with_their_message(case) -> None:
 FLOAT_PARAMS = [
     (name, key)
     for name, family in topologies.FAMILIES.items()
-    for key, param in family.params.items()
-    if isinstance(param.default, float)
+    for key, field in family.model_fields.items()
+    if field.annotation is float
 ]
 
 
