@@ -455,15 +455,6 @@ def test_bad_topology_sections_are_refused_when_the_config_loads(case) -> None:
     assert message in str(error.value)
 
 
-def test_cascade_topologies_lists_every_family_with_its_parameters() -> None:
-    result = CliRunner().invoke(app, ["topologies"])
-    assert result.exit_code == 0
-    for name, family in topologies.FAMILIES.items():
-        assert f"{name}: {family.description}" in result.output
-    assert "topology.params.k = 4  (neighbours per node, even, at least 2)" in result.output
-    assert "topology.params.p = 0.3  (link probability, in [0, 1])" in result.output
-
-
 def test_cascade_graph_draws_the_configured_graph(tmp_path) -> None:
     out = tmp_path / "graph.png"
     arguments = ["graph", "--set", "topology.name=grid_2d", "--set", "topology.params.rows=2", "--out", str(out)]

@@ -45,10 +45,6 @@ class Family(BaseModel):
     edges: ClassVar[str]  # the number of directed edges, for the documentation
 
     @classmethod
-    def description(cls) -> str:
-        return " ".join((cls.__doc__ or "").split())
-
-    @classmethod
     def resolve(cls, given: dict[str, Any]) -> Family:
         """Every parameter, defaults filled in, checked; a TopologyError says what is wrong."""
         unknown = sorted(set(given) - set(cls.model_fields))
