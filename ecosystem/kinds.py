@@ -44,7 +44,6 @@ class Group:
 
 def groups() -> dict[GroupName, Group]:
     """Attacks, defenses and topology families, each kind with its parameters."""
-    families = topologies.FAMILIES.items()
     return {
         "attacks": Group(
             "[[attack]] tables, chosen by `kind`",
@@ -59,17 +58,18 @@ def groups() -> dict[GroupName, Group]:
         "topologies": Group(
             "topology.name; the parameters in topology.params, but nodes as topology.nodes",
             None,
-            [_kind(name, family, extra=f"; edges: {family.edges}") for name, family in families],
+            [_kind(name, family, note=f"; edges: {family.edges}") for name, family in topologies.FAMILIES.items()],
         ),
     }
 
 
-def _kind(name: str, model: type[BaseModel], base: type[BaseModel] | None = None, extra: str = "") -> Kind:
-    """A kind with the parameters of `model` that `base` does not have alike (all of them without `base`)."""
+def _kind(name: str, model: type[BaseModel], base: type[BaseModel] | None = None, note: str = "") -> Kind:
+    """A kind described by its class's docstring and `note`, with the parameters of `model` that `base`
+    does not have alike (all of them without `base`)."""
     inherited = parameters(base) if base else []
     own = [parameter for parameter in parameters(model) if parameter not in inherited]
     default = "kind" in model.model_fields and not model.model_fields["kind"].is_required()
-    description = " ".join((model.__doc__ or "").split()) + extra + (" (the default kind)" if default else "")
+    description = " ".join((model.__doc__ or "").split()) + note + (" (the default kind)" if default else "")
     return Kind(name, description, own)
 
 
