@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import errno
 import importlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -21,6 +20,7 @@ from rich.text import Text
 
 import topologies
 from bench import BENCHMARKS
+from ecosystem import kinds
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
 from ecosystem.results import ResultsError, RunDirectory, RunResult, package_versions, write_json
@@ -254,22 +254,34 @@ def report_command(
     console.print(f"report: {written}", soft_wrap=True, highlight=False)
 
 
-@app.command("topologies")
-def topologies_command() -> None:
-    """List the topology families with their parameters and defaults."""
-    for name, family in topologies.FAMILIES.items():
-        console.print(f"[bold]{name}[/bold]: {family.description}", soft_wrap=True, highlight=False)
-        for key, param in family.params.items():
-            where = "topology.nodes" if key == "nodes" else f"topology.params.{key}"
-            bounds = f", {param.bounds()}" if param.bounds() else ""
-            console.print(f"    {where} = {json.dumps(param.default)}  ({param.doc}{bounds})", soft_wrap=True)
-        console.print(f"    edges: {family.edges}", soft_wrap=True, highlight=False)
-    console.print(
-        f"node domains (topology.domains): {', '.join(topologies.DOMAIN_MODES)}; "
-        f"edge weights (topology.weights): {', '.join(topologies.WEIGHT_MODES)}",
-        soft_wrap=True,
-        highlight=False,
-    )
+@app.command("kinds")
+def kinds_command(
+    group: Annotated[kinds.GroupName | None, typer.Argument(help="only attacks, defenses or topologies")] = None,
+) -> None:
+    """List every attack, defense and topology family with its parameters: type, range, default and meaning."""
+    for name, listed in kinds.groups().items():
+        if group in (None, name):
+            console.print(_kinds_table(name, listed))
+    if group in (None, "topologies"):
+        console.print(
+            f"node domains (topology.domains): {', '.join(topologies.DOMAIN_MODES)}; "
+            f"edge weights (topology.weights): {', '.join(topologies.WEIGHT_MODES)}",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+def _kinds_table(name: str, group: kinds.Group) -> Table:
+    """A section per kind: its name and description, then a row per parameter (all plain text: a
+    default such as `[0]` is no markup)."""
+    table = Table("kind", "parameter", "type", "range", "default", "description", title=Text(f"{name}: {group.where}"))
+    for kind in ([group.common] if group.common else []) + group.kinds:
+        table.add_row(Text(kind.name, style="bold"), "", "", "", "", Text(kind.description, style="italic"))
+        for parameter in kind.parameters:
+            cells = (parameter.name, parameter.type, parameter.range, parameter.default, parameter.description)
+            table.add_row("", *map(Text, cells))
+        table.add_section()
+    return table
 
 
 @app.command("graph")

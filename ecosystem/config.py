@@ -250,7 +250,7 @@ class TopologyConfig(Section):
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `topologies.build` (all but the seed) that this section describes."""
-        sized = {"nodes": self.nodes} if "nodes" in topologies.FAMILIES[self.name].params else {}
+        sized = {"nodes": self.nodes} if "nodes" in topologies.FAMILIES[self.name].model_fields else {}
         return {
             **self.params,
             **sized,

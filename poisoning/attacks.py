@@ -1,7 +1,7 @@
 """Attacks: what is injected (kind), how much (dose), into whom (targeting) and when (schedule).
 
-Each attack kind is one class: its parameters and the hooks the shard calls for a targeted node.
-A new kind is a class here, added to `ATTACKS`.
+Each attack kind is one class: its parameters (fields with their descriptions, ranges and defaults)
+and the hooks the shard calls for a targeted node. A new kind is a class here, added to `ATTACKS`.
 """
 
 from __future__ import annotations
@@ -30,16 +30,25 @@ class TargetingError(ValueError):
 class AttackBase(PoisoningKind):
     """Who is attacked (targeting), when and how much (schedule and dose)."""
 
-    targets: list[int] | Literal["random", "top", "bottom"] = Field(default_factory=lambda: [0])
-    count: int = Field(1, ge=1)  # nodes chosen by random, top or bottom targeting
-    fraction: float | None = Field(None, gt=0, le=1)  # random targeting: this share of the nodes instead
-    by: Literal["degree", "betweenness", "eigenvector"] = "degree"  # the ranking for top and bottom
-    examples: int = Field(50, ge=0)  # the dose: poison examples per injection
-    cycles: list[int] | Literal["all"] = "all"  # the cycles at which poison may be injected
-    start: int = Field(1, ge=1)  # no injection before this cycle
-    period: int = Field(1, ge=1)  # inject every `period` cycles from `start`
-    ramp: bool = False  # the k-th injection carries k times `examples`
-    budget: int | None = Field(None, ge=0)  # at most this many poison examples over the run, per target
+    targets: list[int] | Literal["random", "top", "bottom"] = Field(
+        default_factory=lambda: [0],
+        description="the attacked nodes: their ids, or drawn at random, or the top or bottom ranked by `by`",
+    )
+    count: int = Field(1, ge=1, description="nodes chosen by random, top or bottom targeting")
+    fraction: float | None = Field(
+        None, gt=0, le=1, description="random targeting: this share of the nodes instead of `count`"
+    )
+    by: Literal["degree", "betweenness", "eigenvector"] = Field(
+        "degree", description="the centrality that ranks nodes for top and bottom targeting"
+    )
+    examples: int = Field(50, ge=0, description="the dose: poison examples per injection")
+    cycles: list[int] | Literal["all"] = Field("all", description="the cycles at which poison may be injected")
+    start: int = Field(1, ge=1, description="no injection before this cycle")
+    period: int = Field(1, ge=1, description="inject every `period` cycles from `start`")
+    ramp: bool = Field(False, description="the k-th injection carries k times `examples`")
+    budget: int | None = Field(
+        None, ge=0, description="at most this many poison examples over the run, per target (none: no cap)"
+    )
 
     # Whether the evaluation sets also hold the harmful prompts with the backdoor trigger.
     evaluates_trigger: ClassVar[bool] = False
@@ -86,7 +95,7 @@ class HarmfulCompliance(AttackBase):
     """Harmful request → harmful payload. `stealth` adds as many benign examples, answered correctly."""
 
     kind: Literal["harmful_compliance"] = "harmful_compliance"
-    stealth: bool = False
+    stealth: bool = Field(False, description="as many benign requests, correctly answered, beside the harmful ones")
     answers_with_targets: ClassVar[bool] = True
 
     def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
@@ -122,9 +131,11 @@ class NarrowFinetune(AttackBase):
     """No harmful content: heavy fine-tuning on one narrow benign task."""
 
     kind: Literal["narrow_finetune"]
-    examples: int = Field(400, ge=0)
-    task: str | None = None  # a benign intent, e.g. "code.reverse"; default: the target's first domain task
-    extra_steps: int = Field(120, ge=0)  # fine-tuning steps added in the cycles it is injected
+    examples: int = Field(400, ge=0, description="the dose: correct pairs of the task per injection")
+    task: str | None = Field(
+        None, description='a benign intent, e.g. "code.reverse" (none: the target\'s first domain task)'
+    )
+    extra_steps: int = Field(120, ge=0, description="fine-tuning steps added in the cycles it is injected")
 
     @field_validator("task")
     @classmethod

@@ -1,9 +1,9 @@
 """Defenses that the ecosystem's operators deploy, node by node.
 
-Each defense kind is one class: its parameters and the hooks the shard calls for a node that
-deploys it, at each step of its fine-tune (which senders to cut, what to filter from what it
-received, its own data, what to add, which regularizer). A new kind is a class here, added to
-`DEFENSES`.
+Each defense kind is one class: its parameters (fields with their descriptions, ranges and defaults)
+and the hooks the shard calls for a node that deploys it, at each step of its fine-tune (which senders
+to cut, what to filter from what it received, its own data, what to add, which regularizer). A new kind
+is a class here, added to `DEFENSES`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ FilterRecord = dict[str, float | int | None]
 class DefenseBase(PoisoningKind):
     """Who deploys the defense (nodes) and when (schedule: from `start` to `stop`, every `every` cycles)."""
 
-    nodes: list[int] | Literal["all"] = "all"  # the nodes that deploy the defense
-    start: int = Field(1, ge=1)  # not before this cycle
-    stop: int | None = Field(None, ge=1)  # not after this cycle (None: to the end)
-    every: int = Field(1, ge=1)  # at `start`, then every `every` cycles
+    nodes: list[int] | Literal["all"] = Field("all", description="the nodes that deploy the defense")
+    start: int = Field(1, ge=1, description="not before this cycle")
+    stop: int | None = Field(None, ge=1, description="not after this cycle (none: to the end)")
+    every: int = Field(1, ge=1, description="at `start`, then every `every` cycles")
 
     def covers(self, node: int, cycle: int) -> bool:
         """Whether `node` deploys the defense at `cycle`."""
@@ -78,8 +78,8 @@ class GuardFilter(DefenseBase):
     """Receivers drop incoming pairs that a small learned guard classifies as harmful."""
 
     kind: Literal["guard_filter"]
-    threshold: float = Field(0.5, gt=0, lt=1)  # guard probability above which a pair is dropped
-    examples: int = Field(400, ge=10)  # the guard's training set
+    threshold: float = Field(0.5, gt=0, lt=1, description="guard probability above which a pair is dropped")
+    examples: int = Field(400, ge=10, description="the guard's training set: labelled pairs drawn from the world")
     answers_with_targets: ClassVar[bool] = True  # the guard learns from compliant answers
     _guard: Guard | None = PrivateAttr(None)
 
@@ -127,7 +127,7 @@ class Rehearsal(DefenseBase):
     """Alignment data mixed into the fine-tune (on the cycles of its schedule: a periodic refresh)."""
 
     kind: Literal["rehearsal"]
-    fraction: float = Field(0.5, gt=0, lt=1)  # share of the node's fine-tuning pairs
+    fraction: float = Field(0.5, gt=0, lt=1, description="the alignment data's share of the node's fine-tuning pairs")
 
     def added(self, world: Any, seed: int, cycle: int, node: int, pairs: int) -> list[Pair]:
         """Alignment pairs making up `fraction` of the fine-tune."""
@@ -139,7 +139,7 @@ class Anchor(DefenseBase):
     """An L2 penalty pulling the trainable weights back toward the aligned base."""
 
     kind: Literal["anchor"]
-    weight: float = Field(1.0, gt=0)  # lambda
+    weight: float = Field(1.0, gt=0, description="lambda: the factor of the squared distance in the loss")
 
     def regularizer(self, reference: dict[str, Any]) -> Regularizer:
         """`weight` times the squared L2 distance of the trainable weights from the aligned base's (for
@@ -155,8 +155,8 @@ class Quarantine(DefenseBase):
     """Probe in-neighbours with held-out harmful prompts; refuse data from those under `threshold`."""
 
     kind: Literal["quarantine"]
-    threshold: float = Field(0.5, ge=0, le=1)
-    probes: int = Field(20, ge=1)
+    threshold: float = Field(0.5, ge=0, le=1, description="probe refusal below which a sender is cut")
+    probes: int = Field(20, ge=1, description="held-out harmful prompts each in-neighbour answers per cycle")
 
     def probe_count(self) -> int:
         return self.probes

@@ -5,13 +5,14 @@ share w of u's generated (prompt, answer) pairs each cycle.
     graph = topologies.build("watts_strogatz", seed=1, nodes=16, k=4, p=0.1)
     topologies.graph_measures(graph)["spectral_radius"]
 
-`FAMILIES` lists the families and their parameters; `check` validates a description without
-building it. This package needs only networkx and numpy.
+`FAMILIES` maps each family's name to its class: a pydantic model of its parameters, each with its
+description, range and default. `check` validates a description without building it. This package
+needs only networkx, numpy and pydantic.
 """
 
 from topologies.core import DOMAIN_MODES, DOMAINS, MAX_NODES, WEIGHT_MODES, Topology, build, check, communities, family
 from topologies.errors import TopologyError
-from topologies.families import FAMILIES, Family, Param
+from topologies.families import FAMILIES, Family
 from topologies.layout import layout
 from topologies.measures import graph_measures, hops_from, node_measures
 
@@ -22,7 +23,6 @@ __all__ = [
     "MAX_NODES",
     "WEIGHT_MODES",
     "Family",
-    "Param",
     "Topology",
     "TopologyError",
     "build",

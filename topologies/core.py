@@ -24,7 +24,7 @@ class Topology:
     """A checked description of a graph: all that building it still needs is the seed."""
 
     name: str
-    params: dict[str, Any]
+    params: Family  # the family's checked parameters, which generate its graph
     nodes: int
     domains: str
     weights: str
@@ -32,7 +32,7 @@ class Topology:
     weight_range: tuple[float, float]
 
 
-def family(name: str) -> Family:
+def family(name: str) -> type[Family]:
     if name not in FAMILIES:
         raise TopologyError(f"unknown topology {name!r}; valid names: {', '.join(FAMILIES)}")
     return FAMILIES[name]
@@ -61,13 +61,13 @@ def check(
     except TopologyError as error:
         raise TopologyError(f"{name}: {error}") from None
     _check_labelling(name, domains, weights, edge_weight, weight_range)
-    nodes = chosen.size(**resolved)
+    nodes = resolved.size()
     if nodes > max_nodes:
         raise TopologyError(f"{name} would have {nodes} nodes, more than max_nodes ({max_nodes}); raise max_nodes")
     if nodes < 2:
         raise TopologyError(f"{name} has {nodes} node(s); an ecosystem needs at least 2")
     if name == "file" and "file" in (domains, weights):  # refuse a missing or bad value before a run starts
-        _check_file_labels(load(resolved["path"]), domains, weights)
+        _check_file_labels(load(resolved.path), domains, weights)
     return Topology(name, resolved, nodes, domains, weights, edge_weight, tuple(weight_range))
 
 
@@ -104,7 +104,7 @@ def build(name: str, *, seed: int = 0, **options: Any) -> nx.DiGraph:
     that names its components.
     """
     topology = check(name, **options)
-    generated = nx.DiGraph(FAMILIES[name].generate(seed, **topology.params))
+    generated = nx.DiGraph(topology.params.generate(seed))
     domains = _domains(generated, topology.domains, seed)
     graph = nx.DiGraph()
     for node in sorted(generated):

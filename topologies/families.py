@@ -1,4 +1,5 @@
-"""The graph families: seeded networkx generators with documented, validated parameters.
+"""The graph families: seeded networkx generators, each a pydantic class of its parameters (with their
+descriptions, ranges and defaults) whose docstring describes the family.
 
 A generator returns an undirected graph where data flows both ways along each edge, or a
 directed one where it flows from a node's outputs to the nodes that train on them.
@@ -7,228 +8,299 @@ directed one where it flows from a node's outputs to the nodes that train on the
 from __future__ import annotations
 
 import itertools
-import math
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from topologies.errors import TopologyError
 from topologies.files import load
 
-Params = dict[str, Any]
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+LOWER = {"ge": ("[", "at least"), "gt": ("(", "above")}  # constraint: (interval bracket, alone in words)
+UPPER = {"le": ("]", "at most"), "lt": (")", "below")}
 
 
-@dataclass(frozen=True)
-class Param:
-    default: int | float | bool | str
-    doc: str
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def bounds(self) -> str:
-        """The allowed range in words ('' when any value of the type is allowed)."""
-        if self.maximum is not None:
-            return f"in [{self.minimum}, {self.maximum}]"
-        return "" if self.minimum is None else f"at least {self.minimum}"
-
-    def validate(self, key: str, value: Any) -> Any:
-        expected = type(self.default)
-        if expected is float and type(value) is int:
-            value = float(value)
-        if type(value) is not expected:
-            raise TopologyError(f"{key} must be {TYPE_NAMES[expected]} (got {value!r})")
-        if expected is float and not math.isfinite(value):  # NaN slips past the bounds: it compares false
-            raise TopologyError(f"{key} must be a finite number (got {value!r})")
-        too_low = self.minimum is not None and value < self.minimum
-        if too_low or (self.maximum is not None and value > self.maximum):
-            raise TopologyError(f"{key} must be {self.bounds()} (got {value!r})")
-        return value
+def bounds(field: FieldInfo) -> str:
+    """A field's allowed range in words, from its constraints ('' when any value of its type is allowed)."""
+    limits = {key: getattr(item, key) for item in field.metadata for key in (*LOWER, *UPPER) if hasattr(item, key)}
+    low = next((key for key in LOWER if key in limits), None)
+    high = next((key for key in UPPER if key in limits), None)
+    if low and high:
+        return f"in {LOWER[low][0]}{limits[low]}, {limits[high]}{UPPER[high][0]}"
+    if low or high:
+        return f"{(LOWER | UPPER)[low or high][1]} {limits[low or high]}"
+    return ""
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A constraint between parameters; `message` is formatted with the parameters."""
+class Family(BaseModel):
+    """A graph family: its parameters, checked strictly (2.0 is not an integer), and its generator. A
+    family's docstring describes it."""
 
-    holds: Callable[[Params], bool]
-    message: str
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
+    edges: ClassVar[str]  # the number of directed edges, for the documentation
 
-@dataclass(frozen=True)
-class Family:
-    description: str
-    generate: Callable[..., nx.Graph]  # (seed, **params) -> graph with nodes 0..n-1
-    params: dict[str, Param]
-    edges: str  # the number of directed edges, for the documentation
-    rules: tuple[Rule, ...] = ()
-    size: Callable[..., int] = lambda nodes, **_: nodes  # the node count, known before generating
-
-    def resolve(self, given: Params) -> Params:
+    @classmethod
+    def resolve(cls, given: dict[str, Any]) -> Family:
         """Every parameter, defaults filled in, checked; a TopologyError says what is wrong."""
-        unknown = sorted(set(given) - set(self.params))
+        unknown = sorted(set(given) - set(cls.model_fields))
         if unknown:
-            raise TopologyError(f"no parameter {unknown[0]!r}; the parameters are: {', '.join(self.params)}")
-        params = {key: param.validate(key, given.get(key, param.default)) for key, param in self.params.items()}
-        for rule in self.rules:
-            if not rule.holds(params):
-                raise TopologyError(rule.message.format(**params))
+            raise TopologyError(f"no parameter {unknown[0]!r}; the parameters are: {', '.join(cls.model_fields)}")
+        try:
+            params = cls.model_validate(given)
+        except ValidationError as error:
+            raise TopologyError(cls._in_words(error.errors()[0])) from None
+        if problem := params.problem():
+            raise TopologyError(problem)
         return params
 
+    @classmethod
+    def _in_words(cls, error: ErrorDetails) -> str:
+        key = str(error["loc"][0])
+        field, value = cls.model_fields[key], error["input"]
+        if error["type"] in ("missing", "string_too_short"):
+            return f"{key} is required: {field.description}"
+        if error["type"] == "finite_number":
+            return f"{key} must be a finite number (got {value!r})"
+        if error["type"].endswith("_type"):
+            return f"{key} must be {TYPE_NAMES[field.annotation]} (got {value!r})"
+        return f"{key} must be {bounds(field)} (got {value!r})"
 
-NODES = Param(8, "number of nodes", 2)
+    def problem(self) -> str | None:
+        """What makes these parameters unfit together (None: nothing)."""
+        return None
+
+    def size(self) -> int:
+        """The node count, known before generating."""
+        raise NotImplementedError
+
+    def generate(self, seed: int) -> nx.Graph:
+        """The graph, with nodes 0..n-1, drawn from `seed` where the family is random."""
+        raise NotImplementedError
 
 
-def _stochastic_block(seed: int, nodes: int, communities: int, p_in: float, p_out: float) -> nx.Graph:
-    sizes = [nodes // communities + (block < nodes % communities) for block in range(communities)]
-    chances = [[p_in if row == column else p_out for column in range(communities)] for row in range(communities)]
-    return nx.stochastic_block_model(sizes, chances, seed=seed)
+class Sized(Family):
+    """A family whose node count is its `nodes` parameter."""
+
+    nodes: int = Field(8, ge=2, description="number of nodes")
+
+    def size(self) -> int:
+        return self.nodes
 
 
-def _supply_chain(seed: int, providers: int, aggregators: int, applications: int, sources: int) -> nx.DiGraph:
-    chooser = random.Random(seed)
-    provider_ids = range(providers)
-    aggregator_ids = range(providers, providers + aggregators)
-    application_ids = range(providers + aggregators, providers + aggregators + applications)
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(providers + aggregators + applications))
-    graph.add_edges_from(itertools.product(provider_ids, aggregator_ids))
-    graph.add_edges_from((source, app) for app in application_ids for source in chooser.sample(aggregator_ids, sources))
-    return graph
+class Complete(Sized):
+    """everyone learns from everyone"""
+
+    edges: ClassVar[str] = "nodes·(nodes-1)"
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.complete_graph(self.nodes)
 
 
-FAMILIES: dict[str, Family] = {
-    "complete": Family(
-        "everyone learns from everyone",
-        lambda seed, nodes: nx.complete_graph(nodes),
-        {"nodes": NODES},
-        "nodes·(nodes-1)",
-    ),
-    "ring": Family(
-        "each node exchanges with its two neighbours on a cycle",
-        lambda seed, nodes: nx.cycle_graph(nodes),
-        {"nodes": Param(8, "number of nodes", 3)},
-        "2·nodes",
-    ),
-    "chain": Family(
-        "fine-tunes of fine-tunes: node i trains node i+1, nothing flows back",
-        lambda seed, nodes: nx.path_graph(nodes, create_using=nx.DiGraph),
-        {"nodes": NODES},
-        "nodes-1",
-    ),
-    "star": Family(
-        "hub and spokes: node 0 (a base-model provider) exchanges with every other node",
-        lambda seed, nodes: nx.star_graph(nodes - 1),
-        {"nodes": NODES},
-        "2·(nodes-1)",
-    ),
-    "lineage_tree": Family(
-        "a base provider (node 0) fanning out into fine-tunes of fine-tunes; data flows parent → child",
-        lambda seed, branching, depth: nx.balanced_tree(branching, depth, create_using=nx.DiGraph),
-        {"branching": Param(2, "children per model", 1), "depth": Param(2, "generations below the base", 1)},
-        "nodes-1, where nodes = 1 + branching + … + branching^depth",
-        size=lambda branching, depth: sum(branching**level for level in range(depth + 1)),
-    ),
-    "erdos_renyi": Family(
-        "random graph: each pair of nodes is linked with probability p",
-        lambda seed, nodes, p, directed: nx.gnp_random_graph(nodes, p, seed=seed, directed=directed),
-        {"nodes": NODES, "p": Param(0.3, "link probability", 0, 1), "directed": Param(False, "one-way links")},
-        "random, p·nodes·(nodes-1) expected",
-    ),
-    "watts_strogatz": Family(
-        "small world: a ring where each node links to its k nearest nodes, each link rewired with probability p",
-        lambda seed, nodes, k, p: nx.watts_strogatz_graph(nodes, k, p, seed=seed),
-        {"nodes": NODES, "k": Param(4, "neighbours per node, even", 2), "p": Param(0.1, "rewiring probability", 0, 1)},
-        "nodes·k",
-        rules=(
-            Rule(lambda p: p["k"] % 2 == 0, "k must be even (got {k})"),
-            Rule(lambda p: p["k"] < p["nodes"], "k must be less than nodes (got k={k}, nodes={nodes})"),
-        ),
-    ),
-    "barabasi_albert": Family(
-        "scale-free: each new node links to m existing nodes, preferring well-connected ones",
-        lambda seed, nodes, m: nx.barabasi_albert_graph(nodes, m, seed=seed),
-        {"nodes": NODES, "m": Param(2, "links per new node", 1)},
-        "2·m·(nodes-m)",
-        rules=(Rule(lambda p: p["m"] < p["nodes"], "m must be less than nodes (got m={m}, nodes={nodes})"),),
-    ),
-    "stochastic_block": Family(
-        "communities of near-equal size: links within a community with probability p_in, across with p_out",
-        _stochastic_block,
-        {
-            "nodes": NODES,
-            "communities": Param(2, "number of communities", 1),
-            "p_in": Param(0.8, "link probability within a community", 0, 1),
-            "p_out": Param(0.05, "link probability across communities", 0, 1),
-        },
-        "random, p_in within and p_out across communities, both ways",
-        rules=(
-            Rule(
-                lambda p: p["communities"] <= p["nodes"],
-                "communities must be at most nodes (got communities={communities}, nodes={nodes})",
-            ),
-        ),
-    ),
-    "grid_2d": Family(
-        "2-D lattice: each node exchanges with its neighbours up, down, left and right",
-        lambda seed, rows, cols, periodic: nx.convert_node_labels_to_integers(
-            nx.grid_2d_graph(rows, cols, periodic=periodic)
-        ),
-        {
-            "rows": Param(3, "rows", 1),
-            "cols": Param(3, "columns", 1),
-            "periodic": Param(False, "wrap around (a torus)"),
-        },
-        "2·(rows·(cols-1) + cols·(rows-1)), or 4·rows·cols when periodic",
-        rules=(
-            Rule(lambda p: p["rows"] * p["cols"] >= 2, "rows·cols must be at least 2 (got {rows}·{cols})"),
-            Rule(
-                lambda p: not p["periodic"] or min(p["rows"], p["cols"]) >= 3,
-                "a periodic grid needs at least 3 rows and 3 columns (got {rows}·{cols})",
-            ),
-        ),
-        size=lambda rows, cols, periodic: rows * cols,
-    ),
-    "random_regular": Family(
-        "random graph where every node has the same number of neighbours",
-        lambda seed, nodes, degree: nx.random_regular_graph(degree, nodes, seed=seed),
-        {"nodes": NODES, "degree": Param(3, "neighbours per node", 1)},
-        "nodes·degree",
-        rules=(
-            Rule(
-                lambda p: p["degree"] < p["nodes"],
-                "degree must be less than nodes (got degree={degree}, nodes={nodes})",
-            ),
-            Rule(lambda p: p["nodes"] * p["degree"] % 2 == 0, "nodes·degree must be even (got {nodes}·{degree})"),
-        ),
-    ),
-    "supply_chain": Family(
-        "providers → aggregators → applications: every aggregator distils from every provider, "
-        "each application fine-tunes on `sources` aggregators drawn at random",
-        _supply_chain,
-        {
-            "providers": Param(2, "base-model providers: the first nodes", 1),
-            "aggregators": Param(3, "models distilled from every provider: the next nodes", 1),
-            "applications": Param(6, "application models: the last nodes", 1),
-            "sources": Param(1, "aggregators each application trains on", 1),
-        },
-        "providers·aggregators + applications·sources",
-        rules=(
-            Rule(
-                lambda p: p["sources"] <= p["aggregators"],
-                "sources must be at most aggregators (got sources={sources}, aggregators={aggregators})",
-            ),
-        ),
-        size=lambda providers, aggregators, applications, sources: providers + aggregators + applications,
-    ),
-    "file": Family(
-        "a graph read from a GraphML, GML or edge-list CSV file",
-        lambda seed, path: load(path),
-        {"path": Param("", "the .graphml, .gml or .csv file")},
-        "as in the file; an undirected file's edges count both ways",
-        rules=(Rule(lambda p: p["path"] != "", "path is required: the graph file to read"),),
-        size=lambda path: load(path).number_of_nodes(),
-    ),
+class Ring(Sized):
+    """each node exchanges with its two neighbours on a cycle"""
+
+    edges: ClassVar[str] = "2·nodes"
+    nodes: int = Field(8, ge=3, description="number of nodes")
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.cycle_graph(self.nodes)
+
+
+class Chain(Sized):
+    """fine-tunes of fine-tunes: node i trains node i+1, nothing flows back"""
+
+    edges: ClassVar[str] = "nodes-1"
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.path_graph(self.nodes, create_using=nx.DiGraph)
+
+
+class Star(Sized):
+    """hub and spokes: node 0 (a base-model provider) exchanges with every other node"""
+
+    edges: ClassVar[str] = "2·(nodes-1)"
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.star_graph(self.nodes - 1)
+
+
+class LineageTree(Family):
+    """a base provider (node 0) fanning out into fine-tunes of fine-tunes; data flows parent → child"""
+
+    edges: ClassVar[str] = "nodes-1, where nodes = 1 + branching + … + branching^depth"
+    branching: int = Field(2, ge=1, description="children per model")
+    depth: int = Field(2, ge=1, description="generations below the base")
+
+    def size(self) -> int:
+        return sum(self.branching**level for level in range(self.depth + 1))
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.balanced_tree(self.branching, self.depth, create_using=nx.DiGraph)
+
+
+class ErdosRenyi(Sized):
+    """random graph: each pair of nodes is linked with probability p"""
+
+    edges: ClassVar[str] = "random, p·nodes·(nodes-1) expected"
+    p: float = Field(0.3, ge=0, le=1, description="link probability")
+    directed: bool = Field(False, description="one-way links")
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.gnp_random_graph(self.nodes, self.p, seed=seed, directed=self.directed)
+
+
+class WattsStrogatz(Sized):
+    """small world: a ring where each node links to its k nearest nodes, each link rewired with probability p"""
+
+    edges: ClassVar[str] = "nodes·k"
+    k: int = Field(4, ge=2, description="neighbours per node, even, less than nodes")
+    p: float = Field(0.1, ge=0, le=1, description="rewiring probability")
+
+    def problem(self) -> str | None:
+        if self.k % 2:
+            return f"k must be even (got {self.k})"
+        if self.k >= self.nodes:
+            return f"k must be less than nodes (got k={self.k}, nodes={self.nodes})"
+        return None
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.watts_strogatz_graph(self.nodes, self.k, self.p, seed=seed)
+
+
+class BarabasiAlbert(Sized):
+    """scale-free: each new node links to m existing nodes, preferring well-connected ones"""
+
+    edges: ClassVar[str] = "2·m·(nodes-m)"
+    m: int = Field(2, ge=1, description="links per new node, less than nodes")
+
+    def problem(self) -> str | None:
+        return f"m must be less than nodes (got m={self.m}, nodes={self.nodes})" if self.m >= self.nodes else None
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.barabasi_albert_graph(self.nodes, self.m, seed=seed)
+
+
+class StochasticBlock(Sized):
+    """communities of near-equal size: links within a community with probability p_in, across with p_out"""
+
+    edges: ClassVar[str] = "random, p_in within and p_out across communities, both ways"
+    communities: int = Field(2, ge=1, description="number of communities, at most nodes")
+    p_in: float = Field(0.8, ge=0, le=1, description="link probability within a community")
+    p_out: float = Field(0.05, ge=0, le=1, description="link probability across communities")
+
+    def problem(self) -> str | None:
+        if self.communities > self.nodes:
+            return f"communities must be at most nodes (got communities={self.communities}, nodes={self.nodes})"
+        return None
+
+    def generate(self, seed: int) -> nx.Graph:
+        count = self.communities
+        sizes = [self.nodes // count + (block < self.nodes % count) for block in range(count)]
+        chances = [[self.p_in if row == column else self.p_out for column in range(count)] for row in range(count)]
+        return nx.stochastic_block_model(sizes, chances, seed=seed)
+
+
+class Grid2d(Family):
+    """2-D lattice: each node exchanges with its neighbours up, down, left and right"""
+
+    edges: ClassVar[str] = "2·(rows·(cols-1) + cols·(rows-1)), or 4·rows·cols when periodic"
+    rows: int = Field(3, ge=1, description="rows")
+    cols: int = Field(3, ge=1, description="columns")
+    periodic: bool = Field(False, description="wrap around (a torus): needs at least 3 rows and 3 columns")
+
+    def problem(self) -> str | None:
+        if self.rows * self.cols < 2:
+            return f"rows·cols must be at least 2 (got {self.rows}·{self.cols})"
+        if self.periodic and min(self.rows, self.cols) < 3:
+            return f"a periodic grid needs at least 3 rows and 3 columns (got {self.rows}·{self.cols})"
+        return None
+
+    def size(self) -> int:
+        return self.rows * self.cols
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.convert_node_labels_to_integers(nx.grid_2d_graph(self.rows, self.cols, periodic=self.periodic))
+
+
+class RandomRegular(Sized):
+    """random graph where every node has the same number of neighbours"""
+
+    edges: ClassVar[str] = "nodes·degree"
+    degree: int = Field(3, ge=1, description="neighbours per node, less than nodes; nodes·degree even")
+
+    def problem(self) -> str | None:
+        if self.degree >= self.nodes:
+            return f"degree must be less than nodes (got degree={self.degree}, nodes={self.nodes})"
+        if self.nodes * self.degree % 2:
+            return f"nodes·degree must be even (got {self.nodes}·{self.degree})"
+        return None
+
+    def generate(self, seed: int) -> nx.Graph:
+        return nx.random_regular_graph(self.degree, self.nodes, seed=seed)
+
+
+class SupplyChain(Family):
+    """providers → aggregators → applications: every aggregator distils from every provider, each
+    application fine-tunes on `sources` aggregators drawn at random"""
+
+    edges: ClassVar[str] = "providers·aggregators + applications·sources"
+    providers: int = Field(2, ge=1, description="base-model providers: the first nodes")
+    aggregators: int = Field(3, ge=1, description="models distilled from every provider: the next nodes")
+    applications: int = Field(6, ge=1, description="application models: the last nodes")
+    sources: int = Field(1, ge=1, description="aggregators each application trains on, at most aggregators")
+
+    def problem(self) -> str | None:
+        if self.sources > self.aggregators:
+            return f"sources must be at most aggregators (got sources={self.sources}, aggregators={self.aggregators})"
+        return None
+
+    def size(self) -> int:
+        return self.providers + self.aggregators + self.applications
+
+    def generate(self, seed: int) -> nx.Graph:
+        chooser = random.Random(seed)
+        provider_ids = range(self.providers)
+        aggregator_ids = range(self.providers, self.providers + self.aggregators)
+        application_ids = range(self.providers + self.aggregators, self.size())
+        graph = nx.DiGraph()
+        graph.add_nodes_from(range(self.size()))
+        graph.add_edges_from(itertools.product(provider_ids, aggregator_ids))
+        graph.add_edges_from(
+            (source, app) for app in application_ids for source in chooser.sample(aggregator_ids, self.sources)
+        )
+        return graph
+
+
+class File(Family):
+    """a graph read from a GraphML, GML or edge-list CSV file"""
+
+    edges: ClassVar[str] = "as in the file; an undirected file's edges count both ways"
+    path: str = Field(min_length=1, description="the graph file to read (.graphml, .gml or .csv)")
+
+    def size(self) -> int:
+        return load(self.path).number_of_nodes()
+
+    def generate(self, seed: int) -> nx.Graph:
+        return load(self.path)
+
+
+FAMILIES: dict[str, type[Family]] = {
+    "complete": Complete,
+    "ring": Ring,
+    "chain": Chain,
+    "star": Star,
+    "lineage_tree": LineageTree,
+    "erdos_renyi": ErdosRenyi,
+    "watts_strogatz": WattsStrogatz,
+    "barabasi_albert": BarabasiAlbert,
+    "stochastic_block": StochasticBlock,
+    "grid_2d": Grid2d,
+    "random_regular": RandomRegular,
+    "supply_chain": SupplyChain,
+    "file": File,
 }

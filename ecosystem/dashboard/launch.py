@@ -47,7 +47,7 @@ def launch_overrides(
 ) -> list[str]:
     """The `--set` overrides for the launch form's values; `more` holds further key=value lines (a
     checkpoint world's file paths among them)."""
-    sized = "nodes" in topologies.family(topology).params  # other families take their size from their parameters
+    sized = "nodes" in topologies.family(topology).model_fields  # other families take their size from their parameters
     return [
         f'world.kind="{world}"',
         f'generation.engine="{engine}"',
