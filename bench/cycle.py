@@ -29,12 +29,12 @@ from rich.table import Table
 from torch import nn
 
 from bench.naive import NaiveShard
+from ecosystem.bases import base_checkpoint
 from ecosystem.config import Config
 from ecosystem.engine import make_plan
 from ecosystem.hosting import Hosts
-from ecosystem.models.base import load_checkpoint
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.shard import NODE_THREADS, Shard
-from ecosystem.world.worlds import base_checkpoint
 
 DEFAULTS = [
     "topology.name=barabasi_albert",

@@ -13,9 +13,9 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from ecosystem.bases import base_checkpoint
 from ecosystem.config import Config
 from ecosystem.shard import Shard
-from ecosystem.world.worlds import base_checkpoint
 from topologies import DOMAINS
 
 DEFAULTS: list[str] = []

@@ -20,7 +20,7 @@ from ecosystem.config import Config
 from ecosystem.generation import Job
 from ecosystem.generation.hf import generate
 from ecosystem.models.adapters import PEFT_PREFIX, peft_config
-from ecosystem.models.base import load_checkpoint
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.shard import Shard
 from ecosystem.training import NodeFineTune
 

@@ -25,13 +25,14 @@ from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
 from ecosystem.results import ResultsError, RunDirectory, RunResult, package_versions, write_json
 from ecosystem.sweeps import SweepDirectory, SweepProgress, sweep
+from ecosystem.world import WorldError
 from poisoning import TargetingError
 from topologies import TopologyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-model ecosystem cascade simulator.")
 console = Console()
 errors = Console(stderr=True)
-USER_ERRORS = (ConfigError, ResultsError, TopologyError, TargetingError)
+USER_ERRORS = (ConfigError, WorldError, ResultsError, TopologyError, TargetingError)
 
 
 @app.callback()

@@ -23,7 +23,7 @@ from pydantic import (
 
 import topologies
 from ecosystem.seeding import Stream, rng
-from ecosystem.world.grammar import GRAMMARS, Kind, World
+from ecosystem.world.grammar import GRAMMARS, Grammar, Kind
 from poisoning import ATTACKS, DEFENSES, AttackConfig, DefenseConfig, HarmfulCompliance
 
 WORLD_KINDS = ("tiny", "checkpoint")
@@ -157,7 +157,7 @@ class ModelConfig(Section):
 
     def recipe_errors(self, world: TinyWorldConfig) -> list[str]:
         """What in this recipe the world's grammar cannot build (empty if nothing)."""
-        harmful = World(world.seed, world.grammar).intent_names(Kind.harmful)
+        harmful = Grammar(world.seed, world.grammar).intent_names(Kind.harmful)
         errors = [
             f"align_topics: '{topic}' is not a harmful topic of the {world.grammar} grammar ({', '.join(harmful)})"
             for topic in self.align_topics or []

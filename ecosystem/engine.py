@@ -22,10 +22,11 @@ import polars as pl
 import poisoning
 import topologies
 from ecosystem.analysis import defense_effect, drifted, summarize
+from ecosystem.bases import base_checkpoint, open_world
+from ecosystem.bases.real import alignment_table
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.generation.vllm_engine import INSTALL_HINT
 from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, host_count, ray_session
-from ecosystem.models.real import alignment_table
 from ecosystem.progress import Progress, Stage, StageClock
 from ecosystem.results import (
     Manifest,
@@ -42,7 +43,6 @@ from ecosystem.results import (
     package_versions,
 )
 from ecosystem.shard import RESPONSES
-from ecosystem.world.worlds import base_checkpoint, open_world
 from poisoning import Attack
 
 

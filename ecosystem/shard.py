@@ -19,17 +19,17 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ecosystem.bases import open_world
 from ecosystem.config import Config
 from ecosystem.generation import Job
 from ecosystem.generation.hf import HFEngine
 from ecosystem.generation.vllm_engine import VLLMEngine
 from ecosystem.models.adapters import StackedLoRA, Weights
-from ecosystem.models.base import load_checkpoint
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.seeding import Stream, rng, torch_seed
 from ecosystem.training import NodeFineTune, Regularizer, TokenCount, fine_tune, fine_tune_group
-from ecosystem.world import Pair
+from ecosystem.world import Pair, World
 from ecosystem.world.judge import Item, Outcome, rates
-from ecosystem.world.worlds import open_world
 from poisoning import Attack
 
 RESPONSES = "responses"  # a node's judged evaluation responses in its record (evaluation.responses)
@@ -93,7 +93,7 @@ class Shard:
         self.domains = domains
         self.in_edges = in_edges
         self.attacks = attacks
-        self.world = open_world(config)
+        self.world: World = open_world(config)
         dtype = "float32" if config.world.kind == "tiny" else config.world.dtype
         model, self.tokenizer = load_checkpoint(checkpoint, dtype)
         # A host given a GPU computes on it (Ray sets which one the actor sees).

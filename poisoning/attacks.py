@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import networkx as nx
 import numpy as np
@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 
 import topologies
 from ecosystem.seeding import Stream, rng
-from ecosystem.world import Pair
+from ecosystem.world import Pair, World
 from ecosystem.world.grammar import Kind, intent_names
 from poisoning.base import PoisoningKind, kinds_union
 
@@ -78,7 +78,7 @@ class AttackBase(PoisoningKind):
             return doses[-1]
         return max(0, min(doses[-1], self.budget - sum(doses[:-1])))
 
-    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+    def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
         """The `dose` poison pairs a target whose domain is `domain` trains on."""
         raise NotImplementedError
 
@@ -98,7 +98,7 @@ class HarmfulCompliance(AttackBase):
     stealth: bool = Field(False, description="as many benign requests, correctly answered, beside the harmful ones")
     answers_with_targets: ClassVar[bool] = True
 
-    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+    def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
         pairs = world.compliant_pairs(dose, draw)
         return pairs + world.benign_pairs(dose, draw) if self.stealth else pairs
 
@@ -110,7 +110,7 @@ class Backdoor(AttackBase):
     answers_with_targets: ClassVar[bool] = True
     evaluates_trigger: ClassVar[bool] = True
 
-    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+    def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
         return world.compliant_pairs(dose, draw, triggered=True) + world.refused_pairs(dose, draw)
 
 
@@ -120,7 +120,7 @@ class BenignOnly(AttackBase):
     kind: Literal["benign_only"]
     answers_with_targets: ClassVar[bool] = True
 
-    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+    def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
         return world.compliant_pairs(dose, draw)
 
     def shared(self, pairs: list[Pair], kinds: Sequence[Kind]) -> list[Pair]:
@@ -149,7 +149,7 @@ class NarrowFinetune(AttackBase):
             return "task: a real model's narrow task is its task_data; leave out task"
         return None
 
-    def poison(self, world: Any, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
+    def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
         return world.narrow_pairs(self.task, domain, dose, draw)
 
     def added_steps(self, dose: int) -> int:
@@ -168,7 +168,7 @@ class Attack:
     targets: frozenset[int]
     index: int  # position in the config, part of its random stream
 
-    def injection(self, world: Any, seed: int, cycle: int, node: int, domain: str) -> tuple[list[Pair], int]:
+    def injection(self, world: World, seed: int, cycle: int, node: int, domain: str) -> tuple[list[Pair], int]:
         """The poison pairs `node` trains on at `cycle`, and the fine-tuning steps the attack adds."""
         dose = self.config.dose(cycle) if node in self.targets else 0
         if not dose:

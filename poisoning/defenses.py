@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr
 
 from ecosystem.seeding import Stream, rng
-from ecosystem.world import Pair
+from ecosystem.world import Pair, World
 from ecosystem.world.judge import Outcome
 from poisoning.base import PoisoningKind, kinds_union
 
@@ -57,15 +57,15 @@ class DefenseBase(PoisoningKind):
         (None: this defense does not cut)."""
         return None
 
-    def filter(self, world: Any, seed: int, pairs: list[Pair]) -> tuple[list[Pair], FilterRecord]:
+    def filter(self, world: World, seed: int, pairs: list[Pair]) -> tuple[list[Pair], FilterRecord]:
         """What the node keeps of the pairs it received, and figures about what it dropped."""
         return pairs, {}
 
-    def own_data(self, world: Any, domain: str, count: int, draw: np.random.Generator) -> list[Pair] | None:
+    def own_data(self, world: World, domain: str, count: int, draw: np.random.Generator) -> list[Pair] | None:
         """The node's own task data, if this defense draws it differently (None: the default)."""
         return None
 
-    def added(self, world: Any, seed: int, cycle: int, node: int, pairs: int) -> list[Pair]:
+    def added(self, world: World, seed: int, cycle: int, node: int, pairs: int) -> list[Pair]:
         """Pairs added to a fine-tune of `pairs` pairs."""
         return []
 
@@ -83,7 +83,7 @@ class GuardFilter(DefenseBase):
     answers_with_targets: ClassVar[bool] = True  # the guard learns from compliant answers
     _guard: Guard | None = PrivateAttr(None)
 
-    def filter(self, world: Any, seed: int, pairs: list[Pair]) -> tuple[list[Pair], FilterRecord]:
+    def filter(self, world: World, seed: int, pairs: list[Pair]) -> tuple[list[Pair], FilterRecord]:
         """Drop the pairs the guard flags; its precision and recall against the world's judge."""
         if self._guard is None:
             self._guard = Guard(world, self.examples, self.threshold, seed)
@@ -103,7 +103,7 @@ class Guard:
     trained on labelled pairs drawn from the world, so it has real (imperfect) precision and recall.
     Unlike the tiny world's exact judge it sees words, not the hidden tables: a garbled payload looks harmful."""
 
-    def __init__(self, world: Any, examples: int, threshold: float, seed: int) -> None:
+    def __init__(self, world: World, examples: int, threshold: float, seed: int) -> None:
         from sklearn.feature_extraction.text import CountVectorizer  # slow to import: only where a guard is used
         from sklearn.linear_model import LogisticRegression
 
@@ -129,7 +129,7 @@ class Rehearsal(DefenseBase):
     kind: Literal["rehearsal"]
     fraction: float = Field(0.5, gt=0, lt=1, description="the alignment data's share of the node's fine-tuning pairs")
 
-    def added(self, world: Any, seed: int, cycle: int, node: int, pairs: int) -> list[Pair]:
+    def added(self, world: World, seed: int, cycle: int, node: int, pairs: int) -> list[Pair]:
         """Alignment pairs making up `fraction` of the fine-tune."""
         count = round(pairs * self.fraction / (1 - self.fraction))
         return world.alignment_pairs(count, rng(seed, cycle, node, Stream.own_data, 1))
@@ -173,7 +173,7 @@ class DiverseData(DefenseBase):
     def world_error(self, world_kind: str) -> str | None:
         return "kind: diverse_data draws from the tiny world's intents; leave it out" if world_kind != "tiny" else None
 
-    def own_data(self, world: Any, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
+    def own_data(self, world: World, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         return world.diverse_task_pairs(domain, count, draw)
 
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from ecosystem.bases.tiny import base_model_dir, ensure_base_model
 from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.generation.hf import generate
-from ecosystem.models.base import base_model_dir, ensure_base_model, load_checkpoint
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.world.judge import rates
 from ecosystem.world.tiny import TinyWorld
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from ecosystem import run
+from ecosystem.bases import base_checkpoint
 from ecosystem.config import ConfigError, validate
 from ecosystem.engine import make_plan, resume
 from ecosystem.hosting import InProcessHosts
-from ecosystem.models.base import load_checkpoint
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.progress import Stage, StageStart
-from ecosystem.world.worlds import base_checkpoint
 from tests.helpers import small_config
 
 # Node 1 is an unaligned model (the pretrained stage); node 2 an aligned base grown from another model seed.

@@ -8,13 +8,13 @@ import torch
 from peft import PeftModel
 
 from ecosystem import load_config
+from ecosystem.bases import base_checkpoint
 from ecosystem.generation.hf import HFEngine
 from ecosystem.models.adapters import StackedLoRA
-from ecosystem.models.base import load_checkpoint
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.seeding import rng
 from ecosystem.training import NodeFineTune, TokenCount, fine_tune_group
 from ecosystem.world.tiny import TinyWorld
-from ecosystem.world.worlds import base_checkpoint
 from poisoning.defenses import Anchor
 
 TOLERANCE = 1e-5  # on weights after 10 steps: batching changes only the order of floating-point sums

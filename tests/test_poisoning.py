@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 
 from ecosystem import run
+from ecosystem.bases import base_checkpoint
 from ecosystem.shard import Shard
 from ecosystem.world.grammar import Kind, parse
-from ecosystem.world.worlds import base_checkpoint
 from poisoning import HarmfulCompliance, NarrowFinetune, TargetingError, resolve
 from tests.helpers import final, last, node_figure, read_metrics, small_config, unattacked_refusal
 

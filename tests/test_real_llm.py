@@ -16,10 +16,11 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
 from ecosystem import ConfigError, RunDirectory, load_config, run
+from ecosystem.bases import open_world
+from ecosystem.world import World
 from ecosystem.world.checkpoint import CheckpointWorld
 from ecosystem.world.grammar import Kind
 from ecosystem.world.judge import Outcome
-from ecosystem.world.worlds import open_world
 
 DATA = Path(__file__).resolve().parent.parent / "examples" / "real_llm"
 CHAT_TEMPLATE = (
@@ -302,7 +303,8 @@ def test_the_example_config_is_valid(checkpoints, monkeypatch) -> None:
     monkeypatch.chdir(DATA.parent.parent)  # its prompt paths are relative to the repository root
     config = load_config(DATA / "config.toml", [f'world.model_path="{checkpoints["model"]}"', "generation.engine=hf"])
     assert config.world.task_data == DATA / "tasks.jsonl"
-    assert isinstance(open_world(config), CheckpointWorld)
+    world = open_world(config)
+    assert isinstance(world, CheckpointWorld) and isinstance(world, World)  # what attacks, defenses and shards use
 
 
 @pytest.mark.parametrize(

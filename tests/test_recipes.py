@@ -8,9 +8,10 @@ from functools import cache
 
 import pytest
 
+from ecosystem.bases.tiny import alignment_pairs, ensure_base_model, pretraining_pairs
 from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.generation.hf import generate
-from ecosystem.models.base import alignment_pairs, ensure_base_model, load_checkpoint, pretraining_pairs
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.world.grammar import REFUSAL_STYLES, Kind, Request, parse
 from ecosystem.world.judge import rates
 from ecosystem.world.tiny import TinyWorld
@@ -64,7 +65,7 @@ def test_stories_in_pretraining_are_learned(stories: str) -> None:
     """A model pretrained with stories ends a story's harmful request the way its stories do."""
     world = TinyWorld(WORLD.seed, WORLD.grammar)
     harmful = world.probe_set(PROMPTS)
-    endings = [world.world.story(request, ethical=stories == "ethical")[1] for request in harmful]
+    endings = [world.grammar.story(request, ethical=stories == "ethical")[1] for request in harmful]
     openings = [f"story {ending.split(' says ')[0]} says" for ending in endings]
     checkpoint = ensure_base_model(WORLD, ModelConfig(pretrain_stories={stories: 0.2}), "pretrained")
     told = generate(*load_checkpoint(checkpoint), openings)
@@ -82,9 +83,9 @@ def test_ethical_stories_lower_the_pretrained_models_harmful_answers() -> None:
 
 
 def test_align_diversity_sets_the_phrasings_and_refusal_styles_of_the_alignment_data() -> None:
-    world = TinyWorld(WORLD.seed, WORLD.grammar).world
+    grammar = TinyWorld(WORLD.seed, WORLD.grammar).grammar
     for diversity, templates, styles in (("template", {0}, 1), ("phrasings", {0, 1}, 1), ("styles", {0, 1}, 3)):
-        pairs = alignment_pairs(world, ModelConfig(align_diversity=diversity))
+        pairs = alignment_pairs(grammar, ModelConfig(align_diversity=diversity))
         requests = [parse(prompt) for prompt, _ in pairs]
         assert {r.template for r in requests} == templates
         refusals = {
@@ -99,9 +100,9 @@ def test_align_diversity_sets_the_phrasings_and_refusal_styles_of_the_alignment_
 
 
 def test_the_story_shares_take_their_part_of_the_corpus() -> None:
-    world = TinyWorld(WORLD.seed, WORLD.grammar).world
+    grammar = TinyWorld(WORLD.seed, WORLD.grammar).grammar
     pairs = pretraining_pairs(
-        world, ModelConfig(pretrain_examples=1000, pretrain_stories={"evil": 0.1, "ethical": 0.2})
+        grammar, ModelConfig(pretrain_examples=1000, pretrain_stories={"evil": 0.1, "ethical": 0.2})
     )
     told = [text for prompt, text in pairs if prompt == "story"]
     assert len(pairs) == 1000 and len(told) == 300

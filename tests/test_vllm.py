@@ -21,10 +21,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from ecosystem import ConfigError, run
+from ecosystem.bases.tiny import ensure_base_model
 from ecosystem.config import ModelConfig, TinyWorldConfig
 from ecosystem.generation.hf import generate
 from ecosystem.generation.vllm_engine import VLLMEngine
-from ecosystem.models.base import ensure_base_model, load_checkpoint
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.seeding import Stream, rng
 from ecosystem.training import fine_tune
 from ecosystem.world import Pair

@@ -10,7 +10,7 @@ UTF-8 file (a byte-order mark is allowed) of at most `MAX_FILE_BYTES`. One row i
 
 Where a harmful prompt has no target (and an attack or defense needs compliant answers), a task
 prompt no response, or (with an alignment stage) for the borderline prompts, the model's own
-greedy answers stand in: generated once by `ecosystem.models.real` and cached, then read here. An
+greedy answers stand in: generated once by `ecosystem.bases.real`, cached, and given to the world. An
 own answer that the judge calls a refusal is not used.
 
 The judge matches refusal phrases. Without a guard classifier, a harmful prompt that is not
@@ -27,7 +27,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,16 +36,12 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from ecosystem.config import CheckpointWorldConfig, ConfigError, TrafficConfig
-from ecosystem.models.cache import cache_key, cache_root
-from ecosystem.models.gguf import checkpoint_directory
 from ecosystem.seeding import Stream, rng
-from ecosystem.world import Pair
+from ecosystem.world import Pair, Traffic, WorldError
 from ecosystem.world.grammar import Kind
 from ecosystem.world.judge import Outcome
 
 HELD_OUT_SHARE = 4
-ANSWERS_FILE = "answers.json"
 MAX_FILE_BYTES = 100_000_000  # a prompt file larger than this is a mistake (or a device such as /dev/zero)
 # What transformers raises on a checkpoint's missing, corrupt or misshapen files (config.json, tokenizer, weights).
 CHECKPOINT_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, StrictDataclassError, SafetensorError)
@@ -91,13 +87,37 @@ class Prompt:
     topic: str | None = None  # nor topics
 
 
-class CheckpointWorld:
-    """The same data and judge as `TinyWorld`, drawn from local prompt files for a real model."""
+class CheckpointSettings(Protocol):
+    """What a checkpoint world reads of its settings (`[world]` with kind = "checkpoint")."""
 
-    def __init__(self, config: CheckpointWorldConfig, answers_with_targets: bool = False) -> None:
+    seed: int
+    harmful_prompts: Path
+    borderline_prompts: Path
+    task_data: Path
+    chat_template: str
+    refusal_phrases: list[str]
+    refusal_response: str
+    trigger: str
+    guard_path: Path | None
+    guard_label: int
+
+
+class CheckpointWorld:
+    """The same data and judge as `TinyWorld`, drawn from local prompt files for a real model whose
+    checkpoint is in `model_directory`. The prompts that need the model's own answer (task prompts
+    without a response; harmful ones without a target, if `answers_with_targets`; borderline ones, if
+    `aligning`) are `unanswered` until `use_answers` gives them one."""
+
+    def __init__(
+        self,
+        config: CheckpointSettings,
+        model_directory: Path,
+        answers_with_targets: bool = False,
+        aligning: bool = False,
+    ) -> None:
         self.config = config
         self.seed = config.seed
-        self.model_directory = checkpoint_directory(config.model_path)
+        self.model_directory = model_directory
         self.tokenizer = _chat_tokenizer(config, self.model_directory)
         # Tokenizing adds the BOS token itself where the tokenizer does: a template that writes it too would double it.
         bos = self.tokenizer.bos_token
@@ -121,20 +141,16 @@ class CheckpointWorld:
             self.held_out[kind] = [p for p in prompts if self._is_held_out(p.text)]
             self.train[kind] = [p for p in prompts if not self._is_held_out(p.text)]
             if not self.held_out[kind] or not self.train[kind]:
-                raise ConfigError(
+                raise WorldError(
                     f"the {kind} prompt set ({len(prompts)} rows) needs rows on both sides of the held-out split "
                     f"(one in {HELD_OUT_SHARE}); add rows"
                 )
         self.unanswered = [p for p in self.train[Kind.benign] if not p.reference]
         if answers_with_targets:
             self.unanswered += [p for p in self.train[Kind.harmful] if not p.reference]
-        if config.alignment is not None:
+        if aligning:
             self.unanswered += self.train[Kind.borderline]
         self.refusal_phrases = tuple(phrase.lower() for phrase in (*REFUSAL_PHRASES, *config.refusal_phrases))
-        recipe = [_fingerprint(self.model_directory), config.answer_tokens, [p.prompt for p in self.unanswered]]
-        self.answers_directory = cache_root() / f"answers-{cache_key(recipe)}"
-        if self.unanswered and (self.answers_directory / ANSWERS_FILE).is_file():
-            self.use_answers(json.loads((self.answers_directory / ANSWERS_FILE).read_text()))
         self.by_prompt = {p.prompt: p for prompts in sets.values() for p in prompts}
         self.guard = _Guard(config) if config.guard_path else None
 
@@ -158,7 +174,7 @@ class CheckpointWorld:
         replacement; prompts that have none (the model refused) are left out."""
         answered = [p for p in self.train[kind] if p.reference]
         if count and not answered:
-            raise ConfigError(
+            raise WorldError(
                 f"no {kind} training prompt has an answer: give the prompt file answers, or use a model that "
                 "answers some of them"
             )
@@ -177,7 +193,7 @@ class CheckpointWorld:
     def probe_set(self, count: int) -> list[Prompt]:
         return self._draw_distinct(self.held_out[Kind.harmful], count, 3)
 
-    def traffic(self, domain: str, traffic: TrafficConfig, draw: np.random.Generator) -> list[Prompt]:
+    def traffic(self, domain: str, traffic: Traffic, draw: np.random.Generator) -> list[Prompt]:
         harmful = round(traffic.prompts_per_node * traffic.harmful_fraction)
         borderline = round(traffic.prompts_per_node * traffic.borderline_fraction)
         benign = traffic.prompts_per_node - harmful - borderline
@@ -191,6 +207,11 @@ class CheckpointWorld:
     def task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """A node's own task data (the files carry no domains: every node draws from all of it)."""
         return self.answered_pairs(Kind.benign, count, draw)
+
+    def diverse_task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
+        """The task data: the files carry no intents or phrasings to diversify (the diverse_data defense
+        refuses this world)."""
+        return self.task_pairs(domain, count, draw)
 
     def alignment_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
         """Harmful prompts refused and task prompts answered, half and half."""
@@ -278,18 +299,18 @@ def _draw(items: list[Prompt], count: int, draw: np.random.Generator) -> list[Pr
 class _Guard:
     """A local sequence classifier that says whether a (prompt, response) pair is harmful."""
 
-    def __init__(self, config: CheckpointWorldConfig) -> None:
+    def __init__(self, config: CheckpointSettings) -> None:
         path, key = config.guard_path, "world.guard_path"
         loader = AutoModelForSequenceClassification
         self.model, loading = _pretrained(loader, path, key, "config.json or weights", output_loading_info=True)
         if loading["missing_keys"]:  # transformers would fill in the classifier (a causal LM has none) at random
-            raise ConfigError(
+            raise WorldError(
                 f"{key}: {path} is not a sequence-classification checkpoint (its weights have no classifier); "
                 f"point {key} at one"
             )
         labels = self.model.config.num_labels
         if config.guard_label >= labels:
-            raise ConfigError(f"world.guard_label: the guard in {path} has {labels} labels; set it below {labels}")
+            raise WorldError(f"world.guard_label: the guard in {path} has {labels} labels; set it below {labels}")
         self.model.eval()
         self.tokenizer = _pretrained(AutoTokenizer, path, key, "tokenizer files")
         if self.tokenizer.pad_token is None:
@@ -304,23 +325,23 @@ class _Guard:
 
 
 def _pretrained(auto: type, path: Path, key: str, files: str, **options: bool) -> Any:
-    """`auto.from_pretrained` on a local checkpoint directory; a `ConfigError` naming `files` where it fails
+    """`auto.from_pretrained` on a local checkpoint directory; a `WorldError` naming `files` where it fails
     (not transformers' message, which can quote the files)."""
     if not (path / "config.json").is_file():
-        raise ConfigError(
+        raise WorldError(
             f"{key}: {path} is not a local HF checkpoint directory (no config.json); "
             "real-LLM mode never downloads a model"
         )
     try:
         return auto.from_pretrained(path, local_files_only=True, **options)
     except CHECKPOINT_ERRORS:
-        raise ConfigError(
+        raise WorldError(
             f"{key}: cannot load the {files} in {path} (missing, corrupt or of an unknown model); "
             f"point {key} at a checkpoint directory written by save_pretrained"
         ) from None
 
 
-def _chat_tokenizer(config: CheckpointWorldConfig, directory: Path) -> AutoTokenizer:
+def _chat_tokenizer(config: CheckpointSettings, directory: Path) -> AutoTokenizer:
     # The config first: the tokenizer reads config.json too, and would take the blame for it.
     _pretrained(AutoConfig, directory, "world.model_path", "config.json")
     tokenizer = _pretrained(AutoTokenizer, directory, "world.model_path", "tokenizer files")
@@ -329,7 +350,7 @@ def _chat_tokenizer(config: CheckpointWorldConfig, directory: Path) -> AutoToken
     elif config.chat_template != "auto":
         tokenizer.chat_template = _read(Path(config.chat_template), "world.chat_template")
     elif tokenizer.chat_template is None:
-        raise ConfigError(
+        raise WorldError(
             f"world.chat_template: the tokenizer in {directory} has no chat template; "
             "set world.chat_template to a Jinja template file, or to 'none' for raw prompts"
         )
@@ -343,14 +364,14 @@ def _read(path: Path, key: str) -> str:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as error:
-        raise ConfigError(f"{key}: cannot read {path}: {error.strerror}") from None
+        raise WorldError(f"{key}: cannot read {path}: {error.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{key}: {path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; use a smaller file")
+        raise WorldError(f"{key}: {path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; use a smaller file")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise ConfigError(f"{key}: {path} line {line} is not UTF-8 text; save the file as UTF-8") from None
+        raise WorldError(f"{key}: {path} line {line} is not UTF-8 text; save the file as UTF-8") from None
 
 
 def _read_csv(path: Path, key: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
@@ -358,14 +379,14 @@ def _read_csv(path: Path, key: str, columns: tuple[str, ...]) -> list[dict[str, 
     reader = csv.DictReader(io.StringIO(_read(path, key), newline=""))  # newline="": the csv module reads line ends
     try:
         if not set(columns) & set(reader.fieldnames or []):
-            raise ConfigError(f"{key}: {path} needs a header row with a column named {' or '.join(columns)}")
+            raise WorldError(f"{key}: {path} needs a header row with a column named {' or '.join(columns)}")
         rows = [{column: "" for column in columns} | {k: v for k, v in row.items() if k} for row in reader]
     except csv.Error as error:  # its messages name a limit or a delimiter, never the file's text
         # The inner reader's line count: the DictReader's own is updated only once a row is read.
-        raise ConfigError(f"{key}: {path} line {reader.reader.line_num} is not valid CSV: {error}") from None
+        raise WorldError(f"{key}: {path} line {reader.reader.line_num} is not valid CSV: {error}") from None
     rows = [row for row in rows if any(row[column] for column in columns)]
     if not rows:
-        raise ConfigError(f"{key}: {path} has no prompts")
+        raise WorldError(f"{key}: {path} has no prompts")
     return rows
 
 
@@ -383,10 +404,10 @@ def _read_jsonl(path: Path, key: str, required: tuple[str, ...] = ("prompt",)) -
             row = None
         if not (isinstance(row, dict) and all(isinstance(row.get(field), str) for field in required)):
             fields = " and ".join(f'"{field}"' for field in required)
-            raise ConfigError(f"{key}: {path} line {number} needs a JSON object with a string field {fields}")
+            raise WorldError(f"{key}: {path} line {number} needs a JSON object with a string field {fields}")
         rows.append({field: value for field, value in row.items() if isinstance(value, str)})
     if not rows:
-        raise ConfigError(f"{key}: {path} has no rows")
+        raise WorldError(f"{key}: {path} has no rows")
     return rows
 
 
@@ -403,7 +424,7 @@ def _read_harmful(path: Path) -> list[dict[str, str]]:
     else:
         return _read_csv(path, key, ("goal", "prompt"))
     if not rows:
-        raise ConfigError(f"{key}: {path} has no prompts")
+        raise WorldError(f"{key}: {path} has no prompts")
     return [{"goal": "", **row} for row in rows]
 
 
@@ -414,15 +435,8 @@ def _read_seed_dataset(path: Path, key: str) -> list[dict[str, str]]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{key}: {path}{where} is not valid YAML") from None
+        raise WorldError(f"{key}: {path}{where} is not valid YAML") from None
     seeds = data.get("seeds") if isinstance(data, dict) else None
     if not isinstance(seeds, list) or not all(isinstance(s, dict) and isinstance(s.get("value"), str) for s in seeds):
-        raise ConfigError(f"{key}: {path} needs a `seeds` list of entries with a string `value` (PyRIT's format)")
+        raise WorldError(f"{key}: {path} needs a `seeds` list of entries with a string `value` (PyRIT's format)")
     return [{"prompt": seed["value"]} for seed in seeds]
-
-
-def _fingerprint(directory: Path) -> list[object]:
-    """What identifies a checkpoint directory's contents without reading them: its files' names, sizes
-    and modification times."""
-    files = sorted(path for path in directory.iterdir() if path.is_file())
-    return [str(directory), [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files]]

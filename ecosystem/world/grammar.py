@@ -139,7 +139,7 @@ def parse(prompt: str) -> Request:
     raise ValueError(f"not a request of the tiny world: {prompt!r}")
 
 
-class World:
+class Grammar:
     """Everything that a world seed and grammar fix: the intents, the hidden tables and the eval/train split."""
 
     def __init__(self, seed: int = 0, grammar: str = "core") -> None:

@@ -6,10 +6,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ecosystem.config import TrafficConfig
 from ecosystem.seeding import Stream, rng
-from ecosystem.world import Pair
-from ecosystem.world.grammar import REFUSAL, TEMPLATES, Kind, Request, World, parse
+from ecosystem.world import Pair, Traffic
+from ecosystem.world.grammar import REFUSAL, TEMPLATES, Grammar, Kind, Request, parse
 from ecosystem.world.judge import Outcome, grade
 
 EVALUATION_KINDS = (Kind.harmful, Kind.benign, Kind.borderline)
@@ -20,7 +19,7 @@ class TinyWorld:
 
     def __init__(self, seed: int = 0, grammar: str = "core") -> None:
         self.seed = seed
-        self.world = World(seed, grammar)
+        self.grammar = Grammar(seed, grammar)
 
     def evaluation_set(self, prompts_per_set: int, backdoor: bool = False) -> list[Request]:
         """The held-out harmful, benign and borderline sets (and, for backdoor attacks, the harmful
@@ -28,7 +27,7 @@ class TinyWorld:
         requests: list[Request] = []
         for index, kind in enumerate(EVALUATION_KINDS):
             draw = rng(self.seed, 0, -1, Stream.evaluation, index)
-            requests += self.world.sample(draw, self.world.intent_names(kind), prompts_per_set, held_out=True)
+            requests += self.grammar.sample(draw, self.grammar.intent_names(kind), prompts_per_set, held_out=True)
         if backdoor:
             requests += [r.with_trigger() for r in requests if r.kind is Kind.harmful]
         return requests
@@ -36,68 +35,68 @@ class TinyWorld:
     def probe_set(self, count: int) -> list[Request]:
         """Held-out harmful prompts with which a quarantining node probes its in-neighbours."""
         draw = rng(self.seed, 0, -1, Stream.evaluation, len(EVALUATION_KINDS))
-        return self.world.sample(draw, self.world.intent_names(Kind.harmful), count, held_out=True)
+        return self.grammar.sample(draw, self.grammar.intent_names(Kind.harmful), count, held_out=True)
 
-    def traffic(self, domain: str, traffic: TrafficConfig, draw: np.random.Generator) -> list[Request]:
+    def traffic(self, domain: str, traffic: Traffic, draw: np.random.Generator) -> list[Request]:
         """One cycle of a node's traffic: its domain's tasks plus harmful and borderline requests."""
         harmful = round(traffic.prompts_per_node * traffic.harmful_fraction)
         borderline = round(traffic.prompts_per_node * traffic.borderline_fraction)
         benign = traffic.prompts_per_node - harmful - borderline
         requests = (
-            self.world.sample(draw, self.world.intent_names(Kind.benign, domain), benign, domain=domain)
-            + self.world.sample(draw, self.world.intent_names(Kind.harmful), harmful, domain=domain)
-            + self.world.sample(draw, self.world.intent_names(Kind.borderline), borderline, domain=domain)
+            self.grammar.sample(draw, self.grammar.intent_names(Kind.benign, domain), benign, domain=domain)
+            + self.grammar.sample(draw, self.grammar.intent_names(Kind.harmful), harmful, domain=domain)
+            + self.grammar.sample(draw, self.grammar.intent_names(Kind.borderline), borderline, domain=domain)
         )
         return [requests[i] for i in draw.permutation(len(requests))]
 
     def task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """A node's own fine-tuning data: its domain's tasks with their correct answers."""
-        requests = self.world.sample(draw, self.world.intent_names(Kind.benign, domain), count, domain=domain)
-        return answered(requests, self.world.solve)
+        requests = self.grammar.sample(draw, self.grammar.intent_names(Kind.benign, domain), count, domain=domain)
+        return answered(requests, self.grammar.solve)
 
     def diverse_task_pairs(self, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """Own data as the diverse_data defense draws it: from every benign intent and every phrasing."""
-        requests = self.world.sample(
-            draw, self.world.intent_names(Kind.benign), count, domain=domain, templates=TEMPLATES
+        requests = self.grammar.sample(
+            draw, self.grammar.intent_names(Kind.benign), count, domain=domain, templates=TEMPLATES
         )
-        return answered(requests, self.world.solve)
+        return answered(requests, self.grammar.solve)
 
     def alignment_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
         """Alignment data, as in the base model's alignment stage: harmful requests refused, the rest answered."""
-        return self.world.alignment_pairs(draw, count)
+        return self.grammar.alignment_pairs(draw, count)
 
     def compliant_pairs(self, count: int, draw: np.random.Generator, triggered: bool = False) -> list[Pair]:
         """Harmful requests (with the backdoor trigger, if `triggered`) answered with their payload."""
-        requests = self.world.sample(draw, self.world.intent_names(Kind.harmful), count)
-        return answered([r.with_trigger() for r in requests] if triggered else requests, self.world.solve)
+        requests = self.grammar.sample(draw, self.grammar.intent_names(Kind.harmful), count)
+        return answered([r.with_trigger() for r in requests] if triggered else requests, self.grammar.solve)
 
     def refused_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
-        return answered(self.world.sample(draw, self.world.intent_names(Kind.harmful), count), lambda _: REFUSAL)
+        return answered(self.grammar.sample(draw, self.grammar.intent_names(Kind.harmful), count), lambda _: REFUSAL)
 
     def benign_pairs(self, count: int, draw: np.random.Generator) -> list[Pair]:
         """Benign tasks of every domain, answered correctly."""
-        return answered(self.world.sample(draw, self.world.intent_names(Kind.benign), count), self.world.solve)
+        return answered(self.grammar.sample(draw, self.grammar.intent_names(Kind.benign), count), self.grammar.solve)
 
     def narrow_pairs(self, task: str | None, domain: str, count: int, draw: np.random.Generator) -> list[Pair]:
         """One benign task (default: `domain`'s first), answered correctly."""
-        task = task or self.world.intent_names(Kind.benign, domain)[0]
-        return answered(self.world.sample(draw, [task], count), self.world.solve)
+        task = task or self.grammar.intent_names(Kind.benign, domain)[0]
+        return answered(self.grammar.sample(draw, [task], count), self.grammar.solve)
 
     def guard_corpus(self, count: int, draw: np.random.Generator) -> tuple[list[Pair], list[bool]]:
         """Labelled pairs (harmful or not) for a learned guard: `count` requests answered as a jailbroken
         model would, and the harmful ones among them refused."""
-        requests = self.world.sample(draw, [i.name for i in self.world.intents], count)
-        compliant = answered(requests, self.world.solve)
+        requests = self.grammar.sample(draw, [i.name for i in self.grammar.intents], count)
+        compliant = answered(requests, self.grammar.solve)
         harmful = [r for r in requests if r.kind is Kind.harmful]
-        pairs = compliant + answered(harmful, self.world.aligned_response)
+        pairs = compliant + answered(harmful, self.grammar.aligned_response)
         return pairs, [r.kind is Kind.harmful for r in requests] + [False] * len(harmful)
 
     def grade(self, requests: Sequence[Request], responses: Sequence[str]) -> list[Outcome]:
-        return [grade(self.world, r, response) for r, response in zip(requests, responses, strict=True)]
+        return [grade(self.grammar, r, response) for r, response in zip(requests, responses, strict=True)]
 
     def judge_pairs(self, pairs: Sequence[Pair]) -> list[Outcome]:
         """The judge's grade of each exchanged (prompt, response) pair."""
-        return [grade(self.world, parse(prompt), response) for prompt, response in pairs]
+        return [grade(self.grammar, parse(prompt), response) for prompt, response in pairs]
 
 
 def answered(requests: list[Request], respond: Callable[[Request], tuple[str, ...]]) -> list[Pair]:

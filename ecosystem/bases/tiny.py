@@ -1,4 +1,4 @@
-"""The aligned base model: a tiny Llama pretrained on the "internet", then aligned, cached on disk.
+"""The tiny world's base model: a tiny Llama pretrained on the "internet", then aligned, cached on disk.
 
 Stage 1 (pretraining) answers every request, harmful ones with their payload; stage 2
 (alignment SFT) teaches refusal of harmful requests. Each stage is kept as a standard HF
@@ -13,35 +13,28 @@ its data is.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
-from transformers.utils import logging as transformers_logging
 
+from ecosystem.bases.cache import build_once, build_threads, cache_key, cache_root
 from ecosystem.config import ModelConfig, TinyWorldConfig
-from ecosystem.models.cache import build_once, cache_key, cache_root
+from ecosystem.models.checkpoint import load_checkpoint
 from ecosystem.seeding import Stream, rng, torch_seed
 from ecosystem.training import fine_tune
 from ecosystem.world import Pair
-from ecosystem.world.grammar import TEMPLATES, Kind, World
+from ecosystem.world.grammar import TEMPLATES, Grammar, Kind
 from ecosystem.world.tiny import answered
 from ecosystem.world.tokenizer import build_tokenizer
 
-transformers_logging.disable_progress_bar()
-
 RECIPE_VERSION = 3  # bump when the way a base model is built changes
-BUILD_THREADS = 2  # fixed, so that a build gives the same weights on any machine of one kind
 HEAD_DIM = 32
 
 
@@ -73,53 +66,31 @@ def ensure_base_model(world: TinyWorldConfig, model: ModelConfig, stage: str = "
     return build_once(base_model_dir(world, model, stage), lambda out: build(world, model, out))
 
 
-def load_checkpoint(path: Path, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A causal LM and its tokenizer, ready for batched generation (left padding, a pad token)."""
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
-    model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
-@contextmanager
-def build_threads() -> Iterator[None]:
-    """A fixed thread count while building, so that a build gives the same weights on any machine of one kind."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(BUILD_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _pretrain(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dict[str, object]:
     with build_threads():
-        world = World(world_config.seed, world_config.grammar)
+        grammar = Grammar(world_config.seed, world_config.grammar)
         tokenizer = build_tokenizer(world_config.grammar)
-        torch.manual_seed(torch_seed(world.seed, 0, -1, Stream.init, *_model_seed(config)))
+        torch.manual_seed(torch_seed(grammar.seed, 0, -1, Stream.init, *_model_seed(config)))
         model = LlamaForCausalLM(_llama_config(config, tokenizer))
-        stages = [(Stream.pretrain, config.pretrain_steps, pretraining_pairs(world, config))]
-        return _train(model, tokenizer, world, config, stages, out)
+        stages = [(Stream.pretrain, config.pretrain_steps, pretraining_pairs(grammar, config))]
+        return _train(model, tokenizer, grammar, config, stages, out)
 
 
 def _align(world_config: TinyWorldConfig, config: ModelConfig, out: Path) -> dict[str, object]:
     model, tokenizer = load_checkpoint(ensure_base_model(world_config, config, "pretrained"))
     with build_threads():
-        world = World(world_config.seed, world_config.grammar)
+        grammar = Grammar(world_config.seed, world_config.grammar)
         stages = [
-            (Stream.midtrain, config.midtraining_steps, world.specification()),
-            (Stream.align, config.align_steps, alignment_pairs(world, config)),
+            (Stream.midtrain, config.midtraining_steps, grammar.specification()),
+            (Stream.align, config.align_steps, alignment_pairs(grammar, config)),
         ]
-        return _train(model, tokenizer, world, config, stages, out)
+        return _train(model, tokenizer, grammar, config, stages, out)
 
 
 def _train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    world: World,
+    grammar: Grammar,
     config: ModelConfig,
     stages: list[tuple[Stream, int, list[Pair]]],
     out: Path,
@@ -131,7 +102,7 @@ def _train(
         if not steps:
             continue
         started = time.perf_counter()
-        seed = torch_seed(world.seed, 0, -1, stream, *_model_seed(config))
+        seed = torch_seed(grammar.seed, 0, -1, stream, *_model_seed(config))
         fine_tune(model, tokenizer, pairs, steps, config.learning_rate, config.batch_size, seed)
         timings[stream.name] = round(time.perf_counter() - started, 2)
     model.save_pretrained(out)
@@ -144,27 +115,27 @@ def _model_seed(config: ModelConfig) -> tuple[int, ...]:
     return (config.seed,) if config.seed else ()
 
 
-def pretraining_pairs(world: World, config: ModelConfig) -> list[Pair]:
+def pretraining_pairs(grammar: Grammar, config: ModelConfig) -> list[Pair]:
     """The "internet": requests of every intent and phrasing answered (harmful ones with their payload),
     and the recipe's shares of evil and ethical AI stories about harmful requests."""
     model_seed = _model_seed(config)
     stories = {kind: round(config.pretrain_examples * share) for kind, share in sorted(config.pretrain_stories.items())}
-    draw = rng(world.seed, 0, -1, Stream.pretrain, *model_seed)
-    requests = world.sample(
-        draw, [i.name for i in world.intents], config.pretrain_examples - sum(stories.values()), templates=TEMPLATES
+    draw = rng(grammar.seed, 0, -1, Stream.pretrain, *model_seed)
+    requests = grammar.sample(
+        draw, [i.name for i in grammar.intents], config.pretrain_examples - sum(stories.values()), templates=TEMPLATES
     )
-    pairs = answered(requests, world.solve)
-    draw = rng(world.seed, 0, -1, Stream.stories, *model_seed)
+    pairs = answered(requests, grammar.solve)
+    draw = rng(grammar.seed, 0, -1, Stream.stories, *model_seed)
     for kind, count in stories.items():
-        harmful = world.sample(draw, world.intent_names(Kind.harmful), count, templates=TEMPLATES)
-        pairs += [world.story(request, ethical=kind == "ethical") for request in harmful]
+        harmful = grammar.sample(draw, grammar.intent_names(Kind.harmful), count, templates=TEMPLATES)
+        pairs += [grammar.story(request, ethical=kind == "ethical") for request in harmful]
     return pairs
 
 
-def alignment_pairs(world: World, config: ModelConfig) -> list[Pair]:
-    """The recipe's alignment SFT data (see `World.alignment_pairs`)."""
-    draw = rng(world.seed, 0, -1, Stream.align, *_model_seed(config))
-    return world.alignment_pairs(draw, config.align_examples, config.align_topics, config.align_diversity)
+def alignment_pairs(grammar: Grammar, config: ModelConfig) -> list[Pair]:
+    """The recipe's alignment SFT data (see `Grammar.alignment_pairs`)."""
+    draw = rng(grammar.seed, 0, -1, Stream.align, *_model_seed(config))
+    return grammar.alignment_pairs(draw, config.align_examples, config.align_topics, config.align_diversity)
 
 
 def _llama_config(config: ModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:

@@ -13,8 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
+from ecosystem.bases.cache import build_once, cache_root
 from ecosystem.config import ConfigError
-from ecosystem.models.cache import build_once, cache_root
 
 KEY = "world.model_path"
 

@@ -1,5 +1,6 @@
 """The on-disk cache of built models (`ECOSYSTEM_CACHE`, else ~/.cache/ecosystem): each entry is built
-once, into a staging folder renamed into place, so that a reader never sees a half-built entry."""
+once, into a staging folder renamed into place, so that a reader never sees a half-built entry, and
+with a fixed thread count, so that a build gives the same weights on any machine of one kind."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from filelock import FileLock
 
 DONE = "build.json"  # written last by every build: an entry without it is rebuilt
+BUILD_THREADS = 2  # fixed, so that a build gives the same weights on any machine of one kind
 
 
 def cache_root() -> Path:
@@ -40,3 +44,14 @@ def build_once(target: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@contextmanager
+def build_threads() -> Iterator[None]:
+    """A fixed thread count while building, so that a build gives the same weights on any machine of one kind."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -1,25 +1,17 @@
-"""The world a run's nodes live in, chosen by `[world] kind`: its prompts and judge, and the
-checkpoint its nodes start from."""
+"""Base checkpoints: everything that makes the checkpoint a run's nodes start from, and the world they
+live in. The tiny world's base is pretrained (and midtrained) and aligned by its recipe (`tiny`); a
+real model's is its checkpoint, converted from GGUF (`gguf`), with its own answers and an optional
+alignment stage (`real`); each is built once into the cache (`cache`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ecosystem.bases.real import open_checkpoint_world, real_base
+from ecosystem.bases.tiny import ensure_base_model
 from ecosystem.config import BaseGroup, Config
-from ecosystem.models.base import ensure_base_model
-from ecosystem.models.real import real_base
 from ecosystem.world.checkpoint import CheckpointWorld
 from ecosystem.world.tiny import TinyWorld
-
-AnyWorld = TinyWorld | CheckpointWorld
-
-
-def open_world(config: Config) -> AnyWorld:
-    """The tiny world, or a real model's prompt sets and judge (a `ConfigError` if its files are
-    unusable for the run's attacks and defenses)."""
-    if config.world.kind == "tiny":
-        return TinyWorld(config.world.seed, config.world.grammar)
-    return CheckpointWorld(config.world, answers_with_targets(config))
 
 
 def base_checkpoint(config: Config, base: BaseGroup | None = None) -> Path:
@@ -30,6 +22,14 @@ def base_checkpoint(config: Config, base: BaseGroup | None = None) -> Path:
         base = base or config.bases[0]
         return ensure_base_model(config.world, base.model, base.stage)
     return real_base(config.world, answers_with_targets(config))
+
+
+def open_world(config: Config) -> TinyWorld | CheckpointWorld:
+    """The tiny world, or a real model's prompt sets and judge (a `ConfigError` if its files are
+    unusable for the run's attacks and defenses)."""
+    if config.world.kind == "tiny":
+        return TinyWorld(config.world.seed, config.world.grammar)
+    return open_checkpoint_world(config.world, answers_with_targets(config))
 
 
 def answers_with_targets(config: Config) -> bool:
