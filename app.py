@@ -413,7 +413,7 @@ def run_table(frame: pl.DataFrame) -> None:
     defaults = default_columns(frame)
     chosen = st.multiselect("columns", frame.columns, default=defaults, key="table_columns")
     st.caption(f"{shown.height} of {frame.height} runs")
-    table(shown.select(dict.fromkeys(["run", *chosen])), key="runs")
+    table(shown.select(list(dict.fromkeys(["run", *chosen]))), key="runs")
     if key != NONE:
         numbers = [column for column in runs.numeric_columns(shown) if column in chosen and column != key]
         st.subheader(f"Runs grouped by {key}")
