@@ -55,6 +55,18 @@ def choose(
     return st.selectbox(label, options, index=index, key=key, help=help, bind=bind)
 
 
+def choose_listed(label: str, options: Sequence[str], key: str) -> str:
+    """A choice of one directory by name, always in the URL (`key`): a link names the run it shows even
+    after newer runs come first, where a bound selectbox would leave its default out of the URL."""
+    state = st.session_state
+    if state.get(key) not in options:  # first shown, or hidden since (widget state goes): the link's, if any
+        linked = st.query_params.get(key)
+        state[key] = linked if linked in options else options[0]
+    chosen = st.selectbox(label, options, key=key)
+    st.query_params[key] = chosen
+    return chosen
+
+
 def choose_metric(label: str, options: Sequence[str], preferred: str, key: str) -> str:
     """A metric's selectbox, its tooltip the chosen metric's definition."""
     current = st.session_state.get(key, preferred)
@@ -382,7 +394,7 @@ Listed = TypeVar("Listed", runs.Run, sweeps.Sweep)
 def pick(listed: list[Listed], label: str) -> Listed:
     """A choice of one by name (kept in the URL), and its status and note."""
     by_name = {item.name: item for item in listed}
-    chosen = by_name[choose(label, list(by_name), next(iter(by_name)), key=label)]
+    chosen = by_name[choose_listed(label, list(by_name), key=label)]
     st.caption(f"{chosen.status} · {chosen.path}")
     if chosen.note:
         st.warning(chosen.note)
@@ -546,7 +558,7 @@ def experiments_view(folder: Path) -> None:
         return
     table(experiments.experiments_table(found), key="experiments")
     by_name = {experiment.name: experiment for experiment in found}
-    experiment = by_name[choose("experiment", list(by_name), found[0].name, key="experiment")]
+    experiment = by_name[choose_listed("experiment", list(by_name), key="experiment")]
     st.caption(str(experiment.path))
     if experiment.note:
         st.warning(experiment.note)
@@ -633,10 +645,9 @@ if not listed and not found and not verdicts:
     )
     st.stop()
 
-preferred = "Runs" if listed else "Sweeps" if found else "Experiments"
-sections = st.tabs(
-    ["Runs", "Sweeps", "Experiments"], default=preferred, key="section", on_change="rerun", bind="query-params"
-)
+if "section" not in st.session_state and "section" not in st.query_params and not listed:
+    st.session_state.section = "Sweeps" if found else "Experiments"  # a folder of sweeps or experiments only
+sections = st.tabs(["Runs", "Sweeps", "Experiments"], key="section", on_change="rerun", bind="query-params")
 for section, view in zip(sections, (runs_view, sweep_view, experiments_view), strict=True):
     with section:
         if section.open:
