@@ -542,10 +542,13 @@ def test_compare_overlays_runs_with_their_config_differences_and_final_figures(
     assert differences["attack.0.cycles"]["chain"] == "[1]"
     assert "seed" not in differences
     finals = {row["run"]: row for row in at.dataframe[2].value.to_dict("records")}
-    for name, run in (("chain", launched.out), ("ring", ring)):
-        summary = RunDirectory(run).read_summary()
-        assert finals[name]["final_mean_refusal"] == pytest.approx(summary["final_mean_refusal"])
-        assert finals[name]["nodes"] == summary["nodes"]
+    summary = RunDirectory(launched.out).read_summary()
+    assert finals["chain"]["final_mean_refusal"] == pytest.approx(summary["final_mean_refusal"])
+    assert finals["chain"]["nodes"] == summary["nodes"]
+    # the ring ran 2 cycles, the chain 1: both are compared at cycle 1, and a warning says so
+    assert finals["ring"]["final_mean_refusal"] == pytest.approx(mean_by_cycle(ring, lambda r: r["refusal_rate"])[1])
+    assert (finals["ring"]["last cycle written"], finals["chain"]["last cycle written"]) == (2, 1)
+    assert "the runs end at different cycles (1, 2)" in texts(at.warning)
 
 
 def make_sweep(folder: Path, out: Path) -> None:
@@ -682,6 +685,19 @@ def test_sweep_view_shows_its_cells_with_their_figures_over_seeds(with_sweep: Pa
         *(f"drifted_share_area_{part}" for part in ("mean", "low", "high", "seeds")),
     ]
     assert at.dataframe[2].value["run"].tolist() == cells["run"].to_list()  # every run, in an expander
+
+    # a figure against an axis: each run a point, the mean over seeds per dose with its interval
+    at.selectbox(key="sweep_axis:doses:figure").set_value("final_mean_refusal").run()
+    traces = {trace["name"]: trace for trace in figure(at, "sweep_axis:doses:chart")["data"]}
+    points, mean = traces["final_mean_refusal: each run"], traces["final_mean_refusal: mean (n=2)"]
+    assert sorted(zip(points["x"], points["y"], strict=True)) == sorted(
+        cells.select(DOSES, "final_mean_refusal").rows()
+    )
+    assert mean["x"] == [10, 50]
+    assert mean["y"] == pytest.approx(
+        [cells.filter(pl.col(DOSES) == dose)["final_mean_refusal"].mean() for dose in (10, 50)]
+    )
+    assert figure(at, "sweep_axis:doses:chart")["layout"]["yaxis"]["range"] == [-0.02, 1.02]
 
 
 def test_a_sweep_in_progress_shows_its_runs_complete(with_sweep: Path, tmp_path: Path) -> None:

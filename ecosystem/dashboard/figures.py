@@ -391,7 +391,8 @@ def _label(groups: Sequence[str], values: Sequence[Any]) -> str:
 
 def _counted(seeds: pl.Series) -> str:
     """The runs a curve rests on, as its legend says: n=3, or n=2..3 where some cycles have fewer."""
-    low, high = seeds.min(), seeds.max()
+    counted = seeds.filter(seeds > 0)  # a cycle without the metric (train_loss at cycle 0) counts no runs
+    low, high = counted.min() or 0, counted.max() or 0
     return f"n={high}" if low == high else f"n={low}..{high}"
 
 
