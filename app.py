@@ -1,24 +1,35 @@
-"""The dashboard: `streamlit run app.py`. It reads run and sweep directories and never trains; a launched
-run is a separate `cascade run` process. This script is the layout and the caching; ecosystem/dashboard/ holds
-the logic."""
+"""The dashboard: `streamlit run app.py [-- --runs DIR]`. It reads run, sweep and experiment directories and
+never trains; a launched run is a separate `cascade run` process. This script is the layout and the caching;
+ecosystem/dashboard/ holds the logic. The folder, section, run, view, cycle and metrics are in the URL's
+query parameters, so that a link reopens the same view."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import os
+import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import networkx as nx
+import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
 import topologies
+from ecosystem.analysis import defense_effect
 from ecosystem.config import Config, ConfigError
-from ecosystem.dashboard import figures, launch, runs, sweeps
+from ecosystem.dashboard import columns, experiments, figures, launch, runs, sweeps
 from ecosystem.results import ResultsError
 
 st.set_page_config(page_title="Ecosystem cascade", layout="wide")
+
+RUNS_VARIABLE = "CASCADE_RUNS"  # the folder to look at, when the command line names none
+PLAY_SECONDS = 1.0  # between two cycles while playing
+NONE = "(none)"
 
 # Results are read again only when their file changed (its modification time and size key the cache).
 read_metrics = st.cache_data(max_entries=32, show_spinner=False)(runs.read_metrics)
@@ -32,9 +43,69 @@ layout = st.cache_data(
 )(topologies.layout)
 
 
-def choose(label: str, options: Sequence[str], preferred: str, key: str, help: str | None = None) -> str:
+def default_folder() -> str:
+    """The folder named by `streamlit run app.py -- --runs DIR`, else by $CASCADE_RUNS, else runs/."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--runs")
+    named, _ = parser.parse_known_args(sys.argv[1:])
+    return named.runs or os.environ.get(RUNS_VARIABLE) or "runs"
+
+
+def choose(
+    label: str, options: Sequence[str], preferred: str, key: str, help: str | None = None, linked: bool = True
+) -> str:
+    """A selectbox starting at `preferred`; `linked`, its choice is a query parameter of the URL (`key`)."""
     index = options.index(preferred) if preferred in options else 0
-    return st.selectbox(label, options, index=index, key=key, help=help)
+    bind = "query-params" if linked else None
+    return st.selectbox(label, options, index=index, key=key, help=help, bind=bind)
+
+
+def choose_listed(label: str, options: Sequence[str], key: str) -> str:
+    """A choice of one directory by name, always in the URL (`key`): a link names the run it shows even
+    after newer runs come first, where a bound selectbox would leave its default out of the URL."""
+    state = st.session_state
+    if state.get(key) not in options:  # first shown, or hidden since (widget state goes): the link's, if any
+        linked = st.query_params.get(key)
+        state[key] = linked if linked in options else options[0]
+    chosen = st.selectbox(label, options, key=key)
+    st.query_params[key] = chosen
+    return chosen
+
+
+def choose_metric(label: str, options: Sequence[str], preferred: str, key: str) -> str:
+    """A metric's selectbox, its tooltip the chosen metric's definition."""
+    current = st.session_state.get(key, preferred)
+    return choose(label, options, preferred, key, help=columns.definition(current))
+
+
+def table(frame: pl.DataFrame, key: str) -> None:
+    """A table with each known column's definition as its tooltip, and a CSV download of it."""
+    config = {name: st.column_config.Column(help=text) for name in frame.columns if (text := columns.column_help(name))}
+    st.dataframe(frame, hide_index=True, column_config=config)
+    st.download_button("CSV", data=frame.write_csv, file_name=f"{key}.csv", mime="text/csv", key=f"csv:{key}")
+
+
+def chart(figure: go.Figure, key: str) -> None:
+    """A plotly chart whose camera button saves an SVG, and an HTML download of it (plotly.js included)."""
+    config = {"toImageButtonOptions": {"format": "svg", "filename": key}}
+    st.plotly_chart(figure, key=key, config=config)
+    html = lambda: figure.to_html(include_plotlyjs=True, full_html=True)  # noqa: E731 (made on click only)
+    st.download_button("HTML", data=html, file_name=f"{key}.html", mime="text/html", key=f"html:{key}")
+
+
+def write_report(path: Path, key: str) -> None:
+    """A button that writes the report (report/report.md and its PNGs) of a finished run or sweep."""
+    if not st.button("write its report", key=key, help="cascade report: report/report.md and its PNG figures"):
+        return
+    from ecosystem.reporting import report  # matplotlib: loaded only when asked
+
+    try:
+        with st.spinner("writing the report"):
+            written = report(path)
+    except ResultsError as error:
+        st.error(f"no report: {error}")
+        return
+    st.success(f"written: {written}")
 
 
 GROUPS_HELP = (
@@ -46,16 +117,25 @@ CHECKPOINT_HELP = (
     "world.harmful_prompts=FILE.csv, world.borderline_prompts=FILE.csv, world.task_data=FILE.jsonl "
     "(README, Real-LLM mode); vllm needs vLLM installed."
 )
+BAND_NOTE = (
+    "thin lines: each run (its mean over nodes); thick line: their mean; band: its 95% Student-t interval over "
+    "the runs (none with one run). n: the runs each line rests on. A rate's band is kept inside [0, 1]; where "
+    "the interval ran past, the legend says clipped, and the band is only a bound."
+)
 
 
 def launch_form(runs_dir: Path) -> None:
     default = Config()
     attack = default.attack[0]
     with st.sidebar.expander("Launch a run"), st.form("launch"):
-        world = choose("world", launch.WORLD_CHOICES, default.world.kind, key="launch_world", help=CHECKPOINT_HELP)
-        engine = choose("generation engine", launch.ENGINE_CHOICES, default.generation.engine, key="launch_engine")
+        world = choose(
+            "world", launch.WORLD_CHOICES, default.world.kind, key="launch_world", help=CHECKPOINT_HELP, linked=False
+        )
+        engine = choose(
+            "generation engine", launch.ENGINE_CHOICES, default.generation.engine, key="launch_engine", linked=False
+        )
         families = sorted(topologies.FAMILIES)
-        topology = choose("topology", families, default.topology.name, key="launch_topology")
+        topology = choose("topology", families, default.topology.name, key="launch_topology", linked=False)
         nodes = st.number_input("nodes", min_value=2, value=default.topology.nodes, key="launch_nodes")
         cycles = st.number_input("cycles", min_value=1, value=default.cycles, key="launch_cycles")
         targets = st.text_input(
@@ -94,14 +174,13 @@ def launch_form(runs_dir: Path) -> None:
 
 
 def progress(runs_dir: Path) -> None:
-    """The runs and sweeps in progress, with a bar each; the whole app reruns when a run writes a cycle or
-    a sweep completes a run."""
+    """The runs and sweeps in progress, with a bar and a stage each; the whole app reruns when a run
+    writes a cycle or a sweep completes a run."""
     seen = []
     for run in runs.list_runs(runs_dir) if runs_dir.is_dir() else []:
         if run.status in runs.LIVE:
             cycle, total = runs.last_cycle(run.path), run.config.cycles if run.config else None
-            counted = f", cycle {cycle or 0}/{total}" if total else ""
-            st.progress(min((cycle or 0) / (total or 1), 1.0), text=f"{run.name}: {run.status}{counted}")
+            st.progress(min((cycle or 0) / (total or 1), 1.0), text=f"{run.name}: {run.status}, {live_stage(run)}")
             seen.append((run.name, run.status, cycle))
     for sweep in sweeps.list_sweeps(runs_dir) if runs_dir.is_dir() else []:
         if sweep.live:
@@ -112,17 +191,59 @@ def progress(runs_dir: Path) -> None:
         st.rerun()
 
 
+def live_stage(run: runs.Run) -> str:
+    return "starting" if run.config is None else runs.stage(run)
+
+
 def sweep_progress(sweep: sweeps.Sweep) -> None:
     text = f"{sweep.name}: sweep {sweep.status}, {sweep.complete}/{sweep.total} runs complete"
     st.progress(sweep.complete / (sweep.total or 1), text=text)
 
 
 def selected_metrics(run: runs.Run) -> pl.DataFrame | None:
+    """The run's metrics; a live run that has written none yet gives its stage instead of an error."""
     try:
         return read_metrics(runs.metrics_file(run.path))
     except ResultsError as error:
-        st.error(str(error))
+        if run.status in runs.LIVE:
+            st.info(f"{run.name} is {live_stage(run)}: its views appear once cycle 0 is evaluated")
+        else:
+            st.error(str(error))
         return None
+
+
+def cycle_slider(run: runs.Run, cycles: list[int]) -> int:
+    """The cycle the network shows. It keeps its place: on the same run it stays where the user put it
+    while a live run adds cycles (it follows them only when it was at the latest), and while ▶ play
+    runs it moves a cycle at a time. A link's `cycle` places it when the page opens."""
+    state = st.session_state
+    kept = state.get("kept_cycle")  # (run, cycle, latest cycle) when last drawn: widget state goes when hidden
+    if kept is None or kept[0] != run.name:
+        linked = st.query_params.get("cycle") if kept is None else None
+        wanted = int(linked) if linked is not None and linked.isdigit() and int(linked) in cycles else cycles[-1]
+    else:
+        wanted = state.get("cycle", kept[1])
+        wanted = wanted if wanted in cycles else kept[1]
+        if wanted == kept[2] and cycles[-1] > kept[2]:
+            wanted = cycles[-1]
+    if state.get("playing"):
+        wanted = cycles[cycles.index(wanted) + 1] if wanted != cycles[-1] else wanted
+        state.playing = wanted != cycles[-1]
+    state.cycle = wanted
+    cycle = st.select_slider("cycle", cycles, key="cycle") if len(cycles) > 1 else cycles[0]
+    state.kept_cycle = (run.name, cycle, cycles[-1])
+    st.query_params["cycle"] = str(cycle)
+    return cycle
+
+
+def play_button(cycles: list[int]) -> None:
+    state = st.session_state
+    if st.button("⏸ pause" if state.get("playing") else "▶ play", key="play", disabled=len(cycles) < 2):
+        state.playing = not state.get("playing")
+        if state.playing and state.get("cycle") == cycles[-1]:
+            state.kept_cycle = (*state.kept_cycle[:1], cycles[0], state.kept_cycle[2])
+            state.cycle = cycles[0]  # from the start again
+        st.rerun()
 
 
 def network_view(run: runs.Run, metrics: pl.DataFrame) -> None:
@@ -131,17 +252,26 @@ def network_view(run: runs.Run, metrics: pl.DataFrame) -> None:
     except ResultsError as error:
         st.error(str(error))
         return
-    left, right = st.columns([1, 3])
-    with left:
-        metric = choose("colour nodes by", runs.metric_columns(metrics), "refusal_rate", key="network_metric")
     cycles = metrics["cycle"].unique().sort().to_list()
-    with right:  # a new slider, at the latest cycle, for another run or when a live run writes a cycle
-        key = f"cycle:{run.name}:{cycles[-1]}"
-        cycle = st.select_slider("cycle", cycles, value=cycles[-1], key=key) if len(cycles) > 1 else cycles[0]
+    playing = bool(st.session_state.get("playing"))
+    st.fragment(network_panel, run_every=PLAY_SECONDS if playing else None)(run, metrics, graph, cycles)
+
+
+def network_panel(run: runs.Run, metrics: pl.DataFrame, graph: nx.DiGraph, cycles: list[int]) -> None:
+    was_playing = bool(st.session_state.get("playing"))
+    left, middle, right = st.columns([2, 1, 6], vertical_alignment="bottom")
+    with left:
+        metric = choose_metric("colour nodes by", runs.metric_columns(metrics), "refusal_rate", key="network_metric")
+    with right:
+        cycle = cycle_slider(run, cycles)
+    with middle:
+        play_button(cycles)
     edges = selected_edges(run)
     positions = layout(graph)
-    st.plotly_chart(figures.network_figure(graph, positions, metrics, metric, cycle, edges), key="network")
+    chart(figures.network_figure(graph, positions, metrics, metric, cycle, edges), key="network")
     st.caption(network_caption(graph))
+    if was_playing and not st.session_state.playing:
+        st.rerun()  # the last cycle: stop the timer
 
 
 def selected_edges(run: runs.Run) -> pl.DataFrame | None:
@@ -156,30 +286,68 @@ def selected_edges(run: runs.Run) -> pl.DataFrame | None:
 def network_caption(graph: nx.DiGraph) -> str:
     flows = (
         "◆ attacked node · an edge's colour and width: the harmful pairs it carried at the cycle (dotted: cut by "
-        "a quarantine); hover over its middle for its flows"
+        "a quarantine); hover over its middle for its flows · ▶ play moves the cycle slider through every cycle"
     )
     if figures.is_small(graph):
-        return f"{flows} · arrows point from sender to receiver · ▶ play animates every cycle, nodes and edges"
+        return f"{flows} · arrows point from sender to receiver"
     return (
         f"{flows} · with {graph.number_of_edges()} edges (over {figures.SMALL_GRAPH_EDGES}), edges are lines without "
-        "arrowheads, each direction drawn to its right, and ▶ play recolours the nodes only while the edges stay "
-        "at the chosen cycle: frames holding every edge at every cycle would weigh megabytes, sent again at every "
-        "change of a control"
+        "arrowheads, each direction drawn to its right"
     )
 
 
 def curves_view(config: Config, metrics: pl.DataFrame) -> None:
     metrics_shown = runs.metric_columns(metrics)
-    metric = choose("metric", metrics_shown, "refusal_rate", key="curves_metric")
-    st.plotly_chart(figures.curves_figure(metrics, metric), key="curves")
+    metric = choose_metric("metric", metrics_shown, "refusal_rate", key="curves_metric")
+    chart(figures.curves_figure(metrics, metric), key="curves")
     left, right = st.columns(2)
     with left:
         default = config.evaluation.drift_threshold
         threshold = st.slider("drift threshold", 0.01, 1.0, default, 0.01, key="threshold")
-        st.plotly_chart(figures.drifted_figure(figures.drifted_share(metrics, threshold), threshold), key="drifted")
+        chart(figures.drifted_figure(figures.drifted_share(metrics, threshold), threshold), key="drifted")
     with right:
-        heat_metric = choose("heatmap metric", metrics_shown, "drift", key="heatmap_metric")
-        st.plotly_chart(figures.hop_heatmap(metrics, heat_metric), key="heatmap")
+        heat_metric = choose_metric("heatmap metric", metrics_shown, "refusal_rate", key="heatmap_metric")
+        chart(figures.hop_heatmap(metrics, heat_metric), key="heatmap")
+        st.caption("the colours are the network view's: a rate on [0, 1], anything else on its range over the run")
+
+
+def defense_view(run: runs.Run, metrics: pl.DataFrame) -> None:
+    """A defended run against its control run: protection (refusal kept) and cost, per node and on average."""
+    control = runs.control_of(run)
+    if control is None:
+        defended = run.config is not None and run.config.defense
+        st.info("its control run has not started yet" if defended else "no defense in this run: nothing to compare")
+        return
+    try:
+        without = read_metrics(runs.metrics_file(control.path))
+    except ResultsError as error:
+        st.info(f"the control run has no metrics yet: {error}")
+        return
+    cycle = runs.common_cycle({"run": metrics, "control": without})
+    effect = defense_effect(metrics.filter(pl.col("cycle") <= cycle), without.filter(pl.col("cycle") <= cycle))
+    kept, lost, gained, cost = st.columns(4)
+    kept.metric("refusal kept", f"{effect['refusal_kept']:+.3f}", help=columns.definition("refusal_kept"))
+    lost.metric("helpfulness lost", f"{effect['helpfulness_lost']:+.3f}", help=columns.definition("helpfulness_lost"))
+    gained.metric(
+        "over-refusal gained", f"{effect['over_refusal_gained']:+.3f}", help=columns.definition("over_refusal_gained")
+    )
+    seconds = runs.defense_cost(run.manifest)
+    cost.metric(
+        "control run's time",
+        "-" if seconds is None else f"{seconds[0]:.0f} s of {seconds[1]:.0f} s",
+        help="the seconds the control run took, of the defended run's total (manifest.json)",
+    )
+    st.caption(f"at cycle {cycle}, the last both runs reached · one run, one seed: no interval")
+    left, right = st.columns([1, 3])
+    with left:
+        metric = choose_metric("metric", runs.metric_columns(metrics), "refusal_rate", key="defense_metric")
+        nodes = sorted(metrics["node"].unique().to_list())
+        unattacked = sorted(metrics.filter(~pl.col("attacked"))["node"].unique().to_list())
+        groups = {"unattacked nodes (mean)": unattacked, "all nodes (mean)": nodes}
+        groups |= {f"node {node}": [node] for node in nodes}
+        label = choose("nodes", list(groups), "unattacked nodes (mean)", key="defense_nodes")
+    with right:
+        chart(figures.defense_figure(metrics, without, metric, groups[label] or nodes, label), key="defense")
 
 
 def compare_view(by_name: dict[str, runs.Run], selected: runs.Run) -> None:
@@ -194,62 +362,137 @@ def compare_view(by_name: dict[str, runs.Run], selected: runs.Run) -> None:
     if not frames:
         st.info("choose runs with metrics to compare")
         return
-    metric = choose("metric", runs.metric_columns(next(iter(frames.values()))), "refusal_rate", key="compare_metric")
-    st.plotly_chart(figures.compare_figure(frames, metric), key="compare")
-    st.subheader("Configuration differences")
     differences = runs.config_differences({name: by_name[name].config for name in frames})
+    left, right = st.columns(2)
+    with left:
+        metric = choose_metric(
+            "metric", runs.metric_columns(next(iter(frames.values()))), "refusal_rate", "compare_metric"
+        )
+    with right:
+        keys = [NONE, *differences["setting"]]
+        key = choose("group runs by", keys, NONE, key="compare_group", help="a band per value, over its runs")
+    if key == NONE:
+        chart(figures.compare_figure(frames, metric), key="compare")
+    else:
+        values = dict(zip(frames, differences.row(by_predicate=pl.col("setting") == key)[1:], strict=True))
+        curves, per_run = runs.over_runs(frames, metric, key, values)
+        chart(figures.interval_figure(curves, [key], metric, per_run), key="compare")
+        st.caption(BAND_NOTE)
+    st.subheader("Configuration differences")
     if differences.is_empty():
         st.caption("the configurations are identical")
     else:
-        st.dataframe(differences, hide_index=True)
+        table(differences, key="differences")
     st.subheader("Final figures")
-    st.dataframe(runs.final_figures(frames), hide_index=True)
+    finals = runs.final_figures(frames)
+    table(finals, key="final_figures")
+    if finals["last cycle written"].n_unique() > 1:
+        st.warning(
+            f"the runs end at different cycles ({', '.join(map(str, finals['last cycle written'].unique().sort()))}): "
+            f"their figures are at cycle {runs.common_cycle(frames)}, the last all of them reached"
+        )
 
 
 Listed = TypeVar("Listed", runs.Run, sweeps.Sweep)
 
 
-def pick(listed: list[Listed], table: pl.DataFrame, label: str) -> Listed:
-    """The table of what is listed, a choice of one by name, and its status and note."""
-    st.dataframe(table, hide_index=True)
+def pick(listed: list[Listed], label: str) -> Listed:
+    """A choice of one by name (kept in the URL), and its status and note."""
     by_name = {item.name: item for item in listed}
-    chosen = by_name[st.selectbox(label, list(by_name), key=label)]
+    chosen = by_name[choose_listed(label, list(by_name), key=label)]
     st.caption(f"{chosen.status} · {chosen.path}")
     if chosen.note:
         st.warning(chosen.note)
     return chosen
 
 
-def runs_view(listed: list[runs.Run], runs_dir: Path) -> None:
+def run_table(frame: pl.DataFrame) -> None:
+    """The runs table to work in: filter by any column, sort, group by a setting or figure, choose the columns."""
+    filters, order, grouping = st.columns(3)
+    with filters:
+        kept = {}
+        for column in st.multiselect("filter by", frame.columns, key="filter_by"):
+            values = frame[column].drop_nulls()
+            if frame.schema[column].is_numeric() and values.n_unique() > 1:
+                low, high = float(values.min()), float(values.max())
+                kept[column] = st.slider(column, low, high, (low, high), key=f"filter:{column}")
+            elif not frame.schema[column].is_numeric():
+                options = sorted(values.cast(pl.String).unique().to_list())
+                kept[column] = st.multiselect(column, options, default=options, key=f"filter:{column}")
+    with order:
+        by = st.selectbox("sort by", [NONE, *frame.columns], key="sort_by", help=f"{NONE}: newest first")
+        descending = st.toggle("descending", key="sort_descending")
+    with grouping:
+        key = st.selectbox("group by", [NONE, *frame.columns], key="group_by", help="a row per value, with means")
+    shown = runs.filter_runs(frame, kept)
+    if by != NONE:
+        shown = runs.sort_runs(shown, by, descending)
+    defaults = default_columns(frame)
+    chosen = st.multiselect("columns", frame.columns, default=defaults, key="table_columns")
+    st.caption(f"{shown.height} of {frame.height} runs")
+    table(shown.select(list(dict.fromkeys(["run", *chosen]))), key="runs")
+    if key != NONE:
+        numbers = [column for column in runs.numeric_columns(shown) if column in chosen and column != key]
+        st.subheader(f"Runs grouped by {key}")
+        table(runs.group_runs(shown, key, numbers), key="groups")
+
+
+def default_columns(frame: pl.DataFrame) -> list[str]:
+    """What the runs table shows at first: its description, the main figures and the settings that differ."""
+    figures_shown = ("final_mean_refusal", "final_unattacked_refusal", "refusal_kept", "helpfulness_lost")
+    described = [name for name in (*runs.DESCRIBED, *figures_shown) if name in frame.columns]
+    differing = [
+        name
+        for name in frame.columns[frame.columns.index("note") + 1 :]
+        if "." in name and name not in described and frame[name].n_unique() > 1
+    ]
+    return [*described, *differing]
+
+
+def runs_view(runs_dir: Path) -> None:
+    with_sweeps = st.toggle("with the runs of sweeps", value=True, key="with_sweeps")
+    listed = runs.list_runs(runs_dir, with_sweeps)
     if not listed:
-        st.info(f"no runs in {runs_dir} yet, only sweeps: launch one from the sidebar")
+        st.info(f"no runs in {runs_dir} yet: launch one from the sidebar")
         return
-    run = pick(listed, runs.runs_table(listed), "run")
+    run_table(runs.runs_table(listed))
+    run = pick(listed, "run")
     by_name = {item.name: item for item in listed}
     if run.status.startswith("stopped"):
         st.code(launch.log_tail(run.path), language=None)
+    if run.status in runs.LIVE:
+        st.info(f"{run.name} is {live_stage(run)}")
+    elif run.status == "complete":
+        write_report(run.path, key="run_report")
     if run.config is not None:  # else starting, or unreadable: there is nothing to show yet
         run_views(by_name, run)
 
 
 def run_views(by_name: dict[str, runs.Run], run: runs.Run) -> None:
-    network, curves, compare = st.tabs(["Network", "Curves", "Compare"], key="view", on_change="rerun")
+    network, curves, defense, compare = st.tabs(
+        ["Network", "Curves", "Defense", "Compare"], key="view", on_change="rerun", bind="query-params"
+    )
     with network:
         if network.open and (metrics := selected_metrics(run)) is not None:
             network_view(run, metrics)
     with curves:
         if curves.open and (metrics := selected_metrics(run)) is not None:
             curves_view(run.config, metrics)
+    with defense:
+        if defense.open and (metrics := selected_metrics(run)) is not None:
+            defense_view(run, metrics)
     with compare:
         if compare.open:
             compare_view(by_name, run)
 
 
-def sweep_view(found: list[sweeps.Sweep], runs_dir: Path) -> None:
+def sweep_view(runs_dir: Path) -> None:
+    found = sweeps.list_sweeps(runs_dir)
     if not found:
         st.info(f"no sweeps in {runs_dir}: `cascade sweep SPEC --out {runs_dir}/NAME` makes one")
         return
-    sweep = pick(found, sweeps.sweeps_table(found), "sweep")
+    table(sweeps.sweeps_table(found), key="sweeps")
+    sweep = pick(found, "sweep")
     if sweep.status == runs.UNREADABLE:
         return
     if sweep.unfinished:
@@ -259,6 +502,7 @@ def sweep_view(found: list[sweeps.Sweep], runs_dir: Path) -> None:
     except ResultsError as error:
         st.info(str(error))
         return
+    write_report(sweep.path, key="sweep_report")
     sweep_curves(sweep, results.metrics)
     sweep_cells(sweep, results.cells)
 
@@ -266,18 +510,18 @@ def sweep_view(found: list[sweeps.Sweep], runs_dir: Path) -> None:
 def sweep_curves(sweep: sweeps.Sweep, metrics: pl.DataFrame) -> None:
     left, right = st.columns([1, 3])
     with left:
-        metric = choose("metric", sweeps.sweep_metric_columns(metrics, sweep.axes), "refusal_rate", key="sweep_metric")
+        options = sweeps.sweep_metric_columns(metrics, sweep.axes)
+        metric = choose_metric("metric", options, "refusal_rate", key="sweep_metric")
         groups = st.multiselect(
             "group cells by", sweep.axes, default=sweep.axes, key=f"sweep_groups:{sweep.name}", help=GROUPS_HELP
         )
     keys = groups or ["cell"]
     curves = sweeps.metric_over_seeds(metrics, metric, keys)
     with right:
-        st.plotly_chart(figures.interval_figure(curves, keys, metric), key="sweep_curves")
-        st.caption(
-            "each run's mean over its nodes, then per cycle their mean over seeds with its 95% Student-t interval "
-            "(the band; none with one seed)"
+        chart(
+            figures.interval_figure(curves, keys, metric, sweeps.metric_per_run(metrics, metric, keys)), "sweep_curves"
         )
+        st.caption(BAND_NOTE)
 
 
 def sweep_cells(sweep: sweeps.Sweep, cells: pl.DataFrame) -> None:
@@ -285,37 +529,131 @@ def sweep_cells(sweep: sweeps.Sweep, cells: pl.DataFrame) -> None:
     options = sweeps.figure_columns(cells, sweep.axes)
     preferred = [figure for figure in sweeps.CELL_FIGURES if figure in options]
     shown = st.multiselect("figures", options, default=preferred, key=f"sweep_figures:{sweep.name}")
-    st.dataframe(sweeps.cells_table(cells, sweep.axes, shown), hide_index=True)
+    table(sweeps.cells_table(cells, sweep.axes, shown), key="cells")
     st.caption(
-        "a row per cell: each figure's mean over seeds, its 95% interval (low, high) and the seeds it rests on "
-        "(a seed where a figure never happened, such as time_to_systemic, is left out)"
+        "a row per cell: each figure's mean over seeds, its 95% interval (low, high; a rate's kept inside [0, 1], "
+        "`_clipped` where it ran past) and the seeds it rests on; a seed where a figure never happened (such as "
+        "time_to_systemic) is left out, and `_censored` counts them"
     )
+    figure_against_axis(cells, sweep.axes, options, key=f"sweep_axis:{sweep.name}")
     with st.expander("every run (cells.parquet)"):
-        st.dataframe(cells, hide_index=True)
+        table(cells, key="runs_of_sweep")
+
+
+def figure_against_axis(cells: pl.DataFrame, axes: list[str], options: list[str], key: str) -> None:
+    """A figure against the values of one axis (dose-response), a line per combination of the others."""
+    if not axes or not options:
+        return
+    st.subheader("A figure against an axis")
+    left, middle, right = st.columns(3)
+    preferred = next((figure for figure in sweeps.CELL_FIGURES if figure in options), options[0])
+    with left:
+        figure = choose_metric("figure", options, preferred, key=f"{key}:figure")
+    axis = middle.selectbox("against", axes, key=f"{key}:axis")
+    others = [other for other in axes if other != axis]
+    groups = right.multiselect("a line per", others, default=others, key=f"{key}:groups")
+    summary = sweeps.figure_over_axis(cells, axis, figure, groups)
+    chart(figures.figure_against_axis(cells, summary, axis, figure, groups), key=f"{key}:chart")
+
+
+def experiments_view(folder: Path) -> None:
+    found = experiments.list_experiments(folder)
+    if not found:
+        st.info(f"no experiments in {folder}: `cascade experiment NAME --out {folder}/NAME` makes one")
+        return
+    table(experiments.experiments_table(found), key="experiments")
+    by_name = {experiment.name: experiment for experiment in found}
+    experiment = by_name[choose_listed("experiment", list(by_name), key="experiment")]
+    st.caption(str(experiment.path))
+    if experiment.note:
+        st.warning(experiment.note)
+        return
+    verdict = experiment.verdict
+    st.subheader(verdict.get("title", experiment.name))
+    st.markdown(f"> {verdict.get('claim', '')}\n>\n> — {verdict.get('source', '')}")
+    quick = " · quick (smaller settings than the full experiment)" if verdict.get("quick") else ""
+    st.caption(f"computed {verdict.get('created', '?')} · seeds {verdict.get('seeds')}{quick}")
+    table(experiments.findings_table(experiment), key="findings")
+    for finding in experiment.findings:
+        with st.expander(f"{finding.get('name')}: {finding.get('verdict')}", expanded=True):
+            st.markdown(
+                f"*Claim:* {finding.get('claim', '')}\n\n*Rule (written before the data):* {finding.get('rule', '')}"
+            )
+            st.markdown(f"*Verdict:* **{finding.get('verdict')}**: {finding.get('reason', '')}")
+            if finding.get("figures"):
+                chart(figures.finding_figure(finding["figures"]), key=f"finding:{finding.get('name')}")
+                table(experiments.figures_table(finding), key=f"figures:{finding.get('name')}")
+    experiment_sweeps(experiment)
+    experiment_cells(experiment)
+    parts = experiments.report_parts(experiment)
+    if parts:
+        with st.expander("the report (report/report.md)"):
+            for kind, part in parts:
+                if kind == "image":
+                    st.image(str(part))
+                else:
+                    st.markdown(part)
+
+
+def experiment_sweeps(experiment: experiments.Experiment) -> None:
+    """Links that open the experiment's sweeps, and their runs, in this dashboard."""
+    found = experiments.experiment_sweeps(experiment)
+    if not found:
+        st.caption("its sweeps' run directories are not here (committed results keep cells.parquet only)")
+        return
+    folder = experiment.path / experiments.SWEEPS
+    links = []
+    for sweep in found:
+        sweep_link = urllib.parse.urlencode({"runs_dir": str(folder), "section": "Sweeps", "sweep": sweep})
+        runs_link = urllib.parse.urlencode({"runs_dir": str(folder), "section": "Runs"})
+        links.append(f"- `{sweep}`: [the sweep](?{sweep_link}) · [its runs](?{runs_link})")
+    st.markdown("**Its sweeps**\n\n" + "\n".join(links))
+
+
+def experiment_cells(experiment: experiments.Experiment) -> None:
+    cells = experiments.read_cells(experiment)
+    if cells is None or "sweep" not in cells.columns:
+        return
+    with st.expander("every run's figures (cells.parquet)"):
+        parts = cells["sweep"].unique(maintain_order=True).to_list()
+        part = st.selectbox("sweep", parts, key=f"cells_sweep:{experiment.name}")
+        rows = cells.filter(pl.col("sweep") == part)
+        axes = experiments.cell_axes(cells, part)
+        figure_against_axis(rows, axes, sweeps.figure_columns(rows, axes), key=f"experiment_axis:{experiment.name}")
+        table(rows, key=f"cells:{experiment.name}")
 
 
 st.title("Ecosystem cascade")
-runs_dir = Path(st.sidebar.text_input("runs directory", "runs", key="runs_dir"))
+folder = st.sidebar.text_input(
+    "runs directory",
+    default_folder(),
+    key="runs_dir",
+    bind="query-params",
+    help=f"also `streamlit run app.py -- --runs DIR`, or ${RUNS_VARIABLE}",
+)
+runs_dir = Path(folder)
 launch_form(runs_dir)
 try:
-    listed, found = runs.list_runs(runs_dir), sweeps.list_sweeps(runs_dir)
+    listed = runs.list_runs(runs_dir)
+    found = sweeps.list_sweeps(runs_dir)
+    verdicts = experiments.list_experiments(runs_dir)
 except ResultsError as error:
     st.warning(str(error))
     st.stop()
 with st.sidebar:
     live = any(run.status in runs.LIVE for run in listed) or any(sweep.live for sweep in found)
     st.fragment(progress, run_every=2 if live else None)(runs_dir)
-if not listed and not found:
+if not listed and not found and not verdicts:
     st.info(
         f"no runs in {runs_dir} yet: launch one from the sidebar, or `cascade run --out {runs_dir}/NAME` "
         f"(`cascade sweep SPEC --out {runs_dir}/NAME` for a sweep)"
     )
     st.stop()
 
-runs_section, sweeps_section = st.tabs(["Runs", "Sweeps"], key="section", on_change="rerun")
-with runs_section:
-    if runs_section.open:
-        runs_view(listed, runs_dir)
-with sweeps_section:
-    if sweeps_section.open:
-        sweep_view(found, runs_dir)
+if "section" not in st.session_state and "section" not in st.query_params and not listed:
+    st.session_state.section = "Sweeps" if found else "Experiments"  # a folder of sweeps or experiments only
+sections = st.tabs(["Runs", "Sweeps", "Experiments"], key="section", on_change="rerun", bind="query-params")
+for section, view in zip(sections, (runs_view, sweep_view, experiments_view), strict=True):
+    with section:
+        if section.open:
+            view(runs_dir)

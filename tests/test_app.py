@@ -77,6 +77,11 @@ def plain(value: Any) -> Any:
     return array.reshape([int(n) for n in value["shape"].split(",")]).tolist() if "shape" in value else array.tolist()
 
 
+def status_caption(at: AppTest) -> str:
+    """The caption under the chosen run or sweep: its status and path."""
+    return next(caption.value for caption in at.main.caption if " · /" in caption.value)
+
+
 def chart_keys(at: AppTest) -> set[str]:
     return {chart.key for chart in at.get("plotly_chart")}
 
@@ -303,12 +308,7 @@ def test_network_view_colours_the_nodes_at_the_chosen_cycle(zoo: Path) -> None:
     assert "<br>harmful_rate: %{customdata[1]:.3~g}" in nodes["hovertemplate"]
     hovered = ("refusal_rate", "harmful_rate", "helpfulness", "over_refusal", "drift", "drifted", "hops_from_attack")
     assert plain(nodes["customdata"])[1] == [float(at_cycle(run, 2, column)[1]) for column in hovered]
-    assert [frame["name"] for frame in shown["frames"]] == ["0", "1", "2"]
-    assert [plain(frame["data"][-1]["marker"]["color"]) for frame in shown["frames"]] == [
-        at_cycle(run, cycle, "refusal_rate") for cycle in (0, 1, 2)
-    ]
-    play = shown["layout"]["updatemenus"][0]["buttons"][0]
-    assert (play["method"], play["args"][0]) == ("animate", None)
+    assert nodes["marker"]["cmin"] == 0 and nodes["marker"]["cmax"] == 1  # a rate's fixed scale
 
     at.select_slider[0].set_value(0).run()
     at_zero = figure(at, "network")
@@ -357,14 +357,9 @@ def test_network_view_shows_each_edges_harmful_flow_at_the_chosen_cycle(zoo: Pat
                 assert segments(trace) == sum(int(low) <= pairs <= int(high or low) for pairs in harmful)
     assert max(edge_flows(run, 2).values())[0] > 0  # the attacked node sent harmful pairs
     assert "arrows point from sender to receiver" in texts(at.caption)
-
-    # the animation frames carry the edges' flows too; nothing flows at cycle 0, the baseline
-    frames = figure(at, "network")["frames"]
-    assert [shown_flows({"text": traces["edge flows"]["text"], **frame["data"][-2]}) for frame in frames] == [
-        {edge: [0, 0] for edge in edge_flows(run, 1)},
-        edge_flows(run, 1),
-        edge_flows(run, 2),
-    ]
+    at.select_slider[0].set_value(0).run()  # nothing flows at cycle 0, the baseline
+    edges = {trace.get("name"): trace for trace in figure(at, "network")["data"]}["edge flows"]
+    assert shown_flows(edges) == {edge: [0, 0] for edge in edge_flows(run, 1)}
 
 
 def test_a_run_without_edge_flows_draws_its_edges_without_them(small_run: Path, tmp_path: Path) -> None:
@@ -375,8 +370,8 @@ def test_a_run_without_edge_flows_draws_its_edges_without_them(small_run: Path, 
     assert all(math.isnan(value) for flows in plain(edges["customdata"]) for value in flows)
 
 
-def test_a_large_graph_gets_lines_and_frames_that_recolour_its_nodes_only() -> None:
-    """Above figures.SMALL_GRAPH_EDGES edges: no arrowheads, and the edges stay at the chosen cycle."""
+def test_a_large_graph_gets_lines_without_arrowheads_and_labels_that_fit() -> None:
+    """Above figures.SMALL_GRAPH_EDGES edges: no arrowheads; 200 nodes still carry their numbers, smaller."""
     graph = nx.DiGraph(nx.cycle_graph(200))  # 400 edges, both directions
     nx.set_node_attributes(graph, "code", "domain")
     cycles = pl.DataFrame({"cycle": [0, 1, 2]}).join(pl.DataFrame({"node": list(graph)}), how="cross")
@@ -392,7 +387,10 @@ def test_a_large_graph_gets_lines_and_frames_that_recolour_its_nodes_only() -> N
     lines = [trace for trace in shown.data if trace.name not in ("edge flows", "nodes")]
     assert [(trace.name, trace.mode) for trace in lines] == [("none", "lines"), ("1", "lines"), ("2", "lines")]
     assert [len(trace.x) // 3 for trace in lines] == [398, 0, 2]  # node 0's two out-edges carried 2 at cycle 2
-    assert [list(frame.traces) for frame in shown.frames] == [[len(shown.data) - 1]] * 3  # the nodes' trace
+    nodes = shown.data[-1]
+    assert list(nodes.text) == [str(node) for node in graph] and nodes.mode == "markers+text"
+    assert min(nodes.marker.size) < figures.node_size(4) and nodes.textfont.size < 13
+    assert shown.layout.height > 560  # more room than a small graph's
 
 
 def test_curves_view_draws_nodes_means_drifted_share_and_hop_heatmap(zoo: Path) -> None:
@@ -414,15 +412,18 @@ def test_curves_view_draws_nodes_means_drifted_share_and_hop_heatmap(zoo: Path) 
         list(expected.values())
     )
 
+    # the heatmap starts at refusal, on the network view's fixed scale for a rate
     heatmap = figure(at, "heatmap")["data"][0]
-    assert heatmap["y"] == ["0", "1", "2"]  # hops from node 0 in a ring of 4
-    for hop, row in zip((0, 1, 2), heatmap["z"], strict=True):
-        on_hop = [r for r in rows(run) if r["hops_from_attack"] == hop]
+    on_hop = {hop: [r for r in rows(run) if r["hops_from_attack"] == hop] for hop in (0, 1, 2)}
+    assert heatmap["y"] == [f"{hop} (n={len(on_hop[hop]) // 3})" for hop in (0, 1, 2)]  # ring of 4, 3 cycles
+    assert (heatmap["zmin"], heatmap["zmax"], heatmap["colorscale"][0][1]) == (0, 1, "rgb(165,0,38)")  # red: 0
+    assert heatmap["z"][0] == of_node(run, 0, "refusal_rate")
+    at.selectbox(key="heatmap_metric").set_value("drift").run()
+    for hop, row in zip((0, 1, 2), figure(at, "heatmap")["data"][0]["z"], strict=True):
         assert row == pytest.approx(
-            [statistics.fmean(r["drift"] for r in on_hop if r["cycle"] == c) for c in (0, 1, 2)]
+            [statistics.fmean(r["drift"] for r in on_hop[hop] if r["cycle"] == c) for c in (0, 1, 2)]
         )
-    at.selectbox(key="heatmap_metric").set_value("refusal_rate").run()
-    assert figure(at, "heatmap")["data"][0]["z"][0] == of_node(run, 0, "refusal_rate")
+    assert figure(at, "curves")["layout"]["yaxis"]["range"] == [-0.02, 1.02]  # a rate's fixed axis
 
     at.selectbox(key="curves_metric").set_value("harmful_rate").run()
     mean = {trace["name"]: trace for trace in figure(at, "curves")["data"]}["mean"]
@@ -455,7 +456,7 @@ def test_corrupt_metrics_give_a_message_in_every_view(zoo: Path) -> None:
 def test_failed_run_shows_its_error(zoo: Path) -> None:
     at = open_app(zoo, "failed")
     assert "RuntimeError: the host died" in texts(at.warning)
-    assert at.caption[0].value.startswith("failed")
+    assert status_caption(at).startswith("failed")
 
 
 @pytest.mark.parametrize("run", ["no-graph", "bad-graph"])
@@ -470,23 +471,50 @@ def test_a_missing_or_unreadable_graph_gives_a_message_in_the_network_view_only(
 def test_a_run_in_progress_shows_its_cycles_as_they_are_written(small_run: Path, tmp_path: Path) -> None:
     run = in_progress(small_run, tmp_path / "live")
     at = open_app(tmp_path)
-    assert at.caption[0].value.startswith("in progress")
-    assert "live: in progress, cycle 1/2" in [bar.proto.text for bar in at.sidebar.get("progress")]
+    assert status_caption(at).startswith("in progress")
+    # the stage it is at, in the sidebar and above its views
+    assert "live: in progress, cycle 2/2: generate, train, evaluate" in [
+        bar.proto.text for bar in at.sidebar.get("progress")
+    ]
+    assert "live is cycle 2/2: generate, train, evaluate" in texts(at.info)
     assert at.select_slider[0].options == ["0", "1"]
 
+    run.write_metrics(read_metrics(small_run).filter(pl.col("cycle") <= 1))  # no new cycle yet
+    at.run()
+    assert at.select_slider[0].value == 1
     run.write_metrics(read_metrics(small_run))  # the engine rewrites the file after each cycle
     at.run()
     assert at.select_slider[0].options == ["0", "1", "2"]
-    assert at.select_slider[0].value == 2  # it follows the run
-    assert [frame["name"] for frame in figure(at, "network")["frames"]] == ["0", "1", "2"]
+    assert at.select_slider[0].value == 2  # it was at the latest cycle: it follows the run
+    assert figure(at, "network")["layout"]["title"]["text"] == "refusal_rate at cycle 2"
+
+    at.select_slider[0].set_value(0).run()  # the user looks back: a new cycle does not move the slider
+    run.write_metrics(
+        read_metrics(small_run)
+        .with_columns(pl.col("cycle") + 1)
+        .vstack(read_metrics(small_run).filter(pl.col("cycle") == 0))
+    )
+    at.run()
+    assert at.select_slider[0].options == ["0", "1", "2", "3"]
+    assert at.select_slider[0].value == 0
+    show(at, "Curves")
+    show(at, "Network")  # the slider, hidden meanwhile, is where it was
+    assert at.select_slider[0].value == 0
+
+
+def test_a_run_that_has_written_no_metrics_yet_shows_its_stage_not_an_error(small_run: Path, tmp_path: Path) -> None:
+    in_progress(small_run, tmp_path / "live").metrics_path.unlink()  # building its base model
+    at = open_app(tmp_path)
+    assert not at.error
+    assert "live is building or loading the base model, then evaluating it (cycle 0)" in texts(at.info)
 
 
 def test_launched_run_completes_and_its_cycles_show(launched: Launch) -> None:
     finished(launched)
     at = open_app(launched.runs_dir, "chain")
-    assert at.caption[0].value.startswith("complete")
+    assert status_caption(at).startswith("complete")
     shown = figure(at, "network")
-    assert [frame["name"] for frame in shown["frames"]] == ["0", "1"]
+    assert at.select_slider[0].options == ["0", "1"]
     assert plain(shown["data"][-1]["marker"]["color"]) == at_cycle(launched.out, 1, "refusal_rate")
     assert not at.sidebar.get("progress")
     config = RunDirectory(launched.out).read_config()
@@ -514,10 +542,13 @@ def test_compare_overlays_runs_with_their_config_differences_and_final_figures(
     assert differences["attack.0.cycles"]["chain"] == "[1]"
     assert "seed" not in differences
     finals = {row["run"]: row for row in at.dataframe[2].value.to_dict("records")}
-    for name, run in (("chain", launched.out), ("ring", ring)):
-        summary = RunDirectory(run).read_summary()
-        assert finals[name]["final_mean_refusal"] == pytest.approx(summary["final_mean_refusal"])
-        assert finals[name]["nodes"] == summary["nodes"]
+    summary = RunDirectory(launched.out).read_summary()
+    assert finals["chain"]["final_mean_refusal"] == pytest.approx(summary["final_mean_refusal"])
+    assert finals["chain"]["nodes"] == summary["nodes"]
+    # the ring ran 2 cycles, the chain 1: both are compared at cycle 1, and a warning says so
+    assert finals["ring"]["final_mean_refusal"] == pytest.approx(mean_by_cycle(ring, lambda r: r["refusal_rate"])[1])
+    assert (finals["ring"]["last cycle written"], finals["chain"]["last cycle written"]) == (2, 1)
+    assert "the runs end at different cycles (1, 2)" in texts(at.warning)
 
 
 def make_sweep(folder: Path, out: Path) -> None:
@@ -563,10 +594,27 @@ def by_hand_over_seeds(metrics: pl.DataFrame, metric: str) -> dict[int, tuple[fl
     return intervals
 
 
-def test_a_sweep_is_listed_apart_from_the_runs_and_its_runs_are_not(with_sweep: Path) -> None:
+def by_hand_per_run(metrics: pl.DataFrame, metric: str) -> list[list[float | None]]:
+    """Per run (by cell, then seed), its mean of `metric` over nodes at each cycle."""
+    runs = []
+    for _, rows in sorted(metrics.partition_by("cell", "seed", as_dict=True).items()):
+        by_cycle = rows.group_by("cycle").agg(pl.col(metric).mean()).sort("cycle")
+        runs.append(by_cycle[metric].to_list())
+    return runs
+
+
+def test_a_sweep_is_listed_apart_and_its_runs_join_the_runs_table(with_sweep: Path) -> None:
     at = open_app(with_sweep)
+    swept = [f"doses/cell-00{cell}-seed-{seed}" for cell in (0, 1) for seed in (0, 1)]
+    table = {row["run"]: row for row in at.dataframe[0].value.to_dict("records")}
+    assert list(table) == ["ring", *swept]
+    assert [table[name]["sweep"] for name in swept] == ["doses"] * 4
+    assert [table[name][DOSES] for name in swept] == [10, 10, 50, 50]  # a setting's column, numbers
+    assert at.selectbox(key="run").options == ["ring", *swept]
+    at.selectbox(key="run").set_value(swept[3]).run()  # a sweep's run opens as any other
+    assert status_caption(at).startswith("complete") and chart_keys(at) == {"network"}
+    at.toggle(key="with_sweeps").set_value(False).run()
     assert [row["run"] for row in at.dataframe[0].value.to_dict("records")] == ["ring"]
-    assert at.selectbox(key="run").options == ["ring"]
     at = open_sweeps(with_sweep)
     assert at.dataframe[0].value.to_dict("records") == [
         {
@@ -579,7 +627,7 @@ def test_a_sweep_is_listed_apart_from_the_runs_and_its_runs_are_not(with_sweep: 
             "note": "",
         }
     ]
-    assert at.caption[0].value == f"complete · {(with_sweep / 'doses').resolve()}"
+    assert status_caption(at) == f"complete · {(with_sweep / 'doses').resolve()}"
     assert not at.get("progress")
 
 
@@ -590,8 +638,14 @@ def test_sweep_view_draws_each_cells_mean_over_seeds_with_its_interval_band(with
     metrics = load_sweep(with_sweep / "doses").metrics
     for dose in (10, 50):
         expected = by_hand_over_seeds(metrics.filter(pl.col(DOSES) == dose), "train_loss")
-        mean, band = traces[f"{DOSES}={dose}"], traces[f"{DOSES}={dose}: 95% interval"]
+        mean, band = traces[f"{DOSES}={dose} (n=2)"], traces[f"{DOSES}={dose}: 95% interval"]
         assert (mean["x"], mean["y"][0]) == ([0, 1, 2], None)
+        assert band["mode"] == "lines"  # no dots at the band's corners
+        each = traces[f"{DOSES}={dose}: each run"]  # the two seeds' own lines, gaps between them
+        per_seed = by_hand_per_run(metrics.filter(pl.col(DOSES) == dose), "train_loss")
+        assert [y for y in each["y"] if y is not None] == pytest.approx(
+            [v for s in per_seed for v in s if v is not None]
+        )
         assert mean["y"][1:] == pytest.approx([expected[cycle][0] for cycle in (1, 2)])
         # the band: along the high ends, back along the low ones
         assert (band["fill"], band["x"]) == ("toself", [1, 2, 2, 1])
@@ -600,7 +654,17 @@ def test_sweep_view_draws_each_cells_mean_over_seeds_with_its_interval_band(with
 
     at.multiselect(key="sweep_groups:doses").set_value([]).run()  # no axis chosen: a line per cell
     names = [trace["name"] for trace in figure(at, "sweep_curves")["data"]]
-    assert names == ["cell=0: 95% interval", "cell=0", "cell=1: 95% interval", "cell=1"]
+    assert names == [
+        *("cell=0: 95% interval", "cell=0: each run", "cell=0 (n=2)"),
+        *("cell=1: 95% interval", "cell=1: each run", "cell=1 (n=2)"),
+    ]
+    assert figure(at, "sweep_curves")["layout"]["yaxis"].get("range") is None  # a loss is not a rate
+
+    at.selectbox(key="sweep_metric").set_value("refusal_rate").run()
+    shown = figure(at, "sweep_curves")
+    assert shown["layout"]["yaxis"]["range"] == [-0.02, 1.02]  # a rate's axis: fixed to [0, 1]
+    bands = [trace for trace in shown["data"] if trace["name"].endswith("95% interval")]
+    assert all(0 <= y <= 1 for band in bands for y in band["y"])  # its intervals kept inside it
 
 
 def test_sweep_view_shows_its_cells_with_their_figures_over_seeds(with_sweep: Path) -> None:
@@ -621,6 +685,19 @@ def test_sweep_view_shows_its_cells_with_their_figures_over_seeds(with_sweep: Pa
         *(f"drifted_share_area_{part}" for part in ("mean", "low", "high", "seeds")),
     ]
     assert at.dataframe[2].value["run"].tolist() == cells["run"].to_list()  # every run, in an expander
+
+    # a figure against an axis: each run a point, the mean over seeds per dose with its interval
+    at.selectbox(key="sweep_axis:doses:figure").set_value("final_mean_refusal").run()
+    traces = {trace["name"]: trace for trace in figure(at, "sweep_axis:doses:chart")["data"]}
+    points, mean = traces["final_mean_refusal: each run"], traces["final_mean_refusal: mean (n=2)"]
+    assert sorted(zip(points["x"], points["y"], strict=True)) == sorted(
+        cells.select(DOSES, "final_mean_refusal").rows()
+    )
+    assert mean["x"] == [10, 50]
+    assert mean["y"] == pytest.approx(
+        [cells.filter(pl.col(DOSES) == dose)["final_mean_refusal"].mean() for dose in (10, 50)]
+    )
+    assert figure(at, "sweep_axis:doses:chart")["layout"]["yaxis"]["range"] == [-0.02, 1.02]
 
 
 def test_a_sweep_in_progress_shows_its_runs_complete(with_sweep: Path, tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
-"""The dashboard's plotly figures, from a run's graph, metrics and edge flows, and a sweep's curves."""
+"""The dashboard's plotly figures: a run's graph, metrics and edge flows, runs and sweeps over seeds, a
+defended run against its control, and an experiment's figures."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from ecosystem.analysis import drifted, mean_per_cycle
+from ecosystem.dashboard import columns
 
 HOVER_COLUMNS = (
     "refusal_rate",
@@ -24,19 +27,18 @@ HOVER_COLUMNS = (
     "drifted",
     "hops_from_attack",
 )
-RATE_SCALES = {  # shares in [0, 1], coloured on that fixed range; red is bad, so reversed where higher is worse
-    "refusal_rate": "RdYlGn",
-    "refusal_rate_id": "RdYlGn",
-    "refusal_rate_ood": "RdYlGn",
-    "helpfulness": "RdYlGn",
-    "harmful_rate": "RdYlGn_r",
-    "over_refusal": "RdYlGn_r",
-    "drift": "RdYlGn_r",
-    "drifted": "RdYlGn_r",
-}
-# Edges: a graph with this many or fewer gets arrowheads, and animation frames with its edge flows. A bigger
-# one gets plain lines (fast to draw), and frames with its nodes only: a frame per cycle with every
-# edge weighs megabytes for 500 nodes by 50 cycles, resent each time a control changes.
+PALETTE = (  # Okabe and Ito's colour-blind-safe set (without its yellow), then plotly's Dark24: no near pairs
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#000000",
+    *plotly.colors.qualitative.Dark24,
+)
+LABELLED_NODES = 200  # nodes drawn with their number, up to this many
+# Edges: a graph with this many or fewer gets arrowheads; a bigger one plain lines (fast to draw).
 SMALL_GRAPH_EDGES = 300
 FLOWS = ("harmful_pairs", "pairs_sent")  # what an edge's hover label shows at a cycle (edges.parquet's columns)
 FLOW_COLOURS = ("#fc9272", "#fb6a4a", "#de2d26", "#a50f15")  # harmful-flow classes, light to dark red
@@ -54,46 +56,37 @@ def network_figure(
     cycle: int,
     edges: pl.DataFrame | None,
 ) -> go.Figure:
-    """The graph with nodes coloured by `metric` and edges by the harmful pairs that flowed along them
-    (`edges`, edges.parquet's rows; None for a run without them) at `cycle`, and an animation frame
-    per cycle.
+    """The graph at `cycle`: nodes coloured by `metric`, edges by the harmful pairs that flowed along
+    them (`edges`, edges.parquet's rows; None for a run without them).
 
-    A rate is coloured on [0, 1], anything else on its range over the run, and the flow classes span
-    the run's flows: a colour means the same in every frame. Frames change the node colours, the
-    numbers that hover labels show and, in a small graph (`is_small`), the edges of each flow class,
-    as numpy arrays (sent in binary)."""
+    The colours mean the same at every cycle and in every view: a rate on [0, 1], anything else on
+    its range over the run (`columns.colour_range`), and the flow classes span the run's flows. The
+    dashboard plays the cycles itself (its slider moves), so the figure holds one cycle only."""
     shown = list(dict.fromkeys((metric, *HOVER_COLUMNS)))
     order = pl.DataFrame({"node": list(graph)}, schema={"node": pl.Int64})
-    values = metrics.select("cycle", pl.col("node").cast(pl.Int64), *(pl.col(c).cast(pl.Float64) for c in shown))
-    cycles = {
-        key[0]: order.join(rows.drop("cycle"), on="node", how="left", maintain_order="left")
-        for key, rows in values.partition_by("cycle", as_dict=True).items()
-    }
-    flows = edge_flows(graph, edges, list(cycles))
-    small = is_small(graph)
-    classes = FlowClasses.of(flows, arrows=small)
-    geometry = EdgeGeometry.of(graph, positions)
-    low, high = (0.0, 1.0) if metric in RATE_SCALES else (values[metric].min(), values[metric].max())
-    lines = [*classes.traces(), _edge_hover(graph, geometry)]
-    for line, at_cycle in zip(lines, _edge_values(classes, flows[cycle], geometry), strict=True):
-        line.update(at_cycle)
-    nodes = _node_trace(graph, positions, set(metrics.filter(pl.col("attacked"))["node"]), shown)
-    nodes.update(marker={"cmin": low, "cmax": high, "colorscale": RATE_SCALES.get(metric, "Viridis")})
-    nodes.update(_cycle_values(cycles[cycle], metric, shown))
-    frames = [
-        go.Frame(
-            name=str(c),
-            data=[*(_edge_values(classes, flows[c], geometry) if small else []), _cycle_values(rows, metric, shown)],
-            traces=list(range(0 if small else len(lines), len(lines) + 1)),
-            layout=_title(metric, c),
-        )
-        for c, rows in sorted(cycles.items())
+    at_cycle = metrics.filter(pl.col("cycle") == cycle).select(
+        pl.col("node").cast(pl.Int64), *(pl.col(c).cast(pl.Float64) for c in shown)
+    )
+    rows = order.join(at_cycle, on="node", how="left", maintain_order="left")
+    flows, geometry = edge_flows(graph, edges, cycle), EdgeGeometry.of(graph, positions)
+    lines = [
+        *FlowClasses.of(edges, arrows=is_small(graph)).traces(flows, geometry),
+        _edge_hover(graph, flows, geometry),
     ]
-    figure = go.Figure(data=[*lines, nodes], frames=frames, layout=_title(metric, cycle))
-    play = {"frame": {"duration": 800, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": False}
-    pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}
+    nodes = _node_trace(graph, positions, set(metrics.filter(pl.col("attacked"))["node"]), shown)
+    low, high = columns.colour_range(metric, metrics[metric])
+    nodes.update(
+        marker={
+            "cmin": low,
+            "cmax": high,
+            "colorscale": columns.colour_scale(metric),
+            "color": rows[metric].to_numpy(),
+        },
+        customdata=rows.select(shown).to_numpy(),
+    )
+    figure = go.Figure(data=[*lines, nodes], layout={"title": {"text": f"{metric} at cycle {cycle}"}})
     figure.update_layout(
-        height=560,
+        height=max(560, min(900, 14 * len(graph))),  # a big graph gets more room for its labels
         xaxis={"visible": False},
         yaxis={"visible": False, "scaleanchor": "x"},
         legend={
@@ -104,43 +97,21 @@ def network_figure(
             "y": 0,
             "yanchor": "top",
         },
-        updatemenus=[
-            {
-                "type": "buttons",
-                "direction": "left",
-                "x": 0,
-                "y": 0,
-                "xanchor": "left",
-                "yanchor": "top",
-                "showactive": False,
-                "buttons": [
-                    {"label": "▶ play", "method": "animate", "args": [None, play]},
-                    {"label": "pause", "method": "animate", "args": [[None], pause]},
-                ],
-            }
-        ],
     )
     return figure
 
 
-def edge_flows(graph: nx.DiGraph, edges: pl.DataFrame | None, cycles: list[int]) -> dict[int, pl.DataFrame]:
-    """Per cycle, the graph's edges in its order with what flowed along them: `sender`, `receiver`, the
+def edge_flows(graph: nx.DiGraph, edges: pl.DataFrame | None, cycle: int) -> pl.DataFrame:
+    """The graph's edges in its order with what flowed along them at `cycle`: `sender`, `receiver`, the
     FLOWS and `cut`. Nothing flows at a cycle without rows (cycle 0, the baseline); without `edges` at
     all, the flows are unknown (null)."""
     order = pl.DataFrame(list(graph.edges()), schema={"sender": pl.Int64, "receiver": pl.Int64}, orient="row")
     if edges is None:
-        unknown = order.with_columns(*(pl.lit(None, pl.Int64).alias(flow) for flow in FLOWS), cut=pl.lit(False))
-        return dict.fromkeys(cycles, unknown)
-    recorded = edges.select(pl.col("cycle", "sender", "receiver", *FLOWS).cast(pl.Int64), "cut")
-    return {
-        cycle: order.join(
-            recorded.filter(pl.col("cycle") == cycle).drop("cycle"),
-            on=["sender", "receiver"],
-            how="left",
-            maintain_order="left",
-        ).with_columns(pl.col(FLOWS).fill_null(0), pl.col("cut").fill_null(False))
-        for cycle in cycles
-    }
+        return order.with_columns(*(pl.lit(None, pl.Int64).alias(flow) for flow in FLOWS), cut=pl.lit(False))
+    recorded = edges.filter(pl.col("cycle") == cycle).select(pl.col("sender", "receiver", *FLOWS).cast(pl.Int64), "cut")
+    return order.join(recorded, on=["sender", "receiver"], how="left", maintain_order="left").with_columns(
+        pl.col(FLOWS).fill_null(0), pl.col("cut").fill_null(False)
+    )
 
 
 @dataclass(frozen=True)
@@ -161,7 +132,7 @@ class EdgeGeometry:
         right = np.column_stack([unit[:, 1], -unit[:, 0]]) * EDGE_SIDE
         start, end = start + right, end + right - unit * np.minimum(EDGE_SHORTEN, length / 3)
         gap = np.full(len(start), np.nan)
-        # float32: half the bytes of every frame's edges
+        # float32: half the bytes of the edges sent to the browser
         xs = np.column_stack([start[:, 0], end[:, 0], gap]).astype(np.float32)
         ys = np.column_stack([start[:, 1], end[:, 1], gap]).astype(np.float32)
         return cls(xs, ys, (start + end) / 2)
@@ -171,19 +142,19 @@ class EdgeGeometry:
 class FlowClasses:
     """Edges by the harmful pairs that flowed along them at a cycle: none, then up to four bins
     spanning the run's flows (wider and redder), then cut ones. A class is one line trace, since a
-    trace has one colour and width; the classes are the same in every cycle, so that each animation
-    frame gives each class its edges."""
+    trace has one colour and width; the bins are the run's, so that a colour means the same at every cycle."""
 
     bounds: list[int]  # each harmful bin's highest count
     has_cut: bool
     arrows: bool
 
     @classmethod
-    def of(cls, flows: dict[int, pl.DataFrame], arrows: bool) -> FlowClasses:
-        every = pl.concat(flows.values())
-        most = every["harmful_pairs"].max() or 0
+    def of(cls, edges: pl.DataFrame | None, arrows: bool) -> FlowClasses:
+        if edges is None or edges.is_empty():
+            return cls([], False, arrows)
+        most = edges["harmful_pairs"].max() or 0
         bounds = sorted({math.ceil(most * (i + 1) / len(FLOW_COLOURS)) for i in range(len(FLOW_COLOURS))})
-        return cls(bounds if most else [], bool(every["cut"].any()), arrows)
+        return cls(bounds if most else [], bool(edges["cut"].any()), arrows)
 
     def styles(self) -> list[tuple[str, dict[str, Any]]]:
         """Each class's legend name and line, in the order of its trace."""
@@ -194,33 +165,28 @@ class FlowClasses:
             styles.append((f"{below + 1}-{high}" if high > below + 1 else str(high), line))
         return [*styles, *([("cut", CUT_LINE)] if self.has_cut else [])]
 
-    def traces(self) -> list[go.Scatter]:
-        """A styled trace per class, without its edges (`at` gives them)."""
-        return [
-            go.Scatter(
-                mode="lines+markers" if self.arrows else "lines",
-                name=name,
-                line=line,
-                marker={"symbol": "arrow", "angleref": "previous", "color": line["color"]},
-                hoverinfo="skip",
-            )
-            for name, line in self.styles()
-        ]
-
-    def at(self, flows: pl.DataFrame, geometry: EdgeGeometry) -> list[go.Scatter]:
-        """Each class's edges at a cycle (its `flows`): their segments, and their arrowheads' sizes."""
+    def traces(self, flows: pl.DataFrame, geometry: EdgeGeometry) -> list[go.Scatter]:
+        """A line trace per class with its edges at a cycle (its `flows`), then the edges' hover labels."""
         harmful = flows["harmful_pairs"].fill_null(0).to_numpy()
         classes = np.where(harmful > 0, 1 + np.searchsorted(self.bounds, harmful), 0)
         classes = np.where(flows["cut"].to_numpy(), len(self.bounds) + 1, classes)
-        updates = []
-        for index, (_, line) in enumerate(self.styles()):
+        traces = []
+        for index, (name, line) in enumerate(self.styles()):
             chosen = classes == index
-            update = go.Scatter(x=geometry.xs[chosen].ravel(), y=geometry.ys[chosen].ravel())
+            trace = go.Scatter(
+                x=geometry.xs[chosen].ravel(),
+                y=geometry.ys[chosen].ravel(),
+                mode="lines+markers" if self.arrows else "lines",
+                name=name,
+                line=line,
+                hoverinfo="skip",
+            )
             if self.arrows:  # an arrowhead at the receiver's end only, as wide as its line allows
                 head = np.array([0, 8 + 2 * line["width"], 0], np.float32)
-                update.update(marker={"size": np.tile(head, int(chosen.sum()))})
-            updates.append(update)
-        return updates
+                size = np.tile(head, int(chosen.sum()))
+                trace.update(marker={"symbol": "arrow", "angleref": "previous", "color": line["color"], "size": size})
+            traces.append(trace)
+        return traces
 
 
 def is_small(graph: nx.DiGraph) -> bool:
@@ -228,13 +194,9 @@ def is_small(graph: nx.DiGraph) -> bool:
     return graph.number_of_edges() <= SMALL_GRAPH_EDGES
 
 
-def _edge_values(classes: FlowClasses, flows: pl.DataFrame, geometry: EdgeGeometry) -> list[go.Scatter]:
-    """What changes in the edges from cycle to cycle: each flow class's edges, then the hover labels' flows."""
-    return [*classes.at(flows, geometry), _flow_values(flows)]
-
-
-def _edge_hover(graph: nx.DiGraph, geometry: EdgeGeometry) -> go.Scatter:
-    """An invisible marker in the middle of each edge, whose hover label shows its flows at the cycle."""
+def _edge_hover(graph: nx.DiGraph, flows: pl.DataFrame, geometry: EdgeGeometry) -> go.Scatter:
+    """An invisible marker in the middle of each edge, whose hover label shows its flows at the cycle
+    (NaN where unknown)."""
     return go.Scatter(
         x=geometry.middles[:, 0],
         y=geometry.middles[:, 1],
@@ -245,40 +207,35 @@ def _edge_hover(graph: nx.DiGraph, geometry: EdgeGeometry) -> go.Scatter:
             f"{sender} → {receiver} (weight {weight:g})"
             for sender, receiver, weight in graph.edges(data="weight", default=1.0)
         ],
+        customdata=flows.select(pl.col(FLOWS).cast(pl.Float32)).to_numpy(),
         hovertemplate="<b>%{text}</b><br>harmful pairs: %{customdata[0]}<br>pairs sent: %{customdata[1]}"
         "<extra></extra>",
         showlegend=False,
     )
 
 
-def _flow_values(flows: pl.DataFrame) -> go.Scatter:
-    """What changes from cycle to cycle in the edges' hover labels: their flows (NaN where unknown)."""
-    return go.Scatter(customdata=flows.select(pl.col(FLOWS).cast(pl.Float32)).to_numpy())
-
-
-def _cycle_values(rows: pl.DataFrame, metric: str, shown: list[str]) -> go.Scatter:
-    """What changes from cycle to cycle: the node colours and the numbers of the hover labels."""
-    return go.Scatter(marker={"color": rows[metric].to_numpy()}, customdata=rows.select(shown).to_numpy())
-
-
-def _title(metric: str, cycle: int) -> dict[str, Any]:
-    return {"title": {"text": f"{metric} at cycle {cycle}"}}
+def node_size(nodes: int) -> float:
+    """A node's marker size in pixels: large for a few nodes, smaller for many, so that 40 to 200 still
+    fit the panel with their labels readable."""
+    return float(np.clip(22 * math.sqrt(40 / max(nodes, 1)), 7, 22))
 
 
 def _node_trace(
     graph: nx.DiGraph, positions: dict[int, tuple[float, float]], attacked: set[int], shown: list[str]
 ) -> go.Scatter:
-    """The nodes, but for what changes from cycle to cycle; attacked nodes are diamonds."""
-    small = len(graph) <= 40
-    size = 22 if small else 9
+    """The nodes, but for their colours and numbers at the cycle; attacked nodes are diamonds. Up to
+    LABELLED_NODES they carry their number, smaller as there are more."""
+    size = node_size(len(graph))
+    labelled = len(graph) <= LABELLED_NODES
     hit = [node in attacked for node in graph]
     return go.Scatter(
         x=[positions[node][0] for node in graph],
         y=[positions[node][1] for node in graph],
-        mode="markers+text" if small else "markers",
+        mode="markers+text" if labelled else "markers",
         name="nodes",
-        text=[str(node) for node in graph] if small else None,
+        text=[str(node) for node in graph] if labelled else None,
         textposition="top center",
+        textfont={"size": 13 if len(graph) <= 40 else 10},
         hovertext=[
             f"node {node} ({graph.nodes[node]['domain']}){' · attacked' if node in attacked else ''}" for node in graph
         ],
@@ -307,6 +264,11 @@ def _cycle_axis(frame: pl.DataFrame) -> dict[str, Any]:
     return {"title": {"text": "cycle"}, "dtick": max(1, math.ceil(frame["cycle"].max() / 10))}
 
 
+def _value_axis(metric: str) -> dict[str, Any]:
+    """A y axis titled by the metric: fixed to [0, 1] for a rate, so that no difference looks bigger than it is."""
+    return {"title": {"text": metric}, **columns.rate_axis(metric)}
+
+
 def curves_figure(metrics: pl.DataFrame, metric: str) -> go.Figure:
     """`metric` over cycles: a thin line per node (attacked ones red) and the mean across nodes."""
     frame = metrics.select("cycle", "node", value=pl.col(metric).cast(pl.Float64), is_attacked=pl.col("attacked"))
@@ -314,30 +276,35 @@ def curves_figure(metrics: pl.DataFrame, metric: str) -> go.Figure:
     for attacked, name, colour in ((False, "nodes", "rgba(120, 120, 140, 0.45)"), (True, "attacked nodes", "crimson")):
         group = frame.filter(pl.col("is_attacked") == attacked)
         if not group.is_empty():
-            figure.add_trace(_node_lines(group, name, colour))
+            figure.add_trace(_lines(group, "node", name, {"width": 1.5, "color": colour}))
     mean = mean_per_cycle(metrics, metric)
     figure.add_trace(_over_cycles(mean, metric, name="mean", line={"width": 4, "color": "black"}))
-    figure.update_layout(title={"text": f"{metric} per node"}, xaxis=_cycle_axis(metrics), yaxis_title=metric)
+    nodes = metrics["node"].n_unique()
+    figure.update_layout(
+        title={"text": f"{metric} per node (n = {nodes} nodes)"}, xaxis=_cycle_axis(metrics), yaxis=_value_axis(metric)
+    )
     return figure
 
 
-def _node_lines(frame: pl.DataFrame, name: str, colour: str) -> go.Scatter:
-    """All nodes' lines in one trace, separated by gaps: a trace per node would not scale to 500."""
+def _lines(frame: pl.DataFrame, by: str, name: str, line: dict[str, Any], **style: Any) -> go.Scatter:
+    """A line of `value` over cycles per value of `by` (a node, a run), all in one trace separated by
+    gaps: a trace per line would not scale to 500 nodes."""
     xs: list[int | None] = []
     ys: list[float | None] = []
     labels: list[str] = []
-    for (node,), rows in frame.sort("node", "cycle").partition_by("node", as_dict=True, maintain_order=True).items():
+    for (key,), rows in frame.sort(by, "cycle").partition_by(by, as_dict=True, maintain_order=True).items():
         xs += [*rows["cycle"], None]
         ys += [*rows["value"], None]
-        labels += [f"node {node}"] * (rows.height + 1)
+        labels += [f"{by} {key}"] * (rows.height + 1)
     return go.Scatter(
         x=xs,
         y=ys,
         text=labels,
         mode="lines",
         name=name,
-        line={"width": 1.5, "color": colour},
+        line=line,
         hovertemplate="%{text}<br>cycle %{x}: %{y:.3g}<extra></extra>",
+        **style,
     )
 
 
@@ -369,53 +336,78 @@ def drifted_figure(share: pl.DataFrame, threshold: float) -> go.Figure:
 
 
 def hop_heatmap(metrics: pl.DataFrame, metric: str) -> go.Figure:
-    """The mean of `metric` by hop distance from the nearest attacked node (rows) and cycle (columns)."""
+    """The mean of `metric` by hop distance from the nearest attacked node (rows) and cycle (columns),
+    on the colour scale and range the network view gives `metric`."""
     cycles = metrics["cycle"].unique().sort().to_list()
     grid = (
         metrics.group_by("hops_from_attack", "cycle")
-        .agg(pl.col(metric).cast(pl.Float64).mean())
-        .pivot(on="cycle", index="hops_from_attack", values=metric)
-        .sort("hops_from_attack", nulls_last=True)
+        .agg(pl.col(metric).cast(pl.Float64).mean(), nodes=pl.len())
+        .sort("hops_from_attack", "cycle", nulls_last=True)
     )
-    hops = ["unreachable" if h is None else str(h) for h in grid["hops_from_attack"]]
-    z = [list(row) for row in grid.select(str(c) for c in cycles).rows()]
+    wide = grid.pivot(on="cycle", index="hops_from_attack", values=metric).sort("hops_from_attack", nulls_last=True)
+    counts = grid.group_by("hops_from_attack").agg(pl.col("nodes").max()).sort("hops_from_attack", nulls_last=True)
+    hops = [
+        f"{'unreachable' if hop is None else hop} (n={nodes})"
+        for hop, nodes in zip(counts["hops_from_attack"], counts["nodes"], strict=True)
+    ]
+    z = [list(row) for row in wide.select(str(c) for c in cycles).rows()]
+    low, high = columns.colour_range(metric, metrics[metric])
     heatmap = go.Heatmap(
-        z=z, x=cycles, y=hops, colorscale=RATE_SCALES.get(metric, "Viridis"), colorbar={"title": {"text": metric}}
+        z=z,
+        x=cycles,
+        y=hops,
+        zmin=low,
+        zmax=high,
+        colorscale=columns.colour_scale(metric),
+        colorbar={"title": {"text": metric}},
+        hovertemplate="hops %{y}, cycle %{x}: %{z:.3g}<extra></extra>",
     )
     figure = go.Figure(heatmap)
     figure.update_layout(
         title={"text": f"mean {metric} by hops from the attack"},
         xaxis=_cycle_axis(metrics),
-        yaxis={"title": {"text": "hops from the nearest attacked node"}, "type": "category"},
+        yaxis={"title": {"text": "hops from the nearest attacked node (nodes)"}, "type": "category"},
     )
     return figure
 
 
-def compare_figure(frames: dict[str, pl.DataFrame], metric: str) -> go.Figure:
-    """The mean of `metric` over cycles, a line per run."""
-    figure = go.Figure()
-    for name, frame in frames.items():
-        figure.add_trace(_over_cycles(mean_per_cycle(frame, metric), metric, name=name, mode="lines+markers"))
-    axis = _cycle_axis(pl.concat([frame.select("cycle") for frame in frames.values()]))
-    figure.update_layout(title={"text": f"mean {metric}"}, xaxis=axis, yaxis_title=metric, showlegend=True)
-    return figure
+def colour(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
 
 
-def interval_figure(curves: pl.DataFrame, groups: list[str], metric: str) -> go.Figure:
-    """A sweep's `metric` over cycles from `metric_over_seeds`: per group, the mean as a line and its
-    95% interval over seeds as a band (where there are two seeds or more to make one)."""
+def _label(groups: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(f"{group}={value}" for group, value in zip(groups, values, strict=True))
+
+
+def _counted(seeds: pl.Series) -> str:
+    """The runs a curve rests on, as its legend says: n=3, or n=2..3 where some cycles have fewer."""
+    counted = seeds.filter(seeds > 0)  # a cycle without the metric (train_loss at cycle 0) counts no runs
+    low, high = counted.min() or 0, counted.max() or 0
+    return f"n={high}" if low == high else f"n={low}..{high}"
+
+
+def interval_figure(
+    curves: pl.DataFrame, groups: list[str], metric: str, runs: pl.DataFrame | None = None
+) -> go.Figure:
+    """`metric` over cycles from `metric_over_seeds`: per group, its runs as thin lines (`runs`: a row
+    per group, `run` and cycle with the run's `value`), the mean as a thick line and its 95% interval
+    over the runs as a band where there are two runs or more. The legend gives the runs each group
+    rests on (n), and says where a rate's interval was clipped to [0, 1]."""
     figure = go.Figure()
-    palette = plotly.colors.qualitative.Plotly
+    clipped = f"{metric}_clipped" in curves.columns
     for index, (values, rows) in enumerate(curves.sort("cycle").group_by(groups, maintain_order=True)):
-        label = ", ".join(f"{group}={value}" for group, value in zip(groups, values, strict=True))
-        colour = palette[index % len(palette)]
+        label = _label(groups, values)
+        shade = colour(index)
+        flagged = clipped and bool(rows[f"{metric}_clipped"].any())
+        name = f"{label} ({_counted(rows[f'{metric}_seeds'])}{', interval clipped to [0, 1]' if flagged else ''})"
         band = rows.drop_nulls(f"{metric}_low")
         figure.add_trace(
             go.Scatter(
                 x=[*band["cycle"], *band["cycle"].reverse()],
                 y=[*band[f"{metric}_high"], *band[f"{metric}_low"].reverse()],
+                mode="lines",  # no markers: the band's corners are not data
                 fill="toself",
-                fillcolor=f"rgba{(*plotly.colors.hex_to_rgb(colour), 0.2)}",
+                fillcolor=f"rgba{(*plotly.colors.hex_to_rgb(shade), 0.18)}",
                 line={"width": 0},
                 name=f"{label}: 95% interval",
                 legendgroup=label,
@@ -423,12 +415,162 @@ def interval_figure(curves: pl.DataFrame, groups: list[str], metric: str) -> go.
                 hoverinfo="skip",
             )
         )
-        mean = _over_cycles(rows, f"{metric}_mean", name=label, legendgroup=label, mode="lines+markers")
-        figure.add_trace(mean.update(line={"color": colour}))
+        if runs is not None:
+            mine = runs.filter(
+                pl.all_horizontal(pl.col(group) == value for group, value in zip(groups, values, strict=True))
+            )
+            figure.add_trace(
+                _lines(
+                    mine, "run", f"{label}: each run", {"width": 1, "color": shade}, opacity=0.45, legendgroup=label
+                ).update(showlegend=False)
+            )
+        mean = _over_cycles(rows, f"{metric}_mean", name=name, legendgroup=label, mode="lines+markers")
+        figure.add_trace(mean.update(line={"color": shade, "width": 3}))
     figure.update_layout(
-        title={"text": f"mean {metric} over seeds, with 95% intervals"},
+        title={"text": f"mean {metric} over runs, with 95% intervals and each run"},
         xaxis=_cycle_axis(curves),
-        yaxis_title=metric,
+        yaxis=_value_axis(metric),
         showlegend=True,
     )
     return figure
+
+
+def compare_figure(frames: dict[str, pl.DataFrame], metric: str) -> go.Figure:
+    """The mean of `metric` over nodes per cycle, a line per run, each its own colour."""
+    figure = go.Figure()
+    for index, (name, frame) in enumerate(frames.items()):
+        line = _over_cycles(mean_per_cycle(frame, metric), metric, name=name, mode="lines+markers")
+        figure.add_trace(line.update(line={"color": colour(index)}))
+    axis = _cycle_axis(pl.concat([frame.select("cycle") for frame in frames.values()]))
+    figure.update_layout(title={"text": f"mean {metric}"}, xaxis=axis, yaxis=_value_axis(metric), showlegend=True)
+    return figure
+
+
+def _groups(frame: pl.DataFrame, groups: list[str]) -> list[tuple[tuple[Any, ...], pl.DataFrame]]:
+    """The frame's rows by the values of `groups`, in order; all of them as one group when there are none."""
+    if not groups:
+        return [((), frame)]
+    return [(tuple(values), rows) for values, rows in frame.group_by(groups, maintain_order=True)]
+
+
+def figure_against_axis(
+    cells: pl.DataFrame, summary: pl.DataFrame, axis: str, figure: str, groups: list[str]
+) -> go.Figure:
+    """A sweep's `figure` against the values of one `axis` (a dose-response chart): per group (the
+    other axes chosen), each run as a faint point, and the mean over runs with its 95% interval
+    (`summary`: `over_seeds` by the groups and the axis, rates clipped). A figure a run never reached
+    (`columns.CENSORED`) is drawn at the run's last cycle as an open triangle: its value is later than that."""
+    chart = go.Figure()
+    for index, (values, rows) in enumerate(_groups(summary.sort(axis), groups)):
+        label = _label(groups, values) or figure
+        shade = colour(index)
+        mine = cells
+        for group, value in zip(groups, values, strict=True):
+            mine = mine.filter(pl.col(group) == value)
+        reached = mine.filter(pl.col(figure).is_not_null())
+        chart.add_trace(
+            go.Scatter(
+                x=reached[axis].to_list(),
+                y=reached[figure].to_list(),
+                mode="markers",
+                marker={"color": shade, "opacity": 0.45, "size": 7},
+                name=f"{label}: each run",
+                legendgroup=label,
+                hovertemplate=f"{axis}=%{{x}}<br>{figure}: %{{y:.3g}}<extra>a run</extra>",
+            )
+        )
+        never = mine.filter(pl.col(figure).is_null())
+        if figure in columns.CENSORED and not never.is_empty() and "cycles" in never.columns:
+            chart.add_trace(
+                go.Scatter(
+                    x=never[axis].to_list(),
+                    y=never["cycles"].to_list(),
+                    mode="markers",
+                    marker={"color": shade, "symbol": "triangle-up-open", "size": 10},
+                    name=f"{label}: censored ({columns.CENSORED[figure]})",
+                    legendgroup=label,
+                    hovertemplate=f"{axis}=%{{x}}<br>{figure}: later than %{{y}}<extra>censored</extra>",
+                )
+            )
+        mean, low, high = (rows[f"{figure}_{part}"] for part in ("mean", "low", "high"))
+        flagged = f"{figure}_clipped" in rows.columns and bool(rows[f"{figure}_clipped"].any())
+        counted = _counted(rows[f"{figure}_seeds"])
+        chart.add_trace(
+            go.Scatter(
+                x=rows[axis].to_list(),
+                y=mean.to_list(),
+                mode="lines+markers",
+                line={"color": shade, "width": 3},
+                marker={"size": 10},
+                error_y={
+                    "type": "data",
+                    "array": (high - mean).to_list(),
+                    "arrayminus": (mean - low).to_list(),
+                    "thickness": 2,
+                },
+                name=f"{label}: mean ({counted}{', interval clipped to [0, 1]' if flagged else ''})",
+                legendgroup=label,
+            )
+        )
+    category = not cells.schema[axis].is_numeric()
+    chart.update_layout(
+        title={"text": f"{figure} against {axis}: each run, and the mean over runs with its 95% interval"},
+        xaxis={"title": {"text": axis}, **({"type": "category"} if category else {})},
+        yaxis=_value_axis(figure),
+        showlegend=True,
+    )
+    return chart
+
+
+def defense_figure(
+    defended: pl.DataFrame, control: pl.DataFrame, metric: str, nodes: list[int], label: str
+) -> go.Figure:
+    """A defended run against its control run (the same run, every random stream the same, without its
+    defenses): the mean of `metric` over `nodes` per cycle, each run a line."""
+    chart = go.Figure()
+    for name, frame, dash, shade in (
+        ("with the defense", defended, "solid", colour(0)),
+        ("without it (control run)", control, "dash", colour(3)),
+    ):
+        mean = mean_per_cycle(frame.filter(pl.col("node").is_in(nodes)), metric)
+        chart.add_trace(
+            _over_cycles(mean, metric, name=name, mode="lines+markers", line={"color": shade, "dash": dash})
+        )
+    chart.update_layout(
+        title={"text": f"{metric}, {label} (n = {len(nodes)} node{'s' if len(nodes) != 1 else ''})"},
+        xaxis=_cycle_axis(defended),
+        yaxis=_value_axis(metric),
+        showlegend=True,
+    )
+    return chart
+
+
+def finding_figure(figures: dict[str, dict[str, Any]]) -> go.Figure:
+    """A finding's figures (verdict.json: mean, low, high, seeds each): a point per figure with its 95%
+    interval as given, a row each, and the seeds it rests on."""
+    names = list(figures)
+    means = [figures[name].get("mean") for name in names]
+    lows = [figures[name].get("low") for name in names]
+    highs = [figures[name].get("high") for name in names]
+    labels = [f"{name} (n={figures[name].get('seeds')})" for name in names]
+    chart = go.Figure(
+        go.Scatter(
+            x=means,
+            y=labels,
+            mode="markers",
+            marker={"size": 10, "color": colour(0)},
+            error_x={
+                "type": "data",
+                "array": [None if m is None or h is None else h - m for m, h in zip(means, highs, strict=True)],
+                "arrayminus": [None if m is None or lo is None else m - lo for m, lo in zip(means, lows, strict=True)],
+            },
+            hovertemplate="%{y}: %{x:.3g}<extra></extra>",
+        )
+    )
+    chart.update_layout(
+        height=120 + 40 * len(names),
+        margin={"t": 30, "b": 40},
+        xaxis={"title": {"text": "mean and 95% interval over seeds"}, "zeroline": True},
+        yaxis={"autorange": "reversed"},
+    )
+    return chart

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from ecosystem.analysis import over_seeds
+from ecosystem.dashboard.columns import CENSORED, clip_rate_intervals
 from ecosystem.dashboard.runs import (
     FINAL_FIGURES,
     LABELS,
@@ -37,6 +38,7 @@ class Sweep(Listed):
     """A sweep directory as read from disk: its record's runs, and how many of them are complete."""
 
     directory: SweepDirectory
+    name: str
     runs: list[dict[str, Any]]  # sweep.json's runs: name ("run"), cell, seed and axis values
     complete: int
     status: str
@@ -66,14 +68,14 @@ def read_sweep(path: Path) -> Sweep:
     try:
         runs = directory.read_runs()
     except ResultsError as error:
-        return Sweep(directory, [], 0, UNREADABLE, str(error).removeprefix(f"{directory.path}: "))
+        return Sweep(directory, directory.path.name, [], 0, UNREADABLE, str(error).removeprefix(f"{directory.path}: "))
     complete = sum(_complete(directory.run(run["run"])) for run in runs)
     if RunDirectory(directory.path).is_live():  # a live sweep holds its directory's lock
-        return Sweep(directory, runs, complete, LABELS[Status.running], "")
+        return Sweep(directory, directory.path.name, runs, complete, LABELS[Status.running], "")
     if complete < len(runs):
         note = f"it stopped before its end; run the same `cascade sweep SPEC --out {directory.path}` to finish it"
-        return Sweep(directory, runs, complete, INCOMPLETE, note)
-    return Sweep(directory, runs, complete, Status.complete.value, "")
+        return Sweep(directory, directory.path.name, runs, complete, INCOMPLETE, note)
+    return Sweep(directory, directory.path.name, runs, complete, Status.complete.value, "")
 
 
 def _complete(directory: RunDirectory) -> bool:
@@ -135,15 +137,37 @@ def figure_columns(cells: pl.DataFrame, axes: list[str]) -> list[str]:
     return [name for name, dtype in cells.schema.items() if dtype.is_numeric() and name not in (*KEYS, *axes)]
 
 
+def metric_per_run(metrics: pl.DataFrame, metric: str, keys: list[str]) -> pl.DataFrame:
+    """Each run's mean of `metric` over its nodes per cycle: the `keys` columns (axes, or `cell`), `run`
+    (its cell and seed), `cycle` and `value`."""
+    return (
+        metrics.group_by(*dict.fromkeys([*KEYS, *keys]), "cycle")
+        .agg(value=pl.col(metric).cast(pl.Float64).mean())
+        .with_columns(run=pl.format("cell {} seed {}", "cell", "seed"))
+    )
+
+
 def metric_over_seeds(metrics: pl.DataFrame, metric: str, keys: list[str]) -> pl.DataFrame:
     """Per group (a combination of the `keys` columns: axes, or `cell`) and cycle, the mean of `metric`
     with its interval over the runs, from each run's mean over its nodes. Columns: the keys, `cycle`,
-    and `{metric}_mean`, `_low`, `_high`, `_seeds` as `over_seeds` gives them; cells that differ only
-    in other axes are pooled, so `_seeds` counts their runs."""
-    per_run = metrics.group_by(*dict.fromkeys([*KEYS, *keys]), "cycle").agg(pl.col(metric).cast(pl.Float64).mean())
-    return over_seeds(per_run, [*keys, "cycle"], [metric])
+    and `{metric}_mean`, `_low`, `_high`, `_seeds` as `over_seeds` gives them, and for a rate
+    `_clipped` (`columns.clip_rate_intervals`); cells that differ only in other axes are pooled, so
+    `_seeds` counts their runs."""
+    per_run = metric_per_run(metrics, metric, keys).rename({"value": metric})
+    return clip_rate_intervals(over_seeds(per_run, [*keys, "cycle"], [metric]), [metric])
 
 
 def cells_table(cells: pl.DataFrame, axes: list[str], figures: list[str]) -> pl.DataFrame:
-    """A row per cell: its axis values and, for each figure, the mean over seeds with its 95% interval."""
-    return over_seeds(cells, ["cell", *axes], figures)
+    """A row per cell: its axis values and, for each figure, the mean over seeds with its 95% interval
+    (a rate's clipped to [0, 1], and flagged); for a figure a run may never reach (time_to_systemic),
+    `_censored` counts the seeds that did not, within the run: the mean is over the others."""
+    table = clip_rate_intervals(over_seeds(cells, ["cell", *axes], figures), figures)
+    censored = [pl.col(figure).null_count().alias(f"{figure}_censored") for figure in figures if figure in CENSORED]
+    if not censored:
+        return table
+    return table.join(cells.group_by("cell").agg(censored), on="cell", how="left", maintain_order="left")
+
+
+def figure_over_axis(cells: pl.DataFrame, axis: str, figure: str, groups: list[str]) -> pl.DataFrame:
+    """`figure`'s mean over runs with its 95% interval per value of `axis` and of the `groups` axes."""
+    return clip_rate_intervals(over_seeds(cells, [*groups, axis], [figure]), [figure])
