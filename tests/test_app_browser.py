@@ -117,8 +117,10 @@ def no_exception(page: Any) -> None:
 
 
 def y_range(page: Any, index: int = 0) -> list[float]:
-    """The y axis range that plotly drew for the page's chart number `index`."""
-    return page.evaluate(f"document.querySelectorAll('.js-plotly-plot')[{index}]._fullLayout.yaxis.range")
+    """The y axis range that plotly drew for the page's visible chart number `index` (a hidden tab's charts
+    stay in the page)."""
+    shown = "[...document.querySelectorAll('.js-plotly-plot')].filter(plot => plot.offsetParent !== null)"
+    return page.evaluate(f"{shown}[{index}]._fullLayout.yaxis.range")
 
 
 def test_pick_a_run_move_the_cycle_play_and_see_the_charts(dashboard_url: str, small_run: Path, tmp_path: Path) -> None:
@@ -152,7 +154,7 @@ def test_pick_a_run_move_the_cycle_play_and_see_the_charts(dashboard_url: str, s
 
             page.get_by_role("tab", name="Curves").click()
             settled(page)
-            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            expect(page.locator(".js-plotly-plot").filter(visible=True)).to_have_count(3)
             expect(page.get_by_text("share of nodes drifted")).to_be_visible()
             expect(page.get_by_text("mean refusal_rate by hops from the attack")).to_be_visible()
             low, high = y_range(page, 0)  # refusal_rate per node: a rate's axis
