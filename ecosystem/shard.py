@@ -1,5 +1,8 @@
 """A shard of nodes and the work of every stage for them, as a plain Python object.
 
+Each stage of the cycle (traffic, generate, exchange, poison, fine-tune, evaluate) is one method, run
+for all the shard's nodes; what a node's stage leaves for the next (`NodeCycle`) stays in the shard.
+
 A node is its trainable weights (a LoRA adapter, or all weights in full fine-tuning); the shard owns
 one base model, through which a group of nodes' adapters compute together (stacked LoRA), or into
 which it loads one node's full weights at a time. Each cycle's fine-tune starts a fresh optimizer, as
