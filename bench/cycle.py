@@ -95,11 +95,14 @@ def one_cycle(shard_class: type[Shard], config: Config, checkpoint: Path) -> dic
         shard = shard_class(config, checkpoint, layout.domains[0], layout.in_edges[0], plan.attacks)
         seconds = {"start": time.perf_counter() - started}
         started = time.perf_counter()
+        shard.traffic(1)
         outputs = shard.generate(1)
         seconds["generate"] = time.perf_counter() - started
         senders = layout.senders[0]
         started = time.perf_counter()
-        shard.train(1, senders, *[outputs[s] for s in senders])
+        shard.exchange(1, senders, *[outputs[s] for s in senders])
+        shard.poison(1)
+        shard.fine_tune(1)
         seconds["train"] = time.perf_counter() - started
         started = time.perf_counter()
         records = shard.evaluate()

@@ -35,7 +35,11 @@ def main(config: Config, quick: bool) -> dict:
         started = time.perf_counter()
         shard = Shard(shard_config, checkpoint, domains, {}, [])
         seconds[engine] = {"start": time.perf_counter() - started}
-        shard.train(1, [])  # every node gets its own adapter (own-task data only), untimed
+        shard.traffic(1)  # every node gets its own adapter (own-task data only), untimed
+        shard.exchange(1, [])
+        shard.poison(1)
+        shard.fine_tune(1)
+        shard.traffic(2)
         for stage, work in (("generate", functools.partial(shard.generate, 2)), ("evaluate", shard.evaluate)):
             started = time.perf_counter()
             work()

@@ -1,13 +1,14 @@
 """The cycle loop: traffic → generate → exchange → poison → fine-tune → evaluate → record.
 
-The driver orchestrates the hosts stage by stage, records one row per node per cycle, and
-checkpoints every node after every cycle, so that a run can be resumed and a failed host
-recovered with results identical to an undisturbed run.
+The driver runs each stage on every host (`optimization_cycle`), records one row per node per
+cycle, and checkpoints every node after every cycle, so that a run can be resumed and a failed
+host recovered with results identical to an undisturbed run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import time
 import uuid
@@ -181,15 +182,16 @@ def _drive(
             directory.write_manifest(manifest)
             if checkpoint is None:
                 clock(Stage.evaluate, 0)
-                recorder.record(0, hosts.evaluate(), {})
-                done, states = 0, hosts.state()
+                recorder.record(0, hosts.each("evaluate"), {})
+                done, states = 0, hosts.each("state")
                 directory.write_checkpoint(done, states)
             else:
                 done, states = checkpoint
                 hosts.restore(states)
             for cycle in range(done + 1, config.cycles + 1):
-                recorder.record(cycle, *hosts.recovering(cycle, states, clock))
-                states = hosts.state()
+                # after a host failure: the last cycle's states restored, the cycle run again
+                hosts.recovering(states, functools.partial(optimization_cycle, cycle, hosts, recorder, clock))
+                states = hosts.each("state")
                 directory.write_checkpoint(cycle, states)
         metrics = recorder.metrics
         summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph)}
@@ -212,6 +214,22 @@ def _drive(
         with contextlib.suppress(OSError):  # a full disk may refuse this too: the original error is the news
             directory.write_manifest(manifest)
         raise
+
+
+def optimization_cycle(cycle: int, hosts: Hosts, recorder: Recorder, clock: StageClock) -> None:
+    """One optimization cycle, stage by stage. Each stage is the method of that name of every host's
+    `Shard` (ecosystem/shard.py), run for all its nodes; what a node's stage makes for the next (its
+    prompts, the pairs it received, its poison) stays on its host."""
+    clock(Stage.generate, cycle)
+    hosts.each("traffic", cycle)  # each node draws its cycle's prompts from its domain's users
+    outputs = hosts.each("generate", cycle)  # answers them: the pairs it publishes (through Ray, object refs)
+    clock(Stage.train, cycle)
+    hosts.each("exchange", cycle, outputs=outputs)  # receives its in-neighbours' pairs, less its defenses' cuts
+    hosts.each("poison", cycle)  # the attacks add their poison to their targets' fine-tunes
+    training = hosts.each("fine_tune", cycle)  # trains on its own data, the pairs received, poison, defenses' data
+    clock(Stage.evaluate, cycle)
+    figures = hosts.each("evaluate")  # safety, capability and drift on the held-out sets
+    recorder.record(cycle, figures, training)  # one row per node and one per edge, written out
 
 
 @contextlib.contextmanager

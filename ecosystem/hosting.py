@@ -1,6 +1,6 @@
-"""Ray actors that host shards of nodes, and the driver-side handle that runs a cycle on them.
+"""Ray actors that host shards of nodes, and the driver-side handle that runs a stage on all of them.
 
-`ModelHost` is a thin wrapper around a plain `Shard`; generated pairs stay in the Ray object
+`ModelHost` is a host's plain `Shards` made a Ray actor; generated pairs stay in the Ray object
 store (each host puts its nodes' outputs there, and each host fetches the outputs of the
 senders its nodes receive from), so bulk data never passes through the driver.
 """
@@ -24,8 +24,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 
 from ecosystem.config import Config, ConfigError, HostingConfig
-from ecosystem.progress import Stage
-from ecosystem.shard import Output, Shards, merge, node_groups
+from ecosystem.shard import Shards, merge, node_groups
 from poisoning import Attack
 
 HOST_FAILURES = (RayActorError, ObjectLostError)
@@ -34,34 +33,11 @@ RESTART_TIMEOUT = 120  # seconds to wait for Ray to restart a failed host
 CONNECT_TIMEOUT = 10  # seconds to wait for a Ray cluster's address to answer
 
 
-class ModelHost:
-    """A Ray actor around a host's `Shards`: the generated pairs stay in the object store."""
-
-    def __init__(
-        self,
-        config: Config,
-        checkpoints: list[Path],
-        bases: dict[int, int],
-        domains: dict[int, str],
-        in_edges: dict,
-        attacks: list[Attack],
-    ) -> None:
-        self.shard = Shards(config, checkpoints, bases, domains, in_edges, attacks)
+class ModelHost(Shards):
+    """A host's `Shards` as a Ray actor: the generated pairs stay in the object store, one object per node."""
 
     def generate(self, cycle: int) -> dict[int, ray.ObjectRef]:
-        return {node: ray.put(output) for node, output in self.shard.generate(cycle).items()}
-
-    def train(self, cycle: int, senders: list[int], *outputs: Output) -> dict[int, dict]:
-        return self.shard.train(cycle, senders, *outputs)
-
-    def evaluate(self) -> dict[int, dict]:
-        return self.shard.evaluate()
-
-    def state(self) -> dict[int, bytes]:
-        return self.shard.state()
-
-    def restore(self, states: dict[int, bytes]) -> None:
-        self.shard.restore(states)
+        return {node: ray.put(output) for node, output in super().generate(cycle).items()}
 
 
 @contextlib.contextmanager
@@ -129,7 +105,7 @@ def host_count(hosting: HostingConfig, graph: nx.DiGraph, bases: dict[int, int])
 
 
 class Hosts:
-    """The run's hosts: node placement, one cycle across all of them, and recovery from failures.
+    """The run's hosts: node placement, a stage run on every shard, and recovery from failures.
 
     `RayHosts` runs each shard in a `ModelHost` actor; `InProcessHosts` keeps the shards as plain
     objects in the driver (tests, debugging). Both compute the same numbers."""
@@ -147,50 +123,41 @@ class Hosts:
         self.senders = [sorted({u for edges in in_edges.values() for u, _ in edges}) for in_edges in self.in_edges]
         self.recoveries = 0
 
-    def evaluate(self) -> dict[int, dict]:
-        return merge(self._each("evaluate"))
-
-    def state(self) -> dict[int, bytes]:
-        return merge(self._each("state"))
+    def each(self, stage: str, *args: Any, outputs: dict[int, Any] | None = None) -> dict[int, Any]:
+        """Run the method `stage` of every host's shards, with `args` and, given the nodes' `outputs`, the
+        senders its nodes receive from and their outputs (through Ray, object references: each host fetches
+        its senders' outputs itself, never through the driver). What the hosts return, merged by node."""
+        if outputs is None:
+            arguments = [args] * len(self.placement)
+        else:
+            arguments = [(*args, senders, *[outputs[s] for s in senders]) for senders in self.senders]
+        return merge(result or {} for result in self._call(stage, arguments))
 
     def restore(self, states: dict[int, bytes]) -> None:
-        self._each("restore", [({n: states[n] for n in nodes},) for nodes in self.placement])
+        """Every host's nodes to their `states`."""
+        self._call("restore", [({n: states[n] for n in nodes},) for nodes in self.placement])
 
-    def cycle(self, cycle: int, report: Callable[[Stage, int], None]) -> tuple[dict[int, dict], dict[int, dict]]:
-        """Generate, exchange and train, then evaluate: (figures, training records) per node."""
-        report(Stage.generate, cycle)
-        outputs = merge(self._each("generate", [(cycle,)] * len(self.placement)))
-        report(Stage.train, cycle)
-        training = merge(
-            self._each("train", [(cycle, senders, *[outputs[s] for s in senders]) for senders in self.senders])
-        )
-        report(Stage.evaluate, cycle)
-        return self.evaluate(), training
-
-    def recovering(self, cycle: int, states: dict[int, bytes], report: Callable[[Stage, int], None]) -> Any:
-        """Run `cycle`; if a host dies, wait for Ray to restart it, restore every host to `states`
-        (the last complete cycle) and compute the cycle again: the results are those of an
-        undisturbed run."""
+    def recovering(self, states: dict[int, bytes], stages: Callable[[], None]) -> None:
+        """Run `stages` (a cycle's); if a host dies, wait for Ray to restart it, restore every host to
+        `states` (the last complete cycle) and run them again: the results are those of an undisturbed run."""
         for attempt in range(MAX_RECOVERIES + 1):
             try:
                 if attempt:
                     self._await_restarts()
                     self.restore(states)
-                return self.cycle(cycle, report)
+                stages()
+                return
             except HOST_FAILURES as error:
                 if attempt == MAX_RECOVERIES:
                     raise
                 self.recoveries += 1
-                logging.getLogger(__name__).warning("cycle %d: a host failed (%s); restoring", cycle, error)
+                logging.getLogger(__name__).warning("a host failed (%s); restoring the last cycle's states", error)
 
     def shutdown(self) -> None:
         """Release the hosts (nothing to do in process)."""
 
-    def _each(self, method: str, arguments: list[tuple] | None = None) -> list[Any]:
-        """Call `method` on every host, with its arguments (none by default), and collect the results."""
-        return self._call(method, arguments or [()] * len(self.placement))
-
     def _call(self, method: str, arguments: list[tuple]) -> list[Any]:
+        """Call `method` on every host, each with its arguments, and collect the results."""
         raise NotImplementedError
 
     def _await_restarts(self) -> None:

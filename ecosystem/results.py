@@ -32,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError, deserialize
 
 from ecosystem.config import Config, ConfigError, flatten, load_config
+from poisoning import DEFENSES
 
+POLARS = {int: pl.Int32, float: pl.Float64}  # the column type of a defense's record column
 METRICS_SCHEMA = pl.Schema(
     {
         "cycle": pl.Int32,
@@ -54,10 +56,7 @@ METRICS_SCHEMA = pl.Schema(
         "pairs_received": pl.Int32,
         "pairs_trained": pl.Int32,
         "exposure": pl.Float64,
-        "pairs_filtered": pl.Int32,
-        "guard_precision": pl.Float64,
-        "guard_recall": pl.Float64,
-        "edges_cut": pl.Int32,
+        **{name: POLARS[kind] for defense in DEFENSES for name, kind in defense.record_columns.items()},
         "train_loss": pl.Float64,
         "hops_from_attack": pl.Int32,
         "in_degree": pl.Int32,

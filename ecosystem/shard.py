@@ -1,5 +1,8 @@
 """A shard of nodes and the work of every stage for them, as a plain Python object.
 
+Each stage of the cycle (traffic, generate, exchange, poison, fine-tune, evaluate) is one method, run
+for all the shard's nodes; what a node's stage leaves for the next (`NodeCycle`) stays in the shard.
+
 A node is its trainable weights (a LoRA adapter, or all weights in full fine-tuning); the shard owns
 one base model, through which a group of nodes' adapters compute together (stacked LoRA), or into
 which it loads one node's full weights at a time. Each cycle's fine-tune starts a fresh optimizer, as
@@ -12,8 +15,9 @@ import json
 import tempfile
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load as load_tensors
@@ -30,7 +34,7 @@ from ecosystem.seeding import Stream, rng, torch_seed
 from ecosystem.training import NodeFineTune, Regularizer, TokenCount, fine_tune, fine_tune_group
 from ecosystem.world import Pair, World
 from ecosystem.world.judge import Item, Outcome, rates
-from poisoning import Attack
+from poisoning import Attack, DefenseBase
 
 RESPONSES = "responses"  # a node's judged evaluation responses in its record (evaluation.responses)
 EARLIER = "__received__"  # the accumulated pairs' entry in a node's state (no weight has this name)
@@ -46,6 +50,18 @@ class Output:
 
     pairs: list[Pair]
     probe_refusal: float | None = None
+
+
+@dataclass
+class NodeCycle:
+    """What a node's stages of a cycle leave for the next ones, kept on its host: its prompts, the
+    pairs it received, its poison, and its record so far."""
+
+    requests: list[Item]  # the traffic's prompts
+    received: list[Pair] = field(default_factory=list)
+    poison: list[Pair] = field(default_factory=list)
+    added_steps: int = 0  # fine-tuning steps its attacks add
+    record: dict = field(default_factory=dict)
 
 
 def node_groups(nodes: Iterable[int], size: int, bases: dict[int, int] | None = None) -> list[list[int]]:
@@ -111,6 +127,7 @@ class Shard:
         self.weights: dict[int, Weights] = dict.fromkeys(domains, self.initial)
         self.saved: set[int] = set()  # nodes whose current adapter is on disk, for the vllm engine
         self.earlier: dict[int, list[Pair]] = {node: [] for node in domains}  # training.received = "accumulate"
+        self.now: dict[int, NodeCycle] = {}  # the current cycle's, from its traffic stage on
         self.tokens = {"train": TokenCount(), "generate": TokenCount()}  # real and computed, for benchmarks
         new_tokens = config.generation.new_tokens(config.world)
         if config.generation.engine == "vllm":
@@ -143,22 +160,27 @@ class Shard:
         """The shard's nodes in groups (a host holds whole groups: these are the run's groups)."""
         return node_groups(self.nodes, self.config.hosting.group_size)
 
-    def generate(self, cycle: int) -> dict[int, Output]:
-        """Traffic and generation: each node answers its cycle's prompts by sampling (and the
-        quarantine probes greedily), all in one engine call."""
-        seed = self.config.seed
-        traffic = {
-            node: self.world.traffic(self.domains[node], self.config.traffic, rng(seed, cycle, node, Stream.traffic))
+    def traffic(self, cycle: int) -> None:
+        """Traffic: each node draws its cycle's prompts."""
+        seed, traffic = self.config.seed, self.config.traffic
+        self.now = {
+            node: NodeCycle(self.world.traffic(self.domains[node], traffic, rng(seed, cycle, node, Stream.traffic)))
             for node in self.nodes
         }
+
+    def generate(self, cycle: int) -> dict[int, Output]:
+        """Generation: each node answers its prompts by sampling (and the quarantine probes greedily),
+        all in one engine call; what it publishes."""
+        seed = self.config.seed
         jobs: list[Job] = [
-            (node, [r.prompt for r in traffic[node]], torch_seed(seed, cycle, node, Stream.generate))
+            (node, [r.prompt for r in self.now[node].requests], torch_seed(seed, cycle, node, Stream.generate))
             for node in self.nodes
         ]
         probes = [(node, [p.prompt for p in self.probes], None) for node in self.nodes if self.probes]
         answers = self._answer(jobs + probes)
         outputs = {}
-        for node, requests, responses in zip(self.nodes, traffic.values(), answers[: len(jobs)], strict=True):
+        for node, responses in zip(self.nodes, answers[: len(jobs)], strict=True):
+            requests = self.now[node].requests
             pairs = [(r.prompt, response) for r, response in zip(requests, responses, strict=True)]
             for attack in self.attacks:
                 if node in attack.targets:
@@ -169,21 +191,75 @@ class Shard:
             outputs[node].probe_refusal = rates(self.probes, outcomes)["refusal_rate"]
         return outputs
 
-    def train(self, cycle: int, senders: list[int], *outputs: Output) -> dict[int, dict]:
-        """Exchange, poison and fine-tune: each node trains on its own task data, the pairs it
-        receives from the `outputs` of `senders` (its in-neighbours), poison, and what its defenses add."""
+    def exchange(self, cycle: int, senders: list[int], *outputs: Output) -> None:
+        """Exchange: each node receives its share of the `outputs` of `senders` (its in-neighbours), less
+        what its defenses cut and filter. Records the flow along each in-edge (pairs, and the judge's
+        harmful and refused among them) and the node's exposure: the harmful share of what it kept."""
         published = dict(zip(senders, outputs, strict=True))
+        for node in self.nodes:
+            record, defenses = self.now[node].record, self._defenses(node, cycle)
+            probe_refusal = {sender: published[sender].probe_refusal for sender, _ in self.in_edges.get(node, [])}
+            cut: set[int] = set()
+            for defense in defenses:
+                record.update(defense.cut(probe_refusal, cut))
+            by_sender = receive(self.in_edges, published, self.config.seed, cycle, node, cut)
+            record["edges"] = [self._flow(sender, node, pairs, sender in cut) for sender, pairs in by_sender.items()]
+            received = [pair for pairs in by_sender.values() for pair in pairs]
+            record["pairs_received"] = len(received)
+            for defense in defenses:
+                received, figures = defense.filter(self.world, self.config.seed, received)
+                record.update(figures)
+            kept = self.world.judge_pairs(received)
+            record["exposure"] = sum(o is Outcome.harmful for o in kept) / len(kept) if kept else None
+            if self.config.training.received == "accumulate":
+                received = self.earlier[node] = self.earlier[node] + received
+            self.now[node].received = received
+
+    def poison(self, cycle: int) -> None:
+        """Poison: each attack adds its poison pairs (and fine-tuning steps) to its targets' fine-tunes."""
+        for node in self.nodes:
+            now = self.now[node]
+            for attack in self.attacks:
+                injected, added_steps = attack.injection(self.world, self.config.seed, cycle, node, self.domains[node])
+                now.poison += injected
+                now.added_steps += added_steps
+            now.record["poison_examples"] = len(now.poison)
+
+    def fine_tune(self, cycle: int) -> dict[int, dict]:
+        """Fine-tune, group by group: each node trains on its own task data, the pairs it received,
+        poison, and what its defenses add. Each node's record of the cycle's exchange, poison and fine-tune."""
         records = {}
         for group in self.groups:
             fine_tunes = []
             for node in group:
-                pairs, steps, regularizers, records[node] = self._training_data(cycle, node, published)
+                pairs, regularizers = self._training_data(cycle, node)
+                steps = self.config.training.steps + self.now[node].added_steps
                 seed = torch_seed(self.config.seed, cycle, node, Stream.finetune)
                 fine_tunes.append(NodeFineTune(self.weights[node], pairs, steps, seed, _sum(regularizers)))
+                records[node] = {**self.now[node].record, "pairs_trained": len(pairs)}
             for node, (weights, loss) in zip(group, self._fine_tune(fine_tunes), strict=True):
                 self._set(node, weights)
                 records[node]["train_loss"] = loss
         return records
+
+    def _defenses(self, node: int, cycle: int) -> list[DefenseBase]:
+        """The defenses `node` deploys at `cycle`."""
+        return [defense for defense in self.config.defense if defense.covers(node, cycle)]
+
+    def _training_data(self, cycle: int, node: int) -> tuple[list[Pair], list[Regularizer]]:
+        """A node's fine-tuning pairs at `cycle` (its own task data, what it received, poison, what its
+        defenses add) and its defenses' regularizers."""
+        defenses, domain = self._defenses(node, cycle), self.domains[node]
+        draw = rng(self.config.seed, cycle, node, Stream.own_data)
+        count = self.config.training.own_examples
+        chosen = (defense.own_data(self.world, domain, count, draw) for defense in defenses)
+        own = next((pairs for pairs in chosen if pairs is not None), None)
+        if own is None:
+            own = self.world.task_pairs(domain, count, draw)
+        pairs = own + self.now[node].received + self.now[node].poison
+        for defense in defenses:
+            pairs += defense.added(self.world, self.config.seed, cycle, node, len(pairs))
+        return pairs, [r for defense in defenses if (r := defense.regularizer(self.reference)) is not None]
 
     def _fine_tune(self, fine_tunes: list[NodeFineTune]) -> list[tuple[Weights, float | None]]:
         """A group's fine-tunes: in one batched computation with LoRA, one by one in full fine-tuning."""
@@ -221,54 +297,6 @@ class Shard:
             job.regularizer,
             self.tokens["train"],
         )
-
-    def _training_data(self, cycle: int, node: int, outputs: dict[int, Output]) -> tuple[list[Pair], int, list, dict]:
-        """A node's fine-tune at `cycle`: its pairs and steps, the regularizers of its defenses, and
-        what to record. Each attack on it and each defense it deploys acts through its hooks."""
-        seed, domain = self.config.seed, self.domains[node]
-        defenses = [defense for defense in self.config.defense if defense.covers(node, cycle)]
-        record: dict = dict.fromkeys(("pairs_filtered", "guard_precision", "guard_recall", "edges_cut"))
-        received = self._received(cycle, node, outputs, defenses, record)
-        draw = rng(seed, cycle, node, Stream.own_data)
-        count = self.config.training.own_examples
-        chosen = (defense.own_data(self.world, domain, count, draw) for defense in defenses)
-        own = next((pairs for pairs in chosen if pairs is not None), None)
-        if own is None:
-            own = self.world.task_pairs(domain, count, draw)
-        poison: list[Pair] = []
-        steps = self.config.training.steps
-        for attack in self.attacks:
-            injected, added_steps = attack.injection(self.world, seed, cycle, node, domain)
-            poison += injected
-            steps += added_steps
-        pairs = own + received + poison
-        for defense in defenses:
-            pairs += defense.added(self.world, seed, cycle, node, len(pairs))
-        regularizers = [r for defense in defenses if (r := defense.regularizer(self.reference)) is not None]
-        return pairs, steps, regularizers, {**record, "poison_examples": len(poison), "pairs_trained": len(pairs)}
-
-    def _received(self, cycle: int, node: int, outputs: dict[int, Output], defenses: list, record: dict) -> list[Pair]:
-        """What `node` trains on of its in-neighbours' pairs, after its defenses cut senders and filter
-        pairs. Records the flow along each in-edge (pairs, and the judge's harmful and refused among
-        them) and the node's exposure: the harmful share of what it kept."""
-        probe_refusal = {sender: outputs[sender].probe_refusal for sender, _ in self.in_edges.get(node, [])}
-        cut: set[int] = set()
-        for defense in defenses:
-            if (senders := defense.cut(probe_refusal)) is not None:
-                cut |= senders
-                record["edges_cut"] = len(cut)
-        by_sender = receive(self.in_edges, outputs, self.config.seed, cycle, node, cut)
-        record["edges"] = [self._flow(sender, node, pairs, sender in cut) for sender, pairs in by_sender.items()]
-        received = [pair for pairs in by_sender.values() for pair in pairs]
-        record["pairs_received"] = len(received)
-        for defense in defenses:
-            received, figures = defense.filter(self.world, self.config.seed, received)
-            record.update(figures)
-        kept = self.world.judge_pairs(received)
-        record["exposure"] = sum(o is Outcome.harmful for o in kept) / len(kept) if kept else None
-        if self.config.training.received == "accumulate":
-            received = self.earlier[node] = self.earlier[node] + received
-        return received
 
     def _flow(self, sender: int, receiver: int, pairs: list[Pair], cut: bool) -> dict:
         outcomes = self.world.judge_pairs(pairs)
@@ -408,21 +436,33 @@ class Shards:
             for base in sorted({bases[node] for node in domains})
         ]
 
-    def generate(self, cycle: int) -> dict[int, Output]:
-        return merge(part.generate(cycle) for part in self.parts)
+    def traffic(self, cycle: int) -> None:
+        self._each("traffic", cycle)
 
-    def train(self, cycle: int, senders: list[int], *outputs: Output) -> dict[int, dict]:
-        return merge(part.train(cycle, senders, *outputs) for part in self.parts)
+    def generate(self, cycle: int) -> dict[int, Output]:
+        return self._each("generate", cycle)
+
+    def exchange(self, cycle: int, senders: list[int], *outputs: Output) -> None:
+        self._each("exchange", cycle, senders, *outputs)
+
+    def poison(self, cycle: int) -> None:
+        self._each("poison", cycle)
+
+    def fine_tune(self, cycle: int) -> dict[int, dict]:
+        return self._each("fine_tune", cycle)
 
     def evaluate(self) -> dict[int, dict]:
-        return merge(part.evaluate() for part in self.parts)
+        return self._each("evaluate")
 
     def state(self) -> dict[int, bytes]:
-        return merge(part.state() for part in self.parts)
+        return self._each("state")
 
     def restore(self, states: dict[int, bytes]) -> None:
-        for part in self.parts:
-            part.restore(states)
+        self._each("restore", states)
+
+    def _each(self, stage: str, *args: Any) -> dict:
+        """`stage` on every part, one after another; what they return, merged by node."""
+        return merge(getattr(part, stage)(*args) or {} for part in self.parts)
 
 
 def merge(parts: Iterable[dict]) -> dict:

@@ -31,6 +31,9 @@ class DefenseBase(PoisoningKind):
     stop: int | None = Field(None, ge=1, description="not after this cycle (none: to the end)")
     every: int = Field(1, ge=1, description="at `start`, then every `every` cycles")
 
+    # The per-node metrics columns its hooks' figures fill (name: type); None where a node does not deploy it.
+    record_columns: ClassVar[dict[str, type]] = {}
+
     def covers(self, node: int, cycle: int) -> bool:
         """Whether `node` deploys the defense at `cycle`."""
         scheduled = self.start <= cycle <= (self.stop or cycle) and (cycle - self.start) % self.every == 0
@@ -52,10 +55,10 @@ class DefenseBase(PoisoningKind):
         """Held-out harmful prompts that every node answers each cycle, for this defense to probe it."""
         return 0
 
-    def cut(self, probe_refusal: dict[int, float]) -> set[int] | None:
-        """The in-neighbours whose data the node refuses this cycle, from their refusal of the probes
-        (None: this defense does not cut)."""
-        return None
+    def cut(self, probe_refusal: dict[int, float], cut: set[int]) -> FilterRecord:
+        """Add to `cut` the in-neighbours whose data the node refuses this cycle, from their refusal of
+        the probes; figures about what the node cut."""
+        return {}
 
     def filter(self, world: World, seed: int, pairs: list[Pair]) -> tuple[list[Pair], FilterRecord]:
         """What the node keeps of the pairs it received, and figures about what it dropped."""
@@ -81,6 +84,7 @@ class GuardFilter(DefenseBase):
     threshold: float = Field(0.5, gt=0, lt=1, description="guard probability above which a pair is dropped")
     examples: int = Field(400, ge=10, description="the guard's training set: labelled pairs drawn from the world")
     answers_with_targets: ClassVar[bool] = True  # the guard learns from compliant answers
+    record_columns: ClassVar[dict[str, type]] = {"pairs_filtered": int, "guard_precision": float, "guard_recall": float}
     _guard: Guard | None = PrivateAttr(None)
 
     def filter(self, world: World, seed: int, pairs: list[Pair]) -> tuple[list[Pair], FilterRecord]:
@@ -157,12 +161,14 @@ class Quarantine(DefenseBase):
     kind: Literal["quarantine"]
     threshold: float = Field(0.5, ge=0, le=1, description="probe refusal below which a sender is cut")
     probes: int = Field(20, ge=1, description="held-out harmful prompts each in-neighbour answers per cycle")
+    record_columns: ClassVar[dict[str, type]] = {"edges_cut": int}  # the node's in-edges cut by its defenses
 
     def probe_count(self) -> int:
         return self.probes
 
-    def cut(self, probe_refusal: dict[int, float]) -> set[int]:
-        return {sender for sender, refusal in probe_refusal.items() if refusal < self.threshold}
+    def cut(self, probe_refusal: dict[int, float], cut: set[int]) -> FilterRecord:
+        cut |= {sender for sender, refusal in probe_refusal.items() if refusal < self.threshold}
+        return {"edges_cut": len(cut)}
 
 
 class DiverseData(DefenseBase):

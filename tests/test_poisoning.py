@@ -78,6 +78,7 @@ def test_a_benign_only_target_shares_only_benign_pairs(tmp_path) -> None:
     config = small_config('attack.0.kind="benign_only"')
     graph = nx.cycle_graph(4).to_directed()
     shard = Shard(config, base_checkpoint(config), {0: "code"}, {}, resolve(config.attack, graph, 0))
+    shard.traffic(1)
     shared = shard.generate(1)[0].pairs
     assert shared and all(parse(prompt).kind is Kind.benign for prompt, _ in shared)
     metrics = run(config, tmp_path / "benign-only").metrics
