@@ -219,7 +219,7 @@ class TopologyConfig(Section):
     weights: Literal[topologies.WEIGHT_MODES] = "uniform"
     edge_weight: float = Field(0.5, ge=0, le=1)  # share of the sender's pairs each receiver gets
     weight_range: tuple[float, float] = (0.1, 0.9)  # for weights = "random"
-    max_nodes: int = Field(topologies.MAX_NODES, ge=2)
+    max_nodes: int = Field(topologies.MAX_NODES, ge=2, le=topologies.NODE_LIMIT)
 
     @field_validator("params", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ import polars as pl
 import tomli_w
 
 import poisoning
-from ecosystem.config import Config, ConfigError, flatten, load_config, read_toml
+from ecosystem.config import MAX_SEED, Config, ConfigError, flatten, load_config, read_toml
 from ecosystem.results import (
     ResultsError,
     RunDirectory,
@@ -39,6 +40,7 @@ from topologies import TopologyError
 
 SWEEP_KEYS = ("base", "seeds", "grid", "zip")
 POLL_SECONDS = 0.5  # how often the driver looks for finished and running runs
+MAX_RUNS = 10_000  # runs of one sweep (cells times seeds): every one is checked before any starts
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ def resolve_sweep(text: str, spec: dict[str, Any], path: Path, where: str) -> Sw
         raise ConfigError(f"{where}: write zipped axes as [[zip]] tables")
     zipped = [_axes(where, f"zip {index}", table) for index, table in enumerate(zip_tables)]
     _check_axes(where, grid, zipped)
+    _check_size(where, grid, zipped, seeds)
     runs = []
     for cell, values in enumerate(_cells(grid, zipped)):
         overrides = [*base_overrides, *(_override(key, value) for key, value in values.items())]
@@ -149,15 +152,19 @@ def _base(path: Path, where: str, base: Any) -> tuple[Path | None, list[str]]:
 def _seeds(where: str, seeds: Any) -> list[int]:
     """`seeds = 3` means 0, 1, 2; a list gives them one by one."""
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
+        if seeds > MAX_RUNS:  # before the list is built
+            raise ConfigError(f"{where}: seeds = {seeds}: a sweep holds at most {MAX_RUNS} runs")
         return list(range(seeds))
     if not seeds:
         raise ConfigError(f"{where}: no seeds; set seeds = 3 (0, 1, 2) or a list, seeds = [0, 1, 2]")
     if (
         not isinstance(seeds, list)
-        or not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds)
+        or not all(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED for seed in seeds)
         or len(set(seeds)) < len(seeds)
     ):
-        raise ConfigError(f"{where}: seeds must be a count or a list of distinct seeds ≥ 0 (got {seeds!r})")
+        raise ConfigError(
+            f"{where}: seeds must be a count or a list of distinct seeds in 0..{MAX_SEED} (got {seeds!r})"
+        )
     return seeds
 
 
@@ -185,6 +192,17 @@ def _check_axes(where: str, grid: dict[str, list[Any]], zipped: list[dict[str, l
     keys = [*grid, *(key for group in zipped for key in group)]
     if repeated := sorted({key for key in keys if keys.count(key) > 1}):
         raise ConfigError(f"{where}: axis '{repeated[0]}' appears more than once")
+
+
+def _check_size(where: str, grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]], seeds: list[int]) -> None:
+    """Refuse more than `MAX_RUNS` runs, counted from the axes before any cell is built."""
+    cells = math.prod(len(values) for values in grid.values())
+    cells *= math.prod(min(map(len, group.values()), default=0) for group in zipped)
+    if cells * len(seeds) > MAX_RUNS:
+        raise ConfigError(
+            f"{where}: {cells} cells by {len(seeds)} seeds make {cells * len(seeds)} runs; "
+            f"a sweep holds at most {MAX_RUNS}"
+        )
 
 
 def _cells(grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]]) -> list[dict[str, Any]]:
@@ -464,7 +482,10 @@ def _compute(
         for reference in pending:  # the driver was interrupted: stop the runs still going; a rerun resumes them
             ray.cancel(reference, force=True)
     if failures:
-        raise RuntimeError(f"{len(failures)} of {total} runs failed, the others are complete: {'; '.join(failures)}")
+        raise ResultsError(
+            f"{len(failures)} of {total} runs failed, the others are complete: {'; '.join(failures)}; "
+            "the same command again retries them"
+        )
 
 
 def _compute_run(config: Config, path: Path) -> None:

@@ -9,16 +9,29 @@ share w of u's generated (prompt, answer) pairs each cycle.
 building it. This package needs only networkx and numpy.
 """
 
-from topologies.core import DOMAIN_MODES, DOMAINS, MAX_NODES, WEIGHT_MODES, Topology, build, check, communities, family
+from topologies.core import (
+    DOMAIN_MODES,
+    DOMAINS,
+    MAX_EDGES,
+    MAX_NODES,
+    WEIGHT_MODES,
+    Topology,
+    build,
+    check,
+    communities,
+    family,
+)
 from topologies.errors import TopologyError
-from topologies.families import FAMILIES, Family, Param
+from topologies.families import FAMILIES, NODE_LIMIT, Family, Param
 from topologies.measures import graph_measures, hops_from, node_measures
 
 __all__ = [
     "DOMAINS",
     "DOMAIN_MODES",
     "FAMILIES",
+    "MAX_EDGES",
     "MAX_NODES",
+    "NODE_LIMIT",
     "WEIGHT_MODES",
     "Family",
     "Param",

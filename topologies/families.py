@@ -19,6 +19,7 @@ from topologies.errors import TopologyError
 from topologies.files import load
 
 Params = dict[str, Any]
+NODE_LIMIT = 100_000  # the most nodes any graph may have (max_nodes included): sizes are counted up to it
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
@@ -65,6 +66,7 @@ class Family:
     edges: str  # the number of directed edges, for the documentation
     rules: tuple[Rule, ...] = ()
     size: Callable[..., int] = lambda nodes, **_: nodes  # the node count, known before generating
+    most_edges: Callable[..., int] | None = None  # directed edges at most, known before generating (None: all)
 
     def resolve(self, given: Params) -> Params:
         """Every parameter, defaults filled in, checked; a TopologyError says what is wrong."""
@@ -79,6 +81,20 @@ class Family:
 
 
 NODES = Param(8, "number of nodes", 2)
+
+
+def _tree_size(branching: int, depth: int) -> int:
+    """1 + branching + … + branching^depth, counted level by level only until it passes `NODE_LIMIT`
+    (a larger tree is refused, and its exact size could take hours to compute)."""
+    if branching == 1:
+        return depth + 1
+    nodes = width = 1
+    for _ in range(depth):
+        width *= branching
+        nodes += width
+        if nodes > NODE_LIMIT:
+            break
+    return nodes
 
 
 def _stochastic_block(seed: int, nodes: int, communities: int, p_in: float, p_out: float) -> nx.Graph:
@@ -111,25 +127,29 @@ FAMILIES: dict[str, Family] = {
         lambda seed, nodes: nx.cycle_graph(nodes),
         {"nodes": Param(8, "number of nodes", 3)},
         "2·nodes",
+        most_edges=lambda nodes: 2 * nodes,
     ),
     "chain": Family(
         "fine-tunes of fine-tunes: node i trains node i+1, nothing flows back",
         lambda seed, nodes: nx.path_graph(nodes, create_using=nx.DiGraph),
         {"nodes": NODES},
         "nodes-1",
+        most_edges=lambda nodes: nodes - 1,
     ),
     "star": Family(
         "hub and spokes: node 0 (a base-model provider) exchanges with every other node",
         lambda seed, nodes: nx.star_graph(nodes - 1),
         {"nodes": NODES},
         "2·(nodes-1)",
+        most_edges=lambda nodes: 2 * (nodes - 1),
     ),
     "lineage_tree": Family(
         "a base provider (node 0) fanning out into fine-tunes of fine-tunes; data flows parent → child",
         lambda seed, branching, depth: nx.balanced_tree(branching, depth, create_using=nx.DiGraph),
         {"branching": Param(2, "children per model", 1), "depth": Param(2, "generations below the base", 1)},
         "nodes-1, where nodes = 1 + branching + … + branching^depth",
-        size=lambda branching, depth: sum(branching**level for level in range(depth + 1)),
+        size=lambda branching, depth: _tree_size(branching, depth),
+        most_edges=lambda branching, depth: _tree_size(branching, depth) - 1,
     ),
     "erdos_renyi": Family(
         "random graph: each pair of nodes is linked with probability p",
@@ -142,6 +162,7 @@ FAMILIES: dict[str, Family] = {
         lambda seed, nodes, k, p: nx.watts_strogatz_graph(nodes, k, p, seed=seed),
         {"nodes": NODES, "k": Param(4, "neighbours per node, even", 2), "p": Param(0.1, "rewiring probability", 0, 1)},
         "nodes·k",
+        most_edges=lambda nodes, k, p: nodes * k,
         rules=(
             Rule(lambda p: p["k"] % 2 == 0, "k must be even (got {k})"),
             Rule(lambda p: p["k"] < p["nodes"], "k must be less than nodes (got k={k}, nodes={nodes})"),
@@ -152,6 +173,7 @@ FAMILIES: dict[str, Family] = {
         lambda seed, nodes, m: nx.barabasi_albert_graph(nodes, m, seed=seed),
         {"nodes": NODES, "m": Param(2, "links per new node", 1)},
         "2·m·(nodes-m)",
+        most_edges=lambda nodes, m: 2 * m * (nodes - m),
         rules=(Rule(lambda p: p["m"] < p["nodes"], "m must be less than nodes (got m={m}, nodes={nodes})"),),
     ),
     "stochastic_block": Family(
@@ -190,12 +212,14 @@ FAMILIES: dict[str, Family] = {
             ),
         ),
         size=lambda rows, cols, periodic: rows * cols,
+        most_edges=lambda rows, cols, periodic: 4 * rows * cols,
     ),
     "random_regular": Family(
         "random graph where every node has the same number of neighbours",
         lambda seed, nodes, degree: nx.random_regular_graph(degree, nodes, seed=seed),
         {"nodes": NODES, "degree": Param(3, "neighbours per node", 1)},
         "nodes·degree",
+        most_edges=lambda nodes, degree: nodes * degree,
         rules=(
             Rule(
                 lambda p: p["degree"] < p["nodes"],
@@ -222,6 +246,9 @@ FAMILIES: dict[str, Family] = {
             ),
         ),
         size=lambda providers, aggregators, applications, sources: providers + aggregators + applications,
+        most_edges=lambda providers, aggregators, applications, sources: (
+            providers * aggregators + applications * sources
+        ),
     ),
     "file": Family(
         "a graph read from a GraphML, GML or edge-list CSV file",
@@ -230,5 +257,6 @@ FAMILIES: dict[str, Family] = {
         "as in the file; an undirected file's edges count both ways",
         rules=(Rule(lambda p: p["path"] != "", "path is required: the graph file to read"),),
         size=lambda path: load(path).number_of_nodes(),
+        most_edges=lambda path: 0,  # bounded by the file's size (files.MAX_FILE_BYTES)
     ),
 }
