@@ -26,11 +26,14 @@ import tomli_w
 
 import poisoning
 from ecosystem.config import MAX_SEED, Config, ConfigError, flatten, load_config, read_toml
+from ecosystem.models.cache import check_cache
 from ecosystem.results import (
+    METRICS_COLUMNS,
     ResultsError,
     RunDirectory,
     Status,
     changed_settings,
+    require_columns,
     write_atomic,
     write_json,
     write_parquet,
@@ -327,9 +330,14 @@ class SweepDirectory:
 
     def read_results(self) -> SweepResult:
         try:
-            return SweepResult(self.path, pl.read_parquet(self.cells_path), pl.read_parquet(self.metrics_path))
+            cells, metrics = pl.read_parquet(self.cells_path), pl.read_parquet(self.metrics_path)
         except (OSError, pl.exceptions.PolarsError) as error:
             raise ResultsError(f"{self.path} holds no finished sweep ({error})") from None
+        require_columns(cells, ("cell", "seed", "run"), self.cells_path)
+        require_columns(metrics, ("cell", "seed", *METRICS_COLUMNS), self.metrics_path)
+        if cells.is_empty() or metrics.is_empty():
+            raise ResultsError(f"{self.path} holds no finished sweep (its tables hold no rows)")
+        return SweepResult(self.path, cells, metrics)
 
 
 def _changes(recorded: dict[str, Any], sweep: Sweep) -> str:
@@ -392,6 +400,7 @@ def run_sweeps(
     """Run several resolved sweeps, each into its directory, their runs all in one pool of Ray tasks."""
     for resolved, directory in sweeps:
         directory.check(resolved)  # before anything is written
+    check_cache()
     waiting = [(run, directory) for resolved, directory in sweeps for run in _waiting(resolved, directory)]
     with _cluster([run for run, _ in waiting], ray_address), contextlib.ExitStack() as locks:
         for resolved, directory in sweeps:
