@@ -31,6 +31,7 @@ from scipy import stats
 
 from ecosystem.analysis import Interval, mean_interval
 from ecosystem.config import ConfigError, read_toml
+from ecosystem.models.cache import check_cache
 from ecosystem.results import ResultsError, RunDirectory, package_versions, write_json, write_parquet
 from ecosystem.sweeps import Sweep, SweepDirectory, SweepProgress, SweepResult, resolve_sweep, run_sweeps
 
@@ -151,6 +152,7 @@ def run_experiment(
     out = Path(out)
     record = {"experiment": name, "quick": quick, "fingerprint": experiment.fingerprint, "spec": experiment.spec}
     _check_directory(out, record)
+    check_cache()  # before the directory is created
     module = importlib.import_module(f"experiments.{name}")
     started = time.perf_counter()
     with RunDirectory(out).lock():
