@@ -83,7 +83,7 @@ def ray_session(address: str | None) -> Iterator[None]:
         # Its notice that token authentication is on would print at every run: silenced, not disabled.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         reaper = subprocess.Popen([sys.executable, "-m", "ecosystem.reaper", str(os.getpid())], stdin=subprocess.PIPE)
-        session_files = private_folder() / "ray"
+        session_files = private_folder() / "r"
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, _temp_dir=str(session_files))
     try:
         yield

@@ -23,10 +23,12 @@ TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"  # read by Ray's processes, which in
 @functools.cache
 def private_folder() -> Path:
     """This process's folder (mode 0700, removed when the process ends) for its embedded Ray sessions
-    (`private_folder() / "ray"` is their temporary directory) and the token file (mode 0600) that
+    (`private_folder() / "r"` is their temporary directory) and the token file (mode 0600) that
     every connection to them must present. One token for the process's lifetime: Ray caches the
     token it first reads, so a second session started by this process must find the same one."""
-    folder = Path(tempfile.mkdtemp(prefix="ecosystem-ray-"))  # mkdtemp: mode 0700, a name no one else holds
+    # mkdtemp: mode 0700, a name no one else holds. Short names: Ray's Unix sockets lie four levels
+    # below, and a socket's path holds at most 107 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="ray-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     token = folder / "auth_token"
     descriptor = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
