@@ -25,7 +25,7 @@ from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.progress import Stage
-from ecosystem.raysecurity import private_folder
+from ecosystem.raysecurity import temp_dir
 from ecosystem.shard import Output, Shards, merge, node_groups
 from poisoning import Attack
 
@@ -83,8 +83,7 @@ def ray_session(address: str | None) -> Iterator[None]:
         # Its notice that token authentication is on would print at every run: silenced, not disabled.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         reaper = subprocess.Popen([sys.executable, "-m", "ecosystem.reaper", str(os.getpid())], stdin=subprocess.PIPE)
-        session_files = private_folder() / "r"
-        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, _temp_dir=str(session_files))
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, _temp_dir=temp_dir())
     try:
         yield
     finally:

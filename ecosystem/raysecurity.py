@@ -23,7 +23,7 @@ TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"  # read by Ray's processes, which in
 @functools.cache
 def private_folder() -> Path:
     """This process's folder (mode 0700, removed when the process ends) for its embedded Ray sessions
-    (`private_folder() / "r"` is their temporary directory) and the token file (mode 0600) that
+    (`temp_dir()`) and the token file (mode 0600) that
     every connection to them must present. One token for the process's lifetime: Ray caches the
     token it first reads, so a second session started by this process must find the same one."""
     # mkdtemp: mode 0700, a name no one else holds. Short names: Ray's Unix sockets lie four levels
@@ -36,3 +36,8 @@ def private_folder() -> Path:
         file.write(secrets.token_hex(32))
     os.environ.setdefault(TOKEN_PATH_VARIABLE, str(token))  # a token the user chose is theirs to keep
     return folder
+
+
+def temp_dir() -> str:
+    """The temporary directory (`ray.init(_temp_dir=...)`) of this process's embedded Ray sessions."""
+    return str(private_folder() / "r")
