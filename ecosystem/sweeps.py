@@ -491,8 +491,9 @@ def _compute(
         for reference in pending:  # the driver was interrupted: stop the runs still going; a rerun resumes them
             ray.cancel(reference, force=True)
     if failures:
+        others = ", the others are complete" if len(failures) < total else ""
         raise ResultsError(
-            f"{len(failures)} of {total} runs failed, the others are complete: {'; '.join(failures)}; "
+            f"{len(failures)} of {total} runs failed{others}: {'; '.join(failures)}; "
             "the same command again retries them"
         )
 
