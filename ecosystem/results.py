@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError, deserialize
 
 from ecosystem.config import Config, ConfigError, flatten, load_config
+from ecosystem.terminal import one_line
 
 METRICS_SCHEMA = pl.Schema(
     {
@@ -293,7 +294,7 @@ class RunDirectory:
                     "wait for it to finish or choose another --out"
                 ) from None
             if stale := file.read().strip():
-                logging.getLogger(__name__).warning("taking over the stale lock of a dead run (%s)", stale)
+                logging.getLogger(__name__).warning("taking over the stale lock of a dead run (%s)", one_line(stale))
             file.seek(0)
             file.truncate(0)
             file.write(f"pid {os.getpid()} on {socket.gethostname()}")
