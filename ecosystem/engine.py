@@ -61,6 +61,7 @@ def run(config: Config, out: str | Path, progress: Progress | None = None) -> Ru
 def resume(out: str | Path, progress: Progress | None = None, hosting: HostingConfig | None = None) -> RunResult:
     """Continue the run in `out` from its last complete cycle (optionally placed differently)."""
     directory = RunDirectory(out)
+    directory.refuse_if_live()
     config, _, _ = _resumable(directory, hosting)  # a refusal touches nothing, not even the lock
     plan = make_plan(config)
     with directory.lock():

@@ -289,10 +289,7 @@ class RunDirectory:
             try:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ResultsError(
-                    f"results directory {self.path} is in use by a live run ({file.read().strip()}); "
-                    "wait for it to finish or choose another --out"
-                ) from None
+                raise self._in_use(file.read().strip()) from None
             if stale := file.read().strip():
                 logging.getLogger(__name__).warning("taking over the stale lock of a dead run (%s)", one_line(stale))
             file.seek(0)
@@ -303,6 +300,25 @@ class RunDirectory:
                 yield
             finally:
                 file.truncate(0)
+
+    def _in_use(self, holder: str) -> ResultsError:
+        return ResultsError(
+            f"results directory {self.path} is in use by a live run ({holder}); "
+            "wait for it to finish or choose another --out"
+        )
+
+    def refuse_if_live(self) -> None:
+        """Refuse a directory that a live run holds (its files are in flux), asking the OS lock as `lock`
+        does, but without creating or writing the lock file."""
+        try:
+            descriptor = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # no lock, or a link: `lock` decides
+            return
+        with os.fdopen(descriptor) as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file closes
+            except BlockingIOError:
+                raise self._in_use(file.read().strip()) from None
 
     def _refuse_links(self) -> None:
         """A run writes only inside its directory: refuse one holding symbolic links, which could point elsewhere."""
