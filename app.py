@@ -147,7 +147,11 @@ def launch_form(runs_dir: Path) -> None:
         more = st.text_area(
             "more settings", help=f"key=value lines, as `cascade run --set`. {CHECKPOINT_HELP}", key="launch_more"
         )
-        name = st.text_input("run name", help="default: launch-DATE-TIME", key="launch_name")
+        name = st.text_input(
+            "run name",
+            help=f"default: launch-DATE-TIME. The launch writes only inside {runs_dir}: NAME/ and .logs/NAME.log",
+            key="launch_name",
+        )
         submitted = st.form_submit_button("Launch")
     if not submitted:
         return

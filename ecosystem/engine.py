@@ -24,6 +24,7 @@ import poisoning
 import topologies
 from ecosystem.analysis import defense_effect, drifted, summarize
 from ecosystem.bases import base_checkpoint, open_world
+from ecosystem.bases.cache import check_cache
 from ecosystem.bases.real import alignment_table
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.generation.vllm_engine import INSTALL_HINT
@@ -61,27 +62,37 @@ def run(config: Config, out: str | Path, progress: Progress | None = None) -> Ru
 def resume(out: str | Path, progress: Progress | None = None, hosting: HostingConfig | None = None) -> RunResult:
     """Continue the run in `out` from its last complete cycle (optionally placed differently)."""
     directory = RunDirectory(out)
-    if not directory.holds_run():
-        raise ResultsError(f"{directory.path} holds no run to resume (no {RunDirectory.CONFIG})")
+    directory.refuse_if_live()
+    config, _, _ = _resumable(directory, hosting)  # a refusal touches nothing, not even the lock
+    plan = make_plan(config)
     with directory.lock():
-        config = directory.read_config()
-        manifest = directory.read_manifest()
-        if manifest.status is Status.complete:
-            raise ResultsError(f"the run in {directory.path} is already complete")
-        if manifest.config_fingerprint != fingerprint(config):
-            changed = "; ".join(changed_settings(manifest.config, config)) or "its text"
-            raise ResultsError(
-                f"cannot resume {directory.path}: its {RunDirectory.CONFIG} was edited after the run started "
-                f"({changed}); restore it, or start a new run with the new configuration"
-            )
-        if hosting is not None:  # placed anew; its groups are the run's
-            hosting = hosting.model_copy(update={"group_size": config.hosting.group_size})
-            config = config.model_copy(update={"hosting": hosting})
-        checkpoint = directory.read_checkpoint()
+        config, manifest, checkpoint = _resumable(directory, hosting)  # again: another process may have resumed it
         manifest.resumed.append(Resumption(at=now(), after_cycle=checkpoint[0]))
-        plan = make_plan(config)
         with _cluster(config, plan):
             return _drive(config, plan, directory, manifest, checkpoint, progress)
+
+
+def _resumable(
+    directory: RunDirectory, hosting: HostingConfig | None
+) -> tuple[Config, Manifest, tuple[int, dict[int, bytes]]]:
+    """The run in `directory` as it resumes (placed by `hosting` if given), its manifest and its last
+    checkpoint; a `ResultsError` says why it cannot resume. Reads only."""
+    if not directory.holds_run():
+        raise ResultsError(f"{directory.path} holds no run to resume (no {RunDirectory.CONFIG})")
+    config = directory.read_config()
+    manifest = directory.read_manifest()
+    if manifest.status is Status.complete:
+        raise ResultsError(f"the run in {directory.path} is already complete")
+    if manifest.config_fingerprint != fingerprint(config):
+        changed = "; ".join(changed_settings(manifest.config, config)) or "its text"
+        raise ResultsError(
+            f"cannot resume {directory.path}: its {RunDirectory.CONFIG} was edited after the run started "
+            f"({changed}); restore it, or start a new run with the new configuration"
+        )
+    if hosting is not None:  # placed anew; its groups are the run's
+        hosting = hosting.model_copy(update={"group_size": config.hosting.group_size})
+        config = config.model_copy(update={"hosting": hosting})
+    return config, manifest, directory.read_checkpoint()
 
 
 @dataclass
@@ -95,6 +106,7 @@ class Plan:
 
 def make_plan(config: Config) -> Plan:
     open_world(config)  # a real model's checkpoint and prompt files are checked here, before anything starts
+    check_cache()
     if config.generation.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError(f"generation.engine = 'vllm': {INSTALL_HINT}")
     graph = config.topology.graph(config.seed)

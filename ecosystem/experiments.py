@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 import tomli_w
 
+from ecosystem.bases.cache import check_cache
 from ecosystem.config import ConfigError, read_toml
 from ecosystem.reporting import write_experiment_report
 from ecosystem.results import ResultsError, RunDirectory, package_versions, write_json, write_parquet
@@ -112,6 +113,7 @@ def run_experiment(
     out = Path(out)
     record = {"experiment": name, "quick": quick, "fingerprint": experiment.fingerprint, "spec": experiment.spec}
     _check_directory(out, record)
+    check_cache()  # before the directory is created
     module = importlib.import_module(f"experiments.{name}")
     started = time.perf_counter()
     with RunDirectory(out).lock():

@@ -24,6 +24,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 
 from ecosystem.config import Config, ConfigError, HostingConfig
+from ecosystem.raysecurity import temp_dir
 from ecosystem.shard import Shards, merge, node_groups
 from poisoning import Attack
 
@@ -54,10 +55,11 @@ def ray_session(address: str | None) -> Iterator[None]:
             raise ConfigError(f"hosting.ray_address {address!r}: {error}") from None
     else:  # "local": a new embedded instance, never a cluster that happens to be running here
         # Ray's processes listen on every interface; its token authentication, on by default, keeps
-        # others out. Its notice that it is on would print at every run: silenced, not disabled.
+        # others out, with a token and session files only this user can read (see ecosystem.raysecurity).
+        # Its notice that token authentication is on would print at every run: silenced, not disabled.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         reaper = subprocess.Popen([sys.executable, "-m", "ecosystem.reaper", str(os.getpid())], stdin=subprocess.PIPE)
-        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, _temp_dir=temp_dir())
     try:
         yield
     finally:

@@ -119,6 +119,8 @@ def _replace_report(target: Path, write: Callable[[Path], str]) -> Path:
     """Write the report into a temporary sibling of `target`, then swap it in. A directory cannot be renamed
     over a full one, so the old report is first renamed away (onto an empty directory, which rename
     replaces) and removed once the new one is in place."""
+    if target.is_symlink() or (target.exists() and not target.is_dir()):  # never replaced: it is not ours
+        raise ResultsError(f"{target} is not a report directory (a file or a link); move it away first")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         (staging / MARKDOWN).write_text(write(staging))
@@ -174,7 +176,7 @@ def write_run_report(run: Run, folder: Path) -> str:
             _configuration(run),
             "## Cascade figures",
             _table(
-                ["figure", "value", "meaning"], [[f"`{k}`", _number(run.summary[k]), v] for k, v in FIGURES.items()]
+                ["figure", "value", "meaning"], [[f"`{k}`", _number(run.summary.get(k)), v] for k, v in FIGURES.items()]
             ),
             "## Refusal over cycles",
             _image(folder, "refusal.png", draw_refusal(run.metrics), "refusal rate per node over cycles"),

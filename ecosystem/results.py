@@ -20,7 +20,7 @@ import platform
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError, deserialize
 
 from ecosystem.config import Config, ConfigError, flatten, load_config
+from ecosystem.terminal import one_line
 from poisoning import DEFENSES
 
 POLARS = {int: pl.Int32, float: pl.Float64}  # the column type of a defense's record column
@@ -65,6 +66,20 @@ METRICS_SCHEMA = pl.Schema(
         "pagerank": pl.Float64,
         "eigenvector": pl.Float64,
     }
+)
+# The columns of metrics.parquet that every version wrote (an older run lacks some of the others).
+METRICS_COLUMNS = (
+    "cycle",
+    "node",
+    "domain",
+    "refusal_rate",
+    "harmful_rate",
+    "helpfulness",
+    "over_refusal",
+    "drift",
+    "drifted",
+    "attacked",
+    "hops_from_attack",
 )
 
 
@@ -216,6 +231,13 @@ def edges_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=EDGES_SCHEMA, orient="row")
 
 
+def require_columns(frame: pl.DataFrame, columns: Iterable[str], path: Path) -> pl.DataFrame:
+    """`frame` if it has these columns: else it is some other table."""
+    if missing := [name for name in columns if name not in frame.columns]:
+        raise ResultsError(f"{path.parent}: {path.name} is not a run's table (no column '{missing[0]}')")
+    return frame
+
+
 class RunDirectory:
     """A run's directory: created once, locked while a run writes to it, resumable from its
     last checkpoint."""
@@ -266,12 +288,9 @@ class RunDirectory:
             try:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ResultsError(
-                    f"results directory {self.path} is in use by a live run ({file.read().strip()}); "
-                    "wait for it to finish or choose another --out"
-                ) from None
+                raise self._in_use(file.read().strip()) from None
             if stale := file.read().strip():
-                logging.getLogger(__name__).warning("taking over the stale lock of a dead run (%s)", stale)
+                logging.getLogger(__name__).warning("taking over the stale lock of a dead run (%s)", one_line(stale))
             file.seek(0)
             file.truncate(0)
             file.write(f"pid {os.getpid()} on {socket.gethostname()}")
@@ -280,6 +299,25 @@ class RunDirectory:
                 yield
             finally:
                 file.truncate(0)
+
+    def _in_use(self, holder: str) -> ResultsError:
+        return ResultsError(
+            f"results directory {self.path} is in use by a live run ({holder}); "
+            "wait for it to finish or choose another --out"
+        )
+
+    def refuse_if_live(self) -> None:
+        """Refuse a directory that a live run holds (its files are in flux), asking the OS lock as `lock`
+        does, but without creating or writing the lock file."""
+        try:
+            descriptor = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # no lock, or a link: `lock` decides
+            return
+        with os.fdopen(descriptor) as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file closes
+            except BlockingIOError:
+                raise self._in_use(file.read().strip()) from None
 
     def _refuse_links(self) -> None:
         """A run writes only inside its directory: refuse one holding symbolic links, which could point elsewhere."""
@@ -346,13 +384,13 @@ class RunDirectory:
         write_parquet(self.metrics_path, metrics)
 
     def read_metrics(self) -> pl.DataFrame:
-        return self._read_parquet(self.metrics_path)
+        return require_columns(self._read_parquet(self.metrics_path), METRICS_COLUMNS, self.metrics_path)
 
     def write_edges(self, edges: pl.DataFrame) -> None:
         write_parquet(self.edges_path, edges)
 
     def read_edges(self) -> pl.DataFrame:
-        return self._read_parquet(self.edges_path)
+        return require_columns(self._read_parquet(self.edges_path), EDGES_SCHEMA.names(), self.edges_path)
 
     def write_responses(self, cycle: int, rows: list[dict[str, Any]]) -> None:
         """A cycle's judged responses, a file per cycle: a resumed run rewrites only the cycles it computes."""
@@ -378,9 +416,12 @@ class RunDirectory:
 
     def read_summary(self) -> dict[str, Any]:
         try:
-            return json.loads(self.summary_path.read_text())
+            summary = json.loads(self.summary_path.read_text())
         except (OSError, ValueError) as error:
             raise ResultsError(f"{self.path}: {self.SUMMARY} is unreadable ({error})") from None
+        if not isinstance(summary, dict):
+            raise ResultsError(f"{self.path}: {self.SUMMARY} is not a run's summary (not a JSON object)")
+        return summary
 
     def write_graph(self, graph: nx.DiGraph) -> None:
         """The ecosystem graph as GraphML: node attribute `domain` (and `label` from a file), edge `weight`."""
@@ -394,9 +435,16 @@ class RunDirectory:
 
     def read_result(self) -> RunResult:
         """The metrics and summary of a finished run."""
-        if (status := self.read_manifest().status) is not Status.complete:
+        if (status := self.read_manifest().status) is Status.running and not self.is_live():
+            raise ResultsError(
+                f"the run in {self.path} was interrupted (its process died): cascade run --resume {self.path}"
+            )
+        if status is not Status.complete:
             raise ResultsError(f"the run in {self.path} is {status}, not complete")
-        return RunResult(self.path, self.read_metrics(), self.read_summary())
+        metrics = self.read_metrics()
+        if metrics.is_empty():
+            raise ResultsError(f"{self.path}: {self.METRICS} holds no rows")
+        return RunResult(self.path, metrics, self.read_summary())
 
     def write_checkpoint(self, cycle: int, states: dict[int, bytes]) -> None:
         """Every node's weights after `cycle` (safetensors), then `latest.json` naming it; older
@@ -434,4 +482,5 @@ class RunDirectory:
             raise ResultsError(
                 f"cannot resume {self.path}: {self.METRICS} lacks cycle {missing[0]} of the checkpoint's 0..{cycle}"
             )
+        self.read_edges()  # the resumed run appends to them
         return cycle, states

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -24,12 +25,15 @@ import polars as pl
 import tomli_w
 
 import poisoning
-from ecosystem.config import Config, ConfigError, flatten, load_config, read_toml
+from ecosystem.bases.cache import check_cache
+from ecosystem.config import MAX_SEED, Config, ConfigError, flatten, load_config, read_toml
 from ecosystem.results import (
+    METRICS_COLUMNS,
     ResultsError,
     RunDirectory,
     Status,
     changed_settings,
+    require_columns,
     write_atomic,
     write_json,
     write_parquet,
@@ -39,6 +43,7 @@ from topologies import TopologyError
 
 SWEEP_KEYS = ("base", "seeds", "grid", "zip")
 POLL_SECONDS = 0.5  # how often the driver looks for finished and running runs
+MAX_RUNS = 10_000  # runs of one sweep (cells times seeds): every one is checked before any starts
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ def resolve_sweep(text: str, spec: dict[str, Any], path: Path, where: str) -> Sw
         raise ConfigError(f"{where}: write zipped axes as [[zip]] tables")
     zipped = [_axes(where, f"zip {index}", table) for index, table in enumerate(zip_tables)]
     _check_axes(where, grid, zipped)
+    _check_size(where, grid, zipped, seeds)
     runs = []
     for cell, values in enumerate(_cells(grid, zipped)):
         overrides = [*base_overrides, *(_override(key, value) for key, value in values.items())]
@@ -149,15 +155,19 @@ def _base(path: Path, where: str, base: Any) -> tuple[Path | None, list[str]]:
 def _seeds(where: str, seeds: Any) -> list[int]:
     """`seeds = 3` means 0, 1, 2; a list gives them one by one."""
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
+        if seeds > MAX_RUNS:  # before the list is built
+            raise ConfigError(f"{where}: seeds = {seeds}: a sweep holds at most {MAX_RUNS} runs")
         return list(range(seeds))
     if not seeds:
         raise ConfigError(f"{where}: no seeds; set seeds = 3 (0, 1, 2) or a list, seeds = [0, 1, 2]")
     if (
         not isinstance(seeds, list)
-        or not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds)
+        or not all(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED for seed in seeds)
         or len(set(seeds)) < len(seeds)
     ):
-        raise ConfigError(f"{where}: seeds must be a count or a list of distinct seeds ≥ 0 (got {seeds!r})")
+        raise ConfigError(
+            f"{where}: seeds must be a count or a list of distinct seeds in 0..{MAX_SEED} (got {seeds!r})"
+        )
     return seeds
 
 
@@ -185,6 +195,17 @@ def _check_axes(where: str, grid: dict[str, list[Any]], zipped: list[dict[str, l
     keys = [*grid, *(key for group in zipped for key in group)]
     if repeated := sorted({key for key in keys if keys.count(key) > 1}):
         raise ConfigError(f"{where}: axis '{repeated[0]}' appears more than once")
+
+
+def _check_size(where: str, grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]], seeds: list[int]) -> None:
+    """Refuse more than `MAX_RUNS` runs, counted from the axes before any cell is built."""
+    cells = math.prod(len(values) for values in grid.values())
+    cells *= math.prod(min(map(len, group.values()), default=0) for group in zipped)
+    if cells * len(seeds) > MAX_RUNS:
+        raise ConfigError(
+            f"{where}: {cells} cells by {len(seeds)} seeds make {cells * len(seeds)} runs; "
+            f"a sweep holds at most {MAX_RUNS}"
+        )
 
 
 def _cells(grid: dict[str, list[Any]], zipped: list[dict[str, list[Any]]]) -> list[dict[str, Any]]:
@@ -309,9 +330,14 @@ class SweepDirectory:
 
     def read_results(self) -> SweepResult:
         try:
-            return SweepResult(self.path, pl.read_parquet(self.cells_path), pl.read_parquet(self.metrics_path))
+            cells, metrics = pl.read_parquet(self.cells_path), pl.read_parquet(self.metrics_path)
         except (OSError, pl.exceptions.PolarsError) as error:
             raise ResultsError(f"{self.path} holds no finished sweep ({error})") from None
+        require_columns(cells, ("cell", "seed", "run"), self.cells_path)
+        require_columns(metrics, ("cell", "seed", *METRICS_COLUMNS), self.metrics_path)
+        if cells.is_empty() or metrics.is_empty():
+            raise ResultsError(f"{self.path} holds no finished sweep (its tables hold no rows)")
+        return SweepResult(self.path, cells, metrics)
 
 
 def _changes(recorded: dict[str, Any], sweep: Sweep) -> str:
@@ -374,6 +400,7 @@ def run_sweeps(
     """Run several resolved sweeps, each into its directory, their runs all in one pool of Ray tasks."""
     for resolved, directory in sweeps:
         directory.check(resolved)  # before anything is written
+    check_cache()
     waiting = [(run, directory) for resolved, directory in sweeps for run in _waiting(resolved, directory)]
     with _cluster([run for run, _ in waiting], ray_address), contextlib.ExitStack() as locks:
         for resolved, directory in sweeps:
@@ -464,7 +491,11 @@ def _compute(
         for reference in pending:  # the driver was interrupted: stop the runs still going; a rerun resumes them
             ray.cancel(reference, force=True)
     if failures:
-        raise RuntimeError(f"{len(failures)} of {total} runs failed, the others are complete: {'; '.join(failures)}")
+        others = ", the others are complete" if len(failures) < total else ""
+        raise ResultsError(
+            f"{len(failures)} of {total} runs failed{others}: {'; '.join(failures)}; "
+            "the same command again retries them"
+        )
 
 
 def _compute_run(config: Config, path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 import ray
 
 from ecosystem import run
+from ecosystem.raysecurity import temp_dir
 from tests.helpers import small_config
 
 
@@ -22,7 +23,8 @@ from tests.helpers import small_config
 def ray_cluster() -> None:
     """One embedded Ray for the session, started by the first test that asks for it: runs in this
     process attach to it."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    # _temp_dir: as the embedded Ray of a run, nothing that other users can read
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, _temp_dir=temp_dir())
     yield
     ray.shutdown()
 

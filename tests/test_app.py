@@ -216,6 +216,20 @@ def test_the_launch_forms_world_and_engine_reach_the_launched_command(tmp_path: 
     assert "world.model_path" in launch.log_tail(out) and "not a local HF checkpoint" in launch.log_tail(out)
 
 
+def test_a_launch_writes_only_inside_the_runs_folder(tmp_path: Path) -> None:
+    """Never the runs folder's parents, nor through a `.logs` link; the form's help says where it writes."""
+    with pytest.raises(launch.LaunchError, match="does not exist; create it first"):
+        launch.launch(tmp_path / "no" / "runs", "x", TINY)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "runs" / ".logs").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(launch.LaunchError, match="is a symbolic link"):
+        launch.launch(tmp_path / "runs", "x", TINY)
+    assert sorted(path.name for path in tmp_path.rglob("*")) == [".logs", "elsewhere", "runs"]
+    help_text = open_app(tmp_path / "runs").text_input(key="launch_name").help
+    assert f"writes only inside {tmp_path / 'runs'}" in help_text
+
+
 def test_a_launched_run_with_a_defense_completes_with_its_control_run(launched: Launch) -> None:
     finished(launched)  # exit code 0
     directory = RunDirectory(launched.out)

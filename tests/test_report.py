@@ -147,6 +147,13 @@ def set_status(status: Status):
     return prepare
 
 
+def running(folder: Path, small_run: Path) -> Path:
+    """Running, and its lock held by a live process (this one)."""
+    path = set_status(Status.running)(folder, small_run)
+    (path / RunDirectory.LOCK).write_text(f"pid {os.getpid()} on {socket.gethostname()}")
+    return path
+
+
 def empty(folder: Path, _: Path) -> Path:
     (folder / "empty").mkdir()
     return folder / "empty"
@@ -164,7 +171,8 @@ BAD_DIRECTORIES = {  # what the case prepares in its folder, returning the direc
     "missing": (lambda folder, _: folder / "none", "is missing"),
     "a file": (lambda folder, _: Path(shutil.copy(__file__, folder / "file.py")), "is a file"),
     "empty": (empty, "holds neither a run"),
-    "running": (set_status(Status.running), "is running, not complete"),
+    "running": (running, "is running, not complete"),
+    "killed while running": (set_status(Status.running), "was interrupted (its process died): cascade run --resume"),
     "failed": (set_status(Status.failed), "is failed, not complete"),
     "unfinished sweep": (unfinished_sweep, "holds no finished sweep"),
 }

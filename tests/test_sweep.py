@@ -169,7 +169,7 @@ BAD_SWEEPS = {
     ),
     "no seeds": ('base = "base.toml"\nseeds = []\n', "no seeds"),
     "seeds left out": ('base = "base.toml"\n', "no seeds"),
-    "negative seed": ("seeds = [0, -1]\n", "seeds must be a count or a list of distinct seeds ≥ 0"),
+    "negative seed": ("seeds = [0, -1]\n", "seeds must be a count or a list of distinct seeds in 0.."),
     "missing base file": ('base = "nowhere.toml"\nseeds = 1\n', "nowhere.toml is not a file"),
     "not TOML": ("seeds = = 1\n", "is not valid TOML"),
     "axis not a list": ('seeds = 1\n[grid]\n"cycles" = 2\n', "grid: 'cycles' must be a non-empty list of values"),

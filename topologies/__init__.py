@@ -10,9 +10,20 @@ description, range and default. `check` validates a description without building
 needs only networkx, numpy and pydantic.
 """
 
-from topologies.core import DOMAIN_MODES, DOMAINS, MAX_NODES, WEIGHT_MODES, Topology, build, check, communities, family
+from topologies.core import (
+    DOMAIN_MODES,
+    DOMAINS,
+    MAX_EDGES,
+    MAX_NODES,
+    WEIGHT_MODES,
+    Topology,
+    build,
+    check,
+    communities,
+    family,
+)
 from topologies.errors import TopologyError
-from topologies.families import FAMILIES, Family
+from topologies.families import FAMILIES, NODE_LIMIT, Family
 from topologies.layout import layout
 from topologies.measures import graph_measures, hops_from, node_measures
 
@@ -20,7 +31,9 @@ __all__ = [
     "DOMAINS",
     "DOMAIN_MODES",
     "FAMILIES",
+    "MAX_EDGES",
     "MAX_NODES",
+    "NODE_LIMIT",
     "WEIGHT_MODES",
     "Family",
     "Topology",

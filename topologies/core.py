@@ -10,13 +10,14 @@ from typing import Any
 import networkx as nx
 
 from topologies.errors import TopologyError
-from topologies.families import FAMILIES, Family
+from topologies.families import FAMILIES, NODE_LIMIT, Family
 from topologies.files import load
 
 DOMAINS = ("code", "medical", "support", "legal")  # the task domains of nodes (the tiny world's grammar uses them)
 DOMAIN_MODES = ("round_robin", "random", "community", "file")
 WEIGHT_MODES = ("uniform", "random", "file")
 MAX_NODES = 1000
+MAX_EDGES = 2_000_000  # directed edges: networkx holds about half a kilobyte each, and a run records each per cycle
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,15 @@ def check(
         raise TopologyError(f"{name}: {error}") from None
     _check_labelling(name, domains, weights, edge_weight, weight_range)
     nodes = resolved.size()
+    if nodes > NODE_LIMIT:
+        raise TopologyError(f"{name} would have more than {NODE_LIMIT} nodes, the most a graph may have")
     if nodes > max_nodes:
         raise TopologyError(f"{name} would have {nodes} nodes, more than max_nodes ({max_nodes}); raise max_nodes")
     if nodes < 2:
         raise TopologyError(f"{name} has {nodes} node(s); an ecosystem needs at least 2")
+    edges = resolved.most_edges()
+    if edges > MAX_EDGES:
+        raise TopologyError(f"{name} could have {edges} edges, more than {MAX_EDGES}: choose fewer nodes or edges")
     if name == "file" and "file" in (domains, weights):  # refuse a missing or bad value before a run starts
         _check_file_labels(load(resolved.path), domains, weights)
     return Topology(name, resolved, nodes, domains, weights, edge_weight, tuple(weight_range))

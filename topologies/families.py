@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 from topologies.errors import TopologyError
 from topologies.files import load
 
+NODE_LIMIT = 100_000  # the most nodes any graph may have (max_nodes included): sizes are counted up to it
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 LOWER = {"ge": ("[", "at least"), "gt": ("(", "above")}  # constraint: (interval bracket, alone in words)
 UPPER = {"le": ("]", "at most"), "lt": (")", "below")}
@@ -78,6 +79,11 @@ class Family(BaseModel):
         """The node count, known before generating."""
         raise NotImplementedError
 
+    def most_edges(self) -> int:
+        """The most directed edges the graph can have, known before generating."""
+        nodes = self.size()
+        return nodes * (nodes - 1)
+
     def generate(self, seed: int) -> nx.Graph:
         """The graph, with nodes 0..n-1, drawn from `seed` where the family is random."""
         raise NotImplementedError
@@ -107,6 +113,9 @@ class Ring(Sized):
     edges: ClassVar[str] = "2·nodes"
     nodes: int = Field(8, ge=3, description="number of nodes")
 
+    def most_edges(self) -> int:
+        return 2 * self.nodes
+
     def generate(self, seed: int) -> nx.Graph:
         return nx.cycle_graph(self.nodes)
 
@@ -116,6 +125,9 @@ class Chain(Sized):
 
     edges: ClassVar[str] = "nodes-1"
 
+    def most_edges(self) -> int:
+        return self.nodes - 1
+
     def generate(self, seed: int) -> nx.Graph:
         return nx.path_graph(self.nodes, create_using=nx.DiGraph)
 
@@ -124,6 +136,9 @@ class Star(Sized):
     """hub and spokes: node 0 (a base-model provider) exchanges with every other node"""
 
     edges: ClassVar[str] = "2·(nodes-1)"
+
+    def most_edges(self) -> int:
+        return 2 * (self.nodes - 1)
 
     def generate(self, seed: int) -> nx.Graph:
         return nx.star_graph(self.nodes - 1)
@@ -137,7 +152,20 @@ class LineageTree(Family):
     depth: int = Field(2, ge=1, description="generations below the base")
 
     def size(self) -> int:
-        return sum(self.branching**level for level in range(self.depth + 1))
+        """1 + branching + … + branching^depth, counted level by level only until it passes `NODE_LIMIT`
+        (a larger tree is refused, and its exact size could take hours to compute)."""
+        if self.branching == 1:
+            return self.depth + 1
+        nodes = width = 1
+        for _ in range(self.depth):
+            width *= self.branching
+            nodes += width
+            if nodes > NODE_LIMIT:
+                break
+        return nodes
+
+    def most_edges(self) -> int:
+        return self.size() - 1
 
     def generate(self, seed: int) -> nx.Graph:
         return nx.balanced_tree(self.branching, self.depth, create_using=nx.DiGraph)
@@ -168,6 +196,9 @@ class WattsStrogatz(Sized):
             return f"k must be less than nodes (got k={self.k}, nodes={self.nodes})"
         return None
 
+    def most_edges(self) -> int:
+        return self.nodes * self.k
+
     def generate(self, seed: int) -> nx.Graph:
         return nx.watts_strogatz_graph(self.nodes, self.k, self.p, seed=seed)
 
@@ -180,6 +211,9 @@ class BarabasiAlbert(Sized):
 
     def problem(self) -> str | None:
         return f"m must be less than nodes (got m={self.m}, nodes={self.nodes})" if self.m >= self.nodes else None
+
+    def most_edges(self) -> int:
+        return 2 * self.m * (self.nodes - self.m)
 
     def generate(self, seed: int) -> nx.Graph:
         return nx.barabasi_albert_graph(self.nodes, self.m, seed=seed)
@@ -223,6 +257,9 @@ class Grid2d(Family):
     def size(self) -> int:
         return self.rows * self.cols
 
+    def most_edges(self) -> int:
+        return 4 * self.rows * self.cols
+
     def generate(self, seed: int) -> nx.Graph:
         return nx.convert_node_labels_to_integers(nx.grid_2d_graph(self.rows, self.cols, periodic=self.periodic))
 
@@ -239,6 +276,9 @@ class RandomRegular(Sized):
         if self.nodes * self.degree % 2:
             return f"nodes·degree must be even (got {self.nodes}·{self.degree})"
         return None
+
+    def most_edges(self) -> int:
+        return self.nodes * self.degree
 
     def generate(self, seed: int) -> nx.Graph:
         return nx.random_regular_graph(self.degree, self.nodes, seed=seed)
@@ -262,6 +302,9 @@ class SupplyChain(Family):
     def size(self) -> int:
         return self.providers + self.aggregators + self.applications
 
+    def most_edges(self) -> int:
+        return self.providers * self.aggregators + self.applications * self.sources
+
     def generate(self, seed: int) -> nx.Graph:
         chooser = random.Random(seed)
         provider_ids = range(self.providers)
@@ -284,6 +327,9 @@ class File(Family):
 
     def size(self) -> int:
         return load(self.path).number_of_nodes()
+
+    def most_edges(self) -> int:
+        return 0  # bounded by the file's size (files.MAX_FILE_BYTES)
 
     def generate(self, seed: int) -> nx.Graph:
         return load(self.path)

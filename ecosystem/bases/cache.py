@@ -17,12 +17,28 @@ from typing import Any
 import torch
 from filelock import FileLock
 
+from ecosystem.config import ConfigError
+
 DONE = "build.json"  # written last by every build: an entry without it is rebuilt
 BUILD_THREADS = 2  # fixed, so that a build gives the same weights on any machine of one kind
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("ECOSYSTEM_CACHE", Path.home() / ".cache" / "ecosystem"))
+
+
+def check_cache() -> None:
+    """Refuse a cache that builds cannot write into (a file, a read-only folder) in one line, before a
+    run creates anything: a build would otherwise fail halfway through the run."""
+    root = cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=root).close()
+    except OSError as error:
+        raise ConfigError(
+            f"the model cache {root} (ECOSYSTEM_CACHE) is not a writable directory ({error.strerror or error}); "
+            "point ECOSYSTEM_CACHE at one"
+        ) from None
 
 
 def cache_key(recipe: Any) -> str:

@@ -70,17 +70,26 @@ def _toml_list(text: str) -> str:
 def launch(runs_dir: Path, name: str, overrides: list[str]) -> subprocess.Popen[bytes]:
     """Start `cascade run --out RUNS_DIR/NAME` as a background process, after checking its configuration.
 
-    Raises ConfigError for a bad configuration, LaunchError for a bad name or a directory that
-    already exists: creating it here is what refuses a second launch into the same directory."""
+    It writes only inside the runs folder (created if missing, but never its parents): RUNS_DIR/NAME
+    and RUNS_DIR/.logs/NAME.log. Raises ConfigError for a bad configuration, LaunchError for a bad
+    name, a runs folder that cannot be used, or a directory that already exists: creating it here is
+    what refuses a second launch into the same directory."""
     if Path(name).name != name or name in ("", ".", ".."):
         raise LaunchError(f"run name {name!r} must be a plain directory name")
     load_config(overrides=overrides)
     out = (runs_dir / name).resolve()
+    log = launch_log(out)
     try:
-        out.mkdir(parents=True)
+        out.parent.mkdir(exist_ok=True)
+        if log.parent.is_symlink():  # the log would be written wherever it points
+            raise LaunchError(f"{log.parent} is a symbolic link; a launch writes only inside the runs folder")
+        out.mkdir()
     except FileExistsError:
         raise LaunchError(f"{out} already exists: a run was started there; choose another name") from None
-    log = launch_log(out)
+    except FileNotFoundError:
+        raise LaunchError(f"the runs folder's parent {out.parent.parent} does not exist; create it first") from None
+    except OSError as error:
+        raise LaunchError(f"cannot create {out}: {error.strerror or error}") from None
     log.parent.mkdir(exist_ok=True)
     command = [CASCADE, "run", "--out", str(out), *(arg for value in overrides for arg in ("--set", value))]
     try:
