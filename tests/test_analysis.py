@@ -180,13 +180,13 @@ def test_over_seeds():
 
 
 def states_frame(states: np.ndarray, sources: np.ndarray) -> pl.DataFrame:
-    """A metrics frame (cycle, node, drifted, attacked) from infected states[cycle, node]."""
+    """A metrics frame (cycle, node, infected, attacked) from infected states[cycle, node]."""
     cycles, nodes = states.shape
     return pl.DataFrame(
         {
             "cycle": np.repeat(np.arange(cycles), nodes),
             "node": np.tile(np.arange(nodes), cycles),
-            "drifted": states.ravel(),
+            "infected": states.ravel(),
             "attacked": np.tile(sources, cycles),
         }
     )
