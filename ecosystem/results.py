@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,6 +99,16 @@ class Resumption(BaseModel):
     after_cycle: int
 
 
+class Provenance(BaseModel):
+    """Which code on which machine produced a result: figures that differ between CPU types (torch's bits
+    do) can then be told apart from figures that differ between versions of the code."""
+
+    commit: str | None  # the git commit of the code, where it runs from a git checkout
+    dirty: bool | None  # tracked files changed since that commit
+    cpu: str  # the CPU's model name
+    threads: int  # torch threads per group computation
+
+
 class Manifest(BaseModel):
     """What a run directory says about its run, beside its configuration and results."""
 
@@ -112,6 +123,7 @@ class Manifest(BaseModel):
     config_fingerprint: str  # sha256 of config.toml: a resumed run must find the same configuration
     config: dict[str, Any]  # the configuration the run started with, to say what an edit changed
     versions: dict[str, str | None]
+    provenance: Provenance | None = None  # None in runs made before it was recorded
     base_model: str | None = None
     bases: dict[str, str] = Field(default_factory=dict)  # each base some node started from: its checkpoint
     placement: list[list[int]] = Field(default_factory=list)  # nodes per host
@@ -191,6 +203,31 @@ def package_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return versions
+
+
+def provenance(threads: int) -> Provenance:
+    """This code's provenance, with the torch thread count each group computes on."""
+    checkout = Path(__file__).resolve().parent.parent
+
+    def git(*arguments: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(checkout), *arguments], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return Provenance(commit=commit, dirty=None if changes is None else bool(changes), cpu=cpu_model(), threads=threads)
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (the architecture where it does not)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def write_json(path: Path, value: Any) -> None:
