@@ -34,8 +34,8 @@ from ecosystem.analysis import (
     reproduction_by_generation,
     spectral_radius,
     summarize,
-    unlearned_bases,
     transmission_tree,
+    unlearned_bases,
     with_twin,
 )
 
