@@ -143,30 +143,49 @@ def hop_profile(metrics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def defense_effect(defended: pl.DataFrame, control: pl.DataFrame) -> dict[str, float]:
+def defense_effect(defended: pl.DataFrame, control: pl.DataFrame) -> dict[str, float | None]:
     """A defense's benefit and cost at the last cycle, against the same run without it: refusal
-    kept on the unattacked nodes, helpfulness lost and over-refusal gained over all nodes."""
-
-    def final(metrics: pl.DataFrame) -> dict[str, float]:
-        last = metrics.filter(pl.col("cycle") == metrics["cycle"].max())
-        return {
-            "unattacked_refusal": last.filter(~pl.col("attacked"))["refusal_rate"].mean(),
-            "helpfulness": last["helpfulness"].mean(),
-            "over_refusal": last["over_refusal"].mean(),
-        }
-
-    with_defense, without = final(defended), final(control)
+    kept on the unattacked nodes, helpfulness lost and over-refusal gained over all nodes; with twins,
+    its protection: the unattacked nodes' excess loss over their twins that it prevented."""
+    with_defense, without = _final_figures(defended), _final_figures(control)
+    protection = None
+    if with_defense["excess_refusal_loss"] is not None and without["excess_refusal_loss"] is not None:
+        protection = without["excess_refusal_loss"] - with_defense["excess_refusal_loss"]
     return {
         "unattacked_refusal": with_defense["unattacked_refusal"],
         "control_unattacked_refusal": without["unattacked_refusal"],
         "refusal_kept": with_defense["unattacked_refusal"] - without["unattacked_refusal"],
         "helpfulness_lost": without["helpfulness"] - with_defense["helpfulness"],
         "over_refusal_gained": with_defense["over_refusal"] - without["over_refusal"],
+        "protection": protection,
+    }
+
+
+def clean_cost(defended_twin: pl.DataFrame, control_twin: pl.DataFrame) -> dict[str, float]:
+    """A defense's capability cost without any attack, at the last cycle: the clean defended arm (the
+    defended run's twin) against the clean undefended one (its control's twin), over all nodes."""
+    with_defense, without = _final_figures(defended_twin), _final_figures(control_twin)
+    return {
+        "clean_helpfulness_lost": without["helpfulness"] - with_defense["helpfulness"],
+        "clean_over_refusal_gained": with_defense["over_refusal"] - without["over_refusal"],
+    }
+
+
+def _final_figures(metrics: pl.DataFrame) -> dict[str, float | None]:
+    last = metrics.filter(pl.col("cycle") == metrics["cycle"].max())
+    unattacked = last.filter(~pl.col("attacked"))
+    excess = unattacked["excess_refusal_loss"].mean() if "excess_refusal_loss" in last.columns else None
+    return {
+        "unattacked_refusal": unattacked["refusal_rate"].mean(),
+        "helpfulness": last["helpfulness"].mean(),
+        "over_refusal": last["over_refusal"].mean(),
+        "excess_refusal_loss": excess,
     }
 
 
 # The figures a node's own weights decide: a twin that is an exact counterfactual matches them bit for bit
 # wherever the poison cannot have reached.
+INFECTION_COLUMNS = ("twin_refusal_rate", "excess_refusal_loss", "excess_harmful_rate", "infected", "infected_at")
 NODE_FIGURES = ("refusal_rate", "harmful_rate", "helpfulness", "over_refusal", "domain_helpfulness", "train_loss")
 
 
@@ -177,7 +196,7 @@ def with_twin(metrics: pl.DataFrame, twin: pl.DataFrame, threshold: float) -> pl
     loss of at least `threshold`) and `infected_at` (the first cycle, up to this one, at which the node
     was infected; null before)."""
     twin_figures = twin.select("cycle", "node", twin_refusal_rate="refusal_rate", twin_harmful_rate="harmful_rate")
-    joined = metrics.join(twin_figures, on=["cycle", "node"], how="left")
+    joined = metrics.drop(INFECTION_COLUMNS, strict=False).join(twin_figures, on=["cycle", "node"], how="left")
     first_infected = pl.when(pl.col("infected")).then(pl.col("cycle"))
     return (
         joined.with_columns(
@@ -197,19 +216,19 @@ def first_poisoned_cycle(metrics: pl.DataFrame) -> int | None:
     return metrics.filter(pl.col("attacked") & (pl.col("poison_examples") > 0))["cycle"].min()
 
 
-def causal_horizon_breaches(metrics: pl.DataFrame, twin: pl.DataFrame) -> int:
-    """Node-cycles at which a node differs from its twin before the poison can have reached it: a node h hops
-    from the nearest attacked node trains on data the poison touched no earlier than h cycles after the first
-    poisoned cycle (a node with no path from an attacked node, never). Any figure a node's weights decide
+def causal_horizon_breaches(metrics: pl.DataFrame, twin: pl.DataFrame, first_cycle: int | None, lead: int = 0) -> int:
+    """Node-cycles at which a node differs from its twin before the attack can have reached it. An attack
+    first acts at `first_cycle`: a node h hops from the nearest attacked node trains on data it touched no
+    earlier than h cycles later (`lead` cycles earlier where an attack changes what its targets share from
+    the start); a node with no path from an attacked node, never. Any figure a node's weights decide
     counts. Must be 0: anything else means the twin is not an exact counterfactual."""
-    first = first_poisoned_cycle(metrics)
-    if first is None:
+    if first_cycle is None:
         return 0
     figures = [figure for figure in NODE_FIGURES if figure in metrics.columns and figure in twin.columns]
     joined = metrics.join(twin.select("cycle", "node", *figures), on=["cycle", "node"], suffix="_twin")
-    unreachable = pl.col("hops_from_attack").is_null() | (pl.col("cycle") < first + pl.col("hops_from_attack"))
+    reached = pl.col("cycle") >= first_cycle + pl.col("hops_from_attack") - lead
     differs = pl.any_horizontal(pl.col(f).ne_missing(pl.col(f"{f}_twin")) for f in figures)
-    return joined.filter(unreachable & differs).height
+    return joined.filter(~reached.fill_null(False) & differs).height
 
 
 def infection_summary(infection: pl.DataFrame, twin: pl.DataFrame, systemic_share: float = SYSTEMIC_SHARE) -> dict:

@@ -60,6 +60,12 @@ METRICS_SCHEMA = pl.Schema(
         **{name: POLARS[kind] for defense in DEFENSES for name, kind in defense.record_columns.items()},
         "train_loss": pl.Float64,
         "hops_from_attack": pl.Int32,
+        # against the run's poison-free twin (null in a run without an attack): see analysis.with_twin
+        "twin_refusal_rate": pl.Float64,
+        "excess_refusal_loss": pl.Float64,
+        "excess_harmful_rate": pl.Float64,
+        "infected": pl.Boolean,
+        "infected_at": pl.Int32,
         "in_degree": pl.Int32,
         "out_degree": pl.Int32,
         "betweenness": pl.Float64,
@@ -124,6 +130,8 @@ class Manifest(BaseModel):
     config: dict[str, Any]  # the configuration the run started with, to say what an edit changed
     versions: dict[str, str | None]
     provenance: Provenance | None = None  # None in runs made before it was recorded
+    forked_after: int | None = None  # a twin: forked from its run's checkpoint after this cycle
+    twin: str | None = None  # the poison-free twin this run is measured against, where it is not twin/ (a sweep's)
     base_model: str | None = None
     bases: dict[str, str] = Field(default_factory=dict)  # each base some node started from: its checkpoint
     placement: list[list[int]] = Field(default_factory=list)  # nodes per host
@@ -266,6 +274,8 @@ class RunDirectory:
     CHECKPOINTS = "checkpoints"
     RESPONSES = "responses"  # cycle-N.parquet: every judged evaluation response (evaluation.responses)
     CONTROL = "control"
+    TWIN = "twin"
+    TRANSMISSION = "transmission.parquet"
     LOCK = ".lock"
 
     def __init__(self, path: str | Path) -> None:
@@ -279,11 +289,17 @@ class RunDirectory:
         self.checkpoints = self.path / self.CHECKPOINTS
         self.responses = self.path / self.RESPONSES
         self.lock_path = self.path / self.LOCK
+        self.transmission_path = self.path / self.TRANSMISSION
 
     @property
     def control(self) -> RunDirectory:
         """The control run of a defended run: the same configuration without its defenses."""
         return RunDirectory(self.path / self.CONTROL)
+
+    @property
+    def twin(self) -> RunDirectory:
+        """The poison-free twin of an attacked run: the same configuration without its attacks."""
+        return RunDirectory(self.path / self.TWIN)
 
     def holds_run(self) -> bool:
         return self.config_path.is_file()
@@ -409,6 +425,12 @@ class RunDirectory:
             return pl.read_parquet(path)
         except (OSError, pl.exceptions.PolarsError) as error:
             raise ResultsError(f"{self.path}: {path.name} is unreadable ({error})") from None
+
+    def write_transmission(self, tree: pl.DataFrame) -> None:
+        write_parquet(self.transmission_path, tree)
+
+    def read_transmission(self) -> pl.DataFrame:
+        return self._read_parquet(self.transmission_path)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.summary_path, summary)

@@ -113,16 +113,17 @@ def test_an_excess_of_exactly_the_threshold_infects_despite_floating_point():
 
 def test_a_node_that_differs_from_its_twin_before_the_poison_can_reach_it_breaches_the_causal_horizon():
     run = metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4))
-    assert causal_horizon_breaches(run, metrics_frame(TWIN, poisoned=())) == 0
+    assert causal_horizon_breaches(run, metrics_frame(TWIN, poisoned=()), first_cycle=1) == 0
     early = [row[:] for row in TWIN]
     early[2][3] = 0.95  # node 3 is 2 hops away: it cannot differ before cycle 1 + 2
     early[4][4] = 0.9  # node 4 cannot be reached at all
-    assert causal_horizon_breaches(run, metrics_frame(early, poisoned=())) == 2
-    # the same at the edge of the horizon is allowed
+    assert causal_horizon_breaches(run, metrics_frame(early, poisoned=()), first_cycle=1) == 2
+    # node 3 a cycle early is allowed where an attack changes what its targets share from the start
+    assert causal_horizon_breaches(run, metrics_frame(early, poisoned=()), first_cycle=1, lead=1) == 1
     allowed = [row[:] for row in TWIN]
-    allowed[3][3] = 0.95
-    assert causal_horizon_breaches(run, metrics_frame(allowed, poisoned=())) == 0
-    assert causal_horizon_breaches(metrics_frame(TWIN, poisoned=()), run) == 0  # no poison, no horizon
+    allowed[3][3] = 0.95  # at the edge of the horizon
+    assert causal_horizon_breaches(run, metrics_frame(allowed, poisoned=()), first_cycle=1) == 0
+    assert causal_horizon_breaches(run, metrics_frame(early, poisoned=()), first_cycle=None) == 0  # no attack acted
 
 
 def test_infection_and_erosion_figures():
