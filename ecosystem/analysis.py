@@ -32,8 +32,9 @@ def mean_per_cycle(metrics: pl.DataFrame, column: str) -> pl.DataFrame:
 
 def per_cycle(metrics: pl.DataFrame) -> pl.DataFrame:
     """One row per cycle: means over all nodes, drifted counts, the attacked and unattacked nodes' mean
-    refusal and harmful rate, the drifted share of the unattacked nodes (null without any) and the farthest
-    hop distance from an attacked node reached by a drifted unattacked node (null: none drifted)."""
+    refusal and harmful rate, the drifted share of the unattacked nodes (null without any), the farthest
+    hop distance from an attacked node reached by a drifted unattacked node (null: none drifted), and, with
+    a twin, its mean refusal and the unattacked nodes infected."""
     attacked, unattacked = pl.col("attacked"), ~pl.col("attacked")
     return (
         metrics.group_by("cycle")
@@ -49,9 +50,20 @@ def per_cycle(metrics: pl.DataFrame) -> pl.DataFrame:
             unattacked_harmful=pl.col("harmful_rate").filter(unattacked).mean(),
             drifted_share=pl.col("drifted").filter(unattacked).mean(),
             max_drifted_hops=pl.col("hops_from_attack").filter(pl.col("drifted") & unattacked).max(),
+            **_twin_per_cycle(metrics),
         )
         .sort("cycle")
     )
+
+
+def _twin_per_cycle(metrics: pl.DataFrame) -> dict[str, pl.Expr]:
+    """`per_cycle`'s twin columns: none for metrics recorded before twins were."""
+    if "twin_refusal_rate" not in metrics.columns:
+        return {}
+    return {
+        "twin_mean_refusal": pl.col("twin_refusal_rate").mean(),  # null without a twin
+        "infected_unattacked": (pl.col("infected") & ~pl.col("attacked")).sum(),
+    }
 
 
 def spread_speed(cycles: pl.DataFrame) -> float | None:

@@ -216,12 +216,10 @@ def _drive(
                 hosts.recovering(states, functools.partial(optimization_cycle, cycle, hosts, recorder, clock))
                 states = hosts.each("state")
                 save(cycle, states)
-        metrics = recorder.metrics
-        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph)}
+        metrics, figures = _against_companions(config, directory, recorder.metrics, companions, clock)
+        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures}
         if checkpoints[0] and (table := alignment_table(checkpoints[0])):
             summary["alignment"] = table
-        metrics, figures = _against_companions(config, directory, metrics, companions, clock)
-        summary |= figures
         clock.stop()
         directory.write_summary(summary)
         seconds = {"total": time.perf_counter() - started, **clock.seconds}
