@@ -442,7 +442,7 @@ def fit_sis(metrics: pl.DataFrame, graph: nx.DiGraph, state: str = "infected") -
     recoveries / infected node-steps; beta maximizes the likelihood over the exposed node-steps."""
     nodes = sorted(graph)
     weights = nx.to_numpy_array(graph, nodelist=nodes)  # weights[u, v]: the edge u → v
-    if state not in metrics.columns:
+    if state not in metrics.columns or metrics[state].is_null().all():
         reason = f"no {state} state to fit: infection is measured against a poison-free twin (attacked runs only)"
         return SISFit(None, None, None, spectral_radius(graph), 0, 0, 0, 0, 0, reason)
     infected, attacked = _infected_states(metrics, nodes, state)

@@ -24,7 +24,7 @@ from pydantic import (
 import topologies
 from ecosystem.seeding import Stream, rng
 from ecosystem.world.grammar import GRAMMARS, Grammar, Kind
-from poisoning import ATTACKS, DEFENSES, AttackConfig, DefenseConfig, HarmfulCompliance
+from poisoning import ATTACKS, DEFENSES, AttackConfig, DefenseConfig, HarmfulCompliance, first_acting_cycle
 
 WORLD_KINDS = ("tiny", "checkpoint")
 PACKAGE_PREFIX = "package:"  # a file inside an installed Python package: package:pyrit/datasets/...
@@ -437,6 +437,12 @@ class Config(Section):
             update={"backdoor": self.evaluates_backdoor, "defense_control": False, "poison_control": False}
         )
         return self.model_copy(update={"attack": [], "evaluation": evaluation})
+
+    @property
+    def has_twin(self) -> bool:
+        """Whether the run is measured against a poison-free twin: it has an attack that acts at all."""
+        acting = first_acting_cycle(self.attack, self.cycles)
+        return bool(self.attack) and self.evaluation.poison_control and acting is not None
 
     @property
     def evaluates_backdoor(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import os
 import shutil
 import time
 import uuid
@@ -70,8 +71,10 @@ def run(config: Config, out: str | Path, progress: Progress | None = None, twin:
     plan = make_plan(config)  # before anything is written: a bad target fails here
     with _cluster(config, plan), directory.lock():  # so do hosts that cannot be placed
         manifest = _manifest(config)
-        manifest.twin = None if twin is None else str(twin)
+        manifest.twin = None if twin is None else str(Path(twin).resolve())
         directory.create(config, manifest)
+        if twin is not None:  # twin/ names it, for whoever reads the run
+            directory.twin.path.symlink_to(os.path.relpath(manifest.twin, directory.path), target_is_directory=True)
         return _drive(config, plan, directory, manifest, None, progress)
 
 
@@ -182,7 +185,7 @@ def _drive(
     progress: Progress | None,
 ) -> RunResult:
     started = time.perf_counter()
-    companions = Companions.of(config, plan, directory, manifest)
+    companions = Companions.of(config, directory, manifest)
     clock = StageClock(progress, config.cycles, companions.stages)
 
     def save(cycle: int, states: dict[int, bytes]) -> None:
@@ -291,16 +294,15 @@ class Companions:
     forks_after: int | None  # the cycle after which the twin is forked from the run's checkpoint
 
     @classmethod
-    def of(cls, config: Config, plan: Plan, directory: RunDirectory, manifest: Manifest) -> Companions:
-        first = poisoning.first_acting_cycle(plan.attacks, config.cycles)
-        twin_run = bool(config.attack) and config.evaluation.poison_control and first is not None
+    def of(cls, config: Config, directory: RunDirectory, manifest: Manifest) -> Companions:
+        first = poisoning.first_acting_cycle(config.attack, config.cycles)
         return cls(
             first_acting=first,
-            lead=int(any(attack.config.alters_sharing for attack in plan.attacks)),
-            twin_run=twin_run,
+            lead=int(any(attack.alters_sharing for attack in config.attack)),
+            twin_run=config.has_twin,
             control_run=bool(config.defense) and config.evaluation.defense_control,
             twin=RunDirectory(manifest.twin) if manifest.twin else directory.twin,
-            forks_after=first - 1 if twin_run and not manifest.twin else None,
+            forks_after=first - 1 if config.has_twin and not manifest.twin else None,
         )
 
     @property

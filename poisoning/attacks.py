@@ -213,12 +213,12 @@ def attacked_nodes(attacks: list[Attack]) -> set[int]:
     return {target for attack in attacks for target in attack.targets}
 
 
-def first_acting_cycle(attacks: list[Attack], cycles: int) -> int | None:
+def first_acting_cycle(attacks: Sequence[AttackBase], cycles: int) -> int | None:
     """The first cycle at which an attack makes a run differ from its poison-free twin: its first injection
     of poison, or cycle 1 for one that changes what its targets share; None if no attack ever acts."""
     acting = [
-        1 if attack.config.alters_sharing else next((c for c in range(1, cycles + 1) if attack.config.dose(c)), None)
+        1 if attack.alters_sharing else next((c for c in range(1, cycles + 1) if attack.dose(c)), None)
         for attack in attacks
-        if attack.targets
+        if attack.targets != []
     ]
     return min((cycle for cycle in acting if cycle is not None), default=None)
