@@ -88,6 +88,8 @@ def resume(out: str | Path, progress: Progress | None = None, hosting: HostingCo
         manifest = directory.read_manifest()
         if manifest.status is Status.complete:
             raise ResultsError(f"the run in {directory.path} is already complete")
+        for companion in (directory.twin, directory.control):
+            _check_companion(companion)
         if manifest.config_fingerprint != fingerprint(config):
             changed = "; ".join(changed_settings(manifest.config, config)) or "its text"
             raise ResultsError(
@@ -345,6 +347,19 @@ def _companion(config: Config, directory: RunDirectory) -> RunResult:
     if directory.read_manifest().status is Status.complete:
         return directory.read_result()
     return resume(directory.path)
+
+
+def _check_companion(directory: RunDirectory) -> None:
+    """A twin or control run that a resumed run would go on to use, checked readable before anything starts."""
+    if directory.path.is_symlink() or not directory.path.exists():  # a sweep's shared twin; or not made yet
+        return
+    try:
+        if directory.read_manifest().status is not Status.complete:
+            directory.read_checkpoint()
+    except ResultsError as error:
+        raise ResultsError(
+            f"{error}; delete {directory.path} and resume again: it is then computed again from the start"
+        ) from None
 
 
 def _fork_twin(
