@@ -34,6 +34,7 @@ NONE = "(none)"
 # Results are read again only when their file changed (its modification time and size key the cache).
 read_metrics = st.cache_data(max_entries=32, show_spinner=False)(runs.read_metrics)
 read_edges = st.cache_data(max_entries=32, show_spinner=False)(runs.read_edges)
+read_transmission = st.cache_data(max_entries=32, show_spinner=False)(runs.read_transmission)
 read_sweep_results = st.cache_data(max_entries=8, show_spinner=False)(sweeps.read_results)
 # A graph's node positions, cached by its nodes and weighted edges (streamlit cannot hash a graph itself).
 layout = st.cache_data(
@@ -272,7 +273,7 @@ def network_panel(run: runs.Run, metrics: pl.DataFrame, graph: nx.DiGraph, cycle
         play_button(cycles)
     edges = selected_edges(run)
     positions = layout(graph)
-    chart(figures.network_figure(graph, positions, metrics, metric, cycle, edges), key="network")
+    chart(figures.network_figure(graph, positions, metrics, metric, cycle, edges, transmission(run)), key="network")
     st.caption(network_caption(graph))
     if was_playing and not st.session_state.playing:
         st.rerun()  # the last cycle: stop the timer
@@ -284,6 +285,14 @@ def selected_edges(run: runs.Run) -> pl.DataFrame | None:
         return read_edges(runs.edges_file(run.path))
     except ResultsError as error:
         st.caption(f"the edges show no flows: {error}")
+        return None
+
+
+def transmission(run: runs.Run) -> pl.DataFrame | None:
+    """An attacked run's transmission tree (who infected whom), or None for a run without a twin."""
+    try:
+        return read_transmission(runs.transmission_file(run.path))
+    except ResultsError:
         return None
 
 

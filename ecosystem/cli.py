@@ -115,24 +115,40 @@ def print_summary(result: RunResult) -> None:
         for stage, figures in alignment.items():
             table.add_row(stage, *(_figure(figures[name]) for name in ("refusal_rate", "over_refusal", "helpfulness")))
         console.print(table)
+    summary = result.summary
+    twin = "infected_share_final" in summary  # an attacked run, measured against its poison-free twin
     table = Table(title="cascade, per cycle")
-    for column in ("cycle", "mean refusal", "drifted nodes", "attacked refusal", "unattacked refusal", "helpfulness"):
+    columns = ["cycle", "mean refusal", "drifted nodes", "attacked refusal", "unattacked refusal", "helpfulness"]
+    for column in columns + (["twin refusal", "infected"] if twin else []):
         table.add_column(column, justify="right")
-    nodes = result.summary["nodes"]
-    for row in result.summary["per_cycle"]:
-        table.add_row(
+    nodes, unattacked = summary["nodes"], result.metrics.filter(~pl.col("attacked"))["node"].n_unique()
+    for row in summary["per_cycle"]:
+        cells = [
             str(row["cycle"]),
             _figure(row["mean_refusal"]),
             f"{row['drifted_nodes']}/{nodes}",
             _figure(row["attacked_refusal"]),
             _figure(row["unattacked_refusal"]),
             _figure(row["mean_helpfulness"]),
-        )
+        ]
+        if twin:
+            cells += [_figure(row["twin_mean_refusal"]), f"{row['infected_unattacked']}/{unattacked}"]
+        table.add_row(*cells)
     console.print(table)
-    systemic = result.summary["time_to_systemic"]
-    console.print(f"systemic drift: {'at cycle ' + str(systemic) if systemic is not None else 'not reached'}")
+    console.print(f"systemic drift (against each node's cycle 0): {_at_cycle(summary['time_to_systemic'])}")
+    if twin:
+        console.print(f"systemic infection (against the twin): {_at_cycle(summary['time_to_systemic_infection'])}")
+        if breaches := summary["causal_horizon_breaches"]:
+            errors.print(
+                f"warning: {breaches} node-cycles differ from the twin before the poison could reach them: "
+                "the twin is not an exact counterfactual of this run"
+            )
     warn_of_unlearned_bases(result.metrics)
     console.print(f"results: {one_line(result.path)}", markup=False, highlight=False)
+
+
+def _at_cycle(cycle: int | None) -> str:
+    return "not reached" if cycle is None else f"at cycle {cycle}"
 
 
 def warn_of_unlearned_bases(metrics: pl.DataFrame) -> None:

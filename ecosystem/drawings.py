@@ -243,6 +243,96 @@ def _draw_network_panel(
     axes.axis("off")
 
 
+def draw_against_twin(metrics: pl.DataFrame) -> Figure:
+    """A panel per node: its refusal (red if attacked, else blue) against its poison-free twin's (grey), the
+    cycles it was infected shaded: what the poison did, apart from what fine-tuning eroded anyway."""
+    nodes = sorted(metrics["node"].unique())
+    columns = min(4, len(nodes))
+    rows = -(-len(nodes) // columns)
+    figure, panels = _figure(columns, rows, size=(3.2, 2.4))
+    for axes in panels.flat[len(nodes) :]:
+        axes.axis("off")
+    for axes, node in zip(panels.flat, nodes, strict=False):
+        own = metrics.filter(pl.col("node") == node).sort("cycle")
+        attacked = bool(own["attacked"][0])
+        axes.plot(own["cycle"], own["twin_refusal_rate"], color="0.55", lw=2, label="twin (no attack)")
+        axes.plot(own["cycle"], own["refusal_rate"], color="tab:red" if attacked else "tab:blue", lw=1.6, label="run")
+        for cycle in own.filter(pl.col("infected"))["cycle"]:
+            axes.axvspan(cycle - 0.5, cycle + 0.5, color="tab:red", alpha=0.12, lw=0)
+        _cycle_axis(axes, "refusal")
+        hops = own["hops_from_attack"][0]
+        where = " (attacked)" if attacked else "" if hops is None else f", {hops} hop{'s' * (hops != 1)}"
+        axes.set_title(f"node {node}{where}")
+    panels.flat[0].legend(loc="lower left", fontsize=8)
+    figure.suptitle("Refusal against the poison-free twin (shaded: infected)")
+    return figure
+
+
+def draw_infection(metrics: pl.DataFrame, twin: pl.DataFrame) -> Figure:
+    """The infected share of the unattacked nodes (excess loss over the twin) and the eroded share of the same
+    nodes in the twin (drift from their own cycle 0 without any poison), per cycle."""
+    figure, ((axes,),) = _figure()
+    unattacked = metrics.filter(~pl.col("attacked"))["node"].unique().implode()
+    infected = metrics.filter(pl.col("node").is_in(unattacked)).group_by("cycle").agg(pl.col("infected").mean())
+    eroded = twin.filter(pl.col("node").is_in(unattacked)).group_by("cycle").agg(pl.col("drifted").mean())
+    for frame, column, colour, label in (
+        (infected, "infected", "tab:red", "infected (run against its twin)"),
+        (eroded, "drifted", "0.45", "eroded (the twin against its cycle 0)"),
+    ):
+        frame = frame.sort("cycle")
+        axes.plot(frame["cycle"], frame[column], marker="o", color=colour, label=label)
+    axes.axhline(SYSTEMIC_SHARE, color="black", ls=":", lw=1, label=f"systemic ({SYSTEMIC_SHARE:.0%})")
+    _cycle_axis(axes, SHARE_LABEL)
+    axes.legend(loc="upper left")
+    axes.set_title("Contagion against erosion")
+    return figure
+
+
+def draw_transmission(graph: nx.DiGraph, tree: pl.DataFrame, metrics: pl.DataFrame) -> Figure:
+    """The transmission tree on the graph: who likely infected whom (red arrows, labelled with the cycle),
+    nodes coloured by their generation (attacked nodes are generation 0), the graph's other edges faint."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    positions = topologies.layout(graph)
+    attacked = set(metrics.filter(pl.col("attacked"))["node"])
+    generation = {node: 0 for node in attacked} | dict(
+        tree.drop_nulls("generation").select("node", "generation").rows()
+    )
+    links = [(infector, node) for node, infector in tree.drop_nulls("infector").select("node", "infector").rows()]
+    figure, ((axes,),) = _figure(size=(7.0, 6.0))
+    nx.draw_networkx_edges(graph, positions, edge_color="0.85", arrows=False, node_size=NODE_SIZE, ax=axes)
+    nx.draw_networkx_edges(
+        graph, positions, links, edge_color="tab:red", width=2.2, arrowsize=16, node_size=NODE_SIZE, ax=axes
+    )
+    cycles = {
+        (infector, node): cycle
+        for node, infector, cycle in tree.drop_nulls("infector").select("node", "infector", "cycle").rows()
+    }
+    nx.draw_networkx_edge_labels(graph, positions, {edge: f"c{c}" for edge, c in cycles.items()}, font_size=8, ax=axes)
+    deepest = max(generation.values(), default=0)
+    colours = "viridis"
+    for shape, nodes in (("o", [n for n in graph if n not in attacked]), ("D", sorted(attacked))):
+        nx.draw_networkx_nodes(
+            graph,
+            positions,
+            nodes,
+            node_color=[generation.get(node, np.nan) for node in nodes],
+            node_shape=shape,
+            cmap=colours,
+            vmin=0,
+            vmax=max(1, deepest),
+            node_size=NODE_SIZE,
+            edgecolors="black",
+            ax=axes,
+        )
+    nx.draw_networkx_labels(graph, positions, font_size=9, ax=axes)
+    figure.colorbar(ScalarMappable(Normalize(0, max(1, deepest)), cmap=colours), ax=axes, label="generation")
+    axes.set_title("Transmission tree (uncoloured: never infected)")
+    axes.axis("off")
+    return figure
+
+
 # ---- an experiment's charts
 
 

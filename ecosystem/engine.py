@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +24,18 @@ import polars as pl
 
 import poisoning
 import topologies
-from ecosystem.analysis import defense_effect, drifted, summarize
+from ecosystem.analysis import (
+    causal_horizon_breaches,
+    clean_cost,
+    defense_effect,
+    drifted,
+    infection_summary,
+    mean_per_cycle,
+    reproduction_by_generation,
+    summarize,
+    transmission_tree,
+    with_twin,
+)
 from ecosystem.bases import base_checkpoint, open_world
 from ecosystem.bases.cache import check_cache
 from ecosystem.bases.real import alignment_table
@@ -31,6 +44,7 @@ from ecosystem.generation.vllm_engine import INSTALL_HINT
 from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, host_count, ray_session
 from ecosystem.progress import Progress, Stage, StageClock
 from ecosystem.results import (
+    METRICS_SCHEMA,
     Manifest,
     ResultsError,
     Resumption,
@@ -43,19 +57,25 @@ from ecosystem.results import (
     metrics_frame,
     now,
     package_versions,
+    provenance,
 )
-from ecosystem.shard import RESPONSES
+from ecosystem.shard import NODE_THREADS, RESPONSES
 from poisoning import Attack
 
 
-def run(config: Config, out: str | Path, progress: Progress | None = None) -> RunResult:
-    """Run the cascade that `config` describes into the new results directory `out`."""
+def run(config: Config, out: str | Path, progress: Progress | None = None, twin: str | Path | None = None) -> RunResult:
+    """Run the cascade that `config` describes into the new results directory `out`. An attacked run's
+    poison-free twin is computed into `out/twin`, unless `twin` names a finished one to measure against
+    (a sweep's runs share their twins)."""
     directory = RunDirectory(out)
     directory.ensure_empty()
     plan = make_plan(config)  # before anything is written: a bad target fails here
     with _cluster(config, plan), directory.lock():  # so do hosts that cannot be placed
         manifest = _manifest(config)
+        manifest.twin = None if twin is None else str(Path(twin).resolve())
         directory.create(config, manifest)
+        if twin is not None:  # twin/ names it, for whoever reads the run
+            directory.twin.path.symlink_to(os.path.relpath(manifest.twin, directory.path), target_is_directory=True)
         return _drive(config, plan, directory, manifest, None, progress)
 
 
@@ -83,6 +103,8 @@ def _resumable(
     manifest = directory.read_manifest()
     if manifest.status is Status.complete:
         raise ResultsError(f"the run in {directory.path} is already complete")
+    for companion in (directory.twin, directory.control):
+        _check_companion(companion)
     if manifest.config_fingerprint != fingerprint(config):
         changed = "; ".join(changed_settings(manifest.config, config)) or "its text"
         raise ResultsError(
@@ -177,8 +199,14 @@ def _drive(
     progress: Progress | None,
 ) -> RunResult:
     started = time.perf_counter()
-    control_run = bool(config.defense) and config.evaluation.defense_control
-    clock = StageClock(progress, config.cycles, control_run)
+    companions = Companions.of(config, directory, manifest)
+    clock = StageClock(progress, config.cycles, companions.stages)
+
+    def save(cycle: int, states: dict[int, bytes]) -> None:
+        directory.write_checkpoint(cycle, states)
+        if companions.forks_after == cycle and not companions.twin.holds_run():
+            _fork_twin(config, recorder, directory, cycle, states)
+
     try:
         recorder = Recorder(config, plan, directory, None if checkpoint is None else checkpoint[0])
         directory.write_graph(plan.graph)
@@ -196,7 +224,7 @@ def _drive(
                 clock(Stage.evaluate, 0)
                 recorder.record(0, hosts.each("evaluate"), {})
                 done, states = 0, hosts.each("state")
-                directory.write_checkpoint(done, states)
+                save(done, states)
             else:
                 done, states = checkpoint
                 hosts.restore(states)
@@ -204,15 +232,11 @@ def _drive(
                 # after a host failure: the last cycle's states restored, the cycle run again
                 hosts.recovering(states, functools.partial(optimization_cycle, cycle, hosts, recorder, clock))
                 states = hosts.each("state")
-                directory.write_checkpoint(cycle, states)
-        metrics = recorder.metrics
-        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph)}
+                save(cycle, states)
+        metrics, figures = _against_companions(config, directory, recorder.metrics, companions, clock)
+        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures}
         if checkpoints[0] and (table := alignment_table(checkpoints[0])):
             summary["alignment"] = table
-        if control_run:
-            clock(Stage.control_run, config.cycles)
-            control = _control(config, directory.control)
-            summary["defense"] = defense_effect(metrics, control.metrics)
         clock.stop()
         directory.write_summary(summary)
         seconds = {"total": time.perf_counter() - started, **clock.seconds}
@@ -271,13 +295,131 @@ def _hosts(config: Config, plan: Plan, checkpoints: list[Path | None], manifest:
         hosts.shutdown()
 
 
-def _control(config: Config, directory: RunDirectory) -> RunResult:
-    """The same run without its defenses, for their cost and benefit (resumed if interrupted)."""
+@dataclass(frozen=True)
+class Companions:
+    """The runs made beside a run: its poison-free twin (with an attack that acts at all) and its control
+    run without defenses; and where the twin comes from."""
+
+    first_acting: int | None  # the first cycle an attack acts (None: none does, and the run is its own twin)
+    lead: int  # 1 where an attack changes what its targets share from the start (see causal_horizon_breaches)
+    twin_run: bool
+    control_run: bool
+    twin: RunDirectory  # twin/, or the finished twin it was given (a sweep's, shared)
+    forks_after: int | None  # the cycle after which the twin is forked from the run's checkpoint
+
+    @classmethod
+    def of(cls, config: Config, directory: RunDirectory, manifest: Manifest) -> Companions:
+        first = poisoning.first_acting_cycle(config.attack, config.cycles)
+        return cls(
+            first_acting=first,
+            lead=int(any(attack.alters_sharing for attack in config.attack)),
+            twin_run=config.has_twin,
+            control_run=bool(config.defense) and config.evaluation.defense_control,
+            twin=RunDirectory(manifest.twin) if manifest.twin else directory.twin,
+            forks_after=first - 1 if config.has_twin and not manifest.twin else None,
+        )
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        return tuple(
+            stage for stage, runs in ((Stage.twin_run, self.twin_run), (Stage.control_run, self.control_run)) if runs
+        )
+
+
+def _against_companions(
+    config: Config,
+    directory: RunDirectory,
+    metrics: pl.DataFrame,
+    companions: Companions,
+    clock: StageClock,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The twin and the control run, computed where missing; the run's metrics with infection over its
+    twin, and the summary's figures on infection, erosion and the defense's effect."""
+    figures: dict[str, Any] = {}
+    twin = None
+    if config.attack:
+        if companions.twin_run:
+            clock(Stage.twin_run, config.cycles)
+            twin = _companion(config.poison_free(), companions.twin)
+        metrics, figures = _infection(config, directory, metrics, twin, companions)
+    if companions.control_run:
+        clock(Stage.control_run, config.cycles)
+        control = _companion(config.model_copy(update={"defense": []}), directory.control)
+        figures["defense"] = defense_effect(metrics, control.metrics)
+        if twin is not None and (control_twin := directory.control.twin).holds_run():
+            figures["defense"] |= clean_cost(twin.metrics, control_twin.read_metrics())
+    return metrics, figures
+
+
+def _companion(config: Config, directory: RunDirectory) -> RunResult:
+    """A run made beside this one (its twin, or its control), in `directory`: computed, resumed where it
+    stopped (or was forked), or read back once complete."""
     if not directory.holds_run():
-        return run(config.model_copy(update={"defense": []}), directory.path)
+        return run(config, directory.path)
     if directory.read_manifest().status is Status.complete:
         return directory.read_result()
     return resume(directory.path)
+
+
+def _check_companion(directory: RunDirectory) -> None:
+    """A twin or control run that a resumed run would go on to use, checked readable before anything starts."""
+    if directory.path.is_symlink() or not directory.path.exists():  # a sweep's shared twin; or not made yet
+        return
+    try:
+        if directory.read_manifest().status is not Status.complete:
+            directory.read_checkpoint()
+    except ResultsError as error:
+        raise ResultsError(
+            f"{error}; delete {directory.path} and resume again: it is then computed again from the start"
+        ) from None
+
+
+def _fork_twin(
+    config: Config, recorder: Recorder, directory: RunDirectory, cycle: int, states: dict[int, bytes]
+) -> None:
+    """The twin as the run is after `cycle`, before any attack acted: the same checkpoint, and its rows as a
+    run without attacks records them (attacked nodes are not attacked there, nor any node hops from one).
+    Written beside the run and renamed into place whole; it is resumed from there once the run is done."""
+    twin_config = config.poison_free()
+    staging = RunDirectory(directory.path / f".{RunDirectory.TWIN}-{uuid.uuid4().hex[:8]}")
+    manifest = _manifest(twin_config)
+    manifest.forked_after, manifest.status = cycle, Status.interrupted
+    try:
+        staging.path.mkdir()
+        staging.create(twin_config, manifest)
+        staging.write_graph(recorder.graph)
+        staging.write_metrics(recorder.metrics.with_columns(attacked=False, hops_from_attack=None))
+        staging.write_edges(edges_frame(recorder.edges))
+        for responses in recorder.directory.responses.glob("cycle-*.parquet"):
+            staging.responses.mkdir(exist_ok=True)
+            shutil.copyfile(responses, staging.responses / responses.name)
+        staging.write_checkpoint(cycle, states)
+        staging.path.rename(directory.twin.path)
+    finally:
+        shutil.rmtree(staging.path, ignore_errors=True)
+
+
+def _infection(
+    config: Config, directory: RunDirectory, metrics: pl.DataFrame, twin: RunResult | None, companions: Companions
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The run's metrics with its twin's refusal and each node's excess loss over it (infection), written
+    out with the transmission tree; the summary's figures on infection and erosion. Without a twin (no
+    attack ever acted) the run is its own twin."""
+    twin_metrics = metrics if twin is None else twin.metrics
+    infection = with_twin(metrics, twin_metrics, config.evaluation.drift_threshold).select(METRICS_SCHEMA.names())
+    tree = transmission_tree(infection, directory.read_edges())
+    directory.write_metrics(infection)
+    directory.write_transmission(tree)
+    attacked = infection.filter(pl.col("attacked"))["node"].n_unique()
+    figures = {
+        **infection_summary(infection, twin_metrics),
+        "twin_final_mean_refusal": mean_per_cycle(twin_metrics, "refusal_rate")["refusal_rate"][-1],
+        "causal_horizon_breaches": causal_horizon_breaches(
+            metrics, twin_metrics, companions.first_acting, companions.lead
+        ),
+        "transmission": reproduction_by_generation(tree, attacked).to_dicts(),
+    }
+    return infection, figures
 
 
 def _manifest(config: Config) -> Manifest:
@@ -289,4 +431,5 @@ def _manifest(config: Config) -> Manifest:
         config_fingerprint=fingerprint(config),
         config=config.model_dump(mode="json", exclude_none=True),
         versions=package_versions(),
+        provenance=provenance(NODE_THREADS),
     )

@@ -14,6 +14,7 @@ class Stage(StrEnum):
     evaluate = "evaluate"
     generate = "generate"
     train = "train"
+    twin_run = "twin_run"  # the same run without its attacks: what the nodes would have been without the poison
     control_run = "control_run"  # the same run without its defenses, for their cost and benefit
 
     @property
@@ -22,6 +23,7 @@ class Stage(StrEnum):
 
 
 CYCLE_STAGES = (Stage.generate, Stage.train, Stage.evaluate)  # the stages of every cycle after the baseline
+COMPANION_RUNS = (Stage.twin_run, Stage.control_run)  # the runs after the last cycle, in this order
 
 
 @dataclass(frozen=True)
@@ -38,28 +40,29 @@ class StageStart:
 Progress = Callable[[StageStart], None]
 
 
-def stage_count(cycles: int, control_run: bool) -> int:
-    """Stages in a run: the base model and the baseline evaluation, each cycle's, and the control run."""
-    return 2 + len(CYCLE_STAGES) * cycles + control_run
+def stage_count(cycles: int, companions: tuple[Stage, ...]) -> int:
+    """Stages in a run: the base model and the baseline evaluation, each cycle's, and its companion runs."""
+    return 2 + len(CYCLE_STAGES) * cycles + len(companions)
 
 
-def stages_before(stage: Stage, cycle: int) -> int:
+def stages_before(stage: Stage, cycle: int, companions: tuple[Stage, ...]) -> int:
     if stage is Stage.base_model:
         return 0
+    if stage in COMPANION_RUNS:  # after the last cycle
+        return 2 + len(CYCLE_STAGES) * cycle + companions.index(stage)
     if cycle == 0:  # the baseline evaluation
         return 1
-    if stage is Stage.control_run:  # after the last cycle
-        return 2 + len(CYCLE_STAGES) * cycle
     return 2 + len(CYCLE_STAGES) * (cycle - 1) + CYCLE_STAGES.index(stage)
 
 
 class StageClock:
     """Reports each stage as it starts and adds up the seconds spent in each."""
 
-    def __init__(self, report: Progress | None, cycles: int, control_run: bool) -> None:
+    def __init__(self, report: Progress | None, cycles: int, companions: tuple[Stage, ...]) -> None:
         self.report = report or (lambda _: None)
         self.cycles = cycles
-        self.total = stage_count(cycles, control_run)
+        self.companions = companions  # the companion runs this run makes (of COMPANION_RUNS)
+        self.total = stage_count(cycles, companions)
         self.seconds: dict[Stage, float] = defaultdict(float)
         self.current: Stage | None = None
         self.since = 0.0
@@ -67,7 +70,7 @@ class StageClock:
     def __call__(self, stage: Stage, cycle: int) -> None:
         self.stop()
         self.current, self.since = stage, time.perf_counter()
-        self.report(StageStart(stage, cycle, self.cycles, stages_before(stage, cycle), self.total))
+        self.report(StageStart(stage, cycle, self.cycles, stages_before(stage, cycle, self.companions), self.total))
 
     def stop(self) -> None:
         if self.current is not None:

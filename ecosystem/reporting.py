@@ -32,7 +32,16 @@ from ecosystem.analysis import (
     per_cycle,
 )
 from ecosystem.config import Config
-from ecosystem.drawings import draw_drifted_share, draw_hops, draw_network, draw_refusal, draw_refusal_over_seeds
+from ecosystem.drawings import (
+    draw_against_twin,
+    draw_drifted_share,
+    draw_hops,
+    draw_infection,
+    draw_network,
+    draw_refusal,
+    draw_refusal_over_seeds,
+    draw_transmission,
+)
 from ecosystem.results import Manifest, ResultsError, RunDirectory
 from ecosystem.sweeps import SweepDirectory
 from ecosystem.verdicts import Analysis
@@ -63,6 +72,18 @@ FIGURES = {
     "spread_speed": "that distance ÷ the first cycle it was reached (hops per cycle)",
     "last_poisoned_cycle": "last cycle with poison",
     "recovery_cycles": "cycles from the last poison until no node has drifted",
+}
+# With a poison-free twin: what the poison did, and what fine-tuning eroded without it.
+INFECTION_FIGURES = {
+    "twin_final_mean_refusal": "the twin's mean refusal at the last cycle",
+    "infected_share_final": "infected share of the unattacked nodes at the last cycle (excess loss over the twin)",
+    "infected_share_peak": "peak infected share over cycles 1..T",
+    "infected_share_area": "infected share summed over cycles 1..T (share-cycles)",
+    "time_to_systemic_infection": f"first cycle with at least {SYSTEMIC_SHARE:.0%} of the unattacked nodes infected",
+    "infection_speed": "farthest hop distance of an infected node ÷ the first cycle it was reached",
+    "eroded_share_final": "the twin's drifted share of the same nodes at the last cycle: erosion without poison",
+    "eroded_share_area": "the twin's drifted share summed over cycles 1..T",
+    "causal_horizon_breaches": "node-cycles that differ from the twin before the poison could reach them (must be 0)",
 }
 GAMMA = "\N{GREEK SMALL LETTER GAMMA}"  # by name: ruff would take the letter for a "y"
 FIT_FIGURES = {  # SISFit's estimates, as the tables name them
@@ -188,10 +209,39 @@ def write_run_report(run: Run, folder: Path) -> str:
             f"At cycles {', '.join(map(str, shown))}: nodes coloured by refusal, attacked nodes as diamonds, "
             f"an edge's width showing {edge_note}.",
             _image(folder, "network.png", draw_network(run.graph, run.metrics, shown, run.edges), "the network"),
-            "## Epidemic fit (discrete-time SIS)",
+            *_twin_sections(run, folder),
+            "## Epidemic fit (discrete-time SIS, on infection over the twin)",
             _fit_section(fit_sis(run.metrics, run.graph)),
         ]
     )
+
+
+def _twin_sections(run: Run, folder: Path) -> list[str]:
+    """An attacked run against its poison-free twin: infection and erosion figures, each node against its
+    twin, the infected and eroded shares, and the transmission tree (none without a twin)."""
+    if "infected_share_final" not in run.summary or not run.directory.twin.holds_run():
+        return []
+    twin, tree = run.directory.twin.read_metrics(), run.directory.read_transmission()
+    rows = [[f"`{k}`", _number(run.summary[k]), v] for k, v in INFECTION_FIGURES.items()]
+    generations = [
+        [str(row["generation"]), str(row["nodes"]), str(row["children"]), _number(row["mean_children"])]
+        for row in run.summary["transmission"]
+    ]
+    return [
+        "## Against the poison-free twin",
+        "The twin is this run with its attacks removed and every random stream unchanged (`twin/`): a node is "
+        "*infected* when its refusal is at least the drift threshold below its twin's at the same cycle; the "
+        "twin's own drift is *erosion*.",
+        _table(["figure", "value", "meaning"], rows),
+        _image(folder, "against-twin.png", draw_against_twin(run.metrics), "each node against its twin"),
+        _image(folder, "infection.png", draw_infection(run.metrics, twin), "infected and eroded shares"),
+        "### Transmission tree",
+        "Each infected node's likely infector: of its in-neighbours infected before it, the one that sent it the "
+        "most harmful pairs (`transmission.parquet`). Mean infected children per generation (the last one's are "
+        "cut short by the horizon):",
+        _table(["generation", "nodes", "infected children", "mean children"], generations),
+        _image(folder, "transmission.png", draw_transmission(run.graph, tree, run.metrics), "transmission tree"),
+    ]
 
 
 def write_sweep_report(sweep: Sweep, folder: Path) -> str:

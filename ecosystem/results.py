@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ METRICS_SCHEMA = pl.Schema(
         **{name: POLARS[kind] for defense in DEFENSES for name, kind in defense.record_columns.items()},
         "train_loss": pl.Float64,
         "hops_from_attack": pl.Int32,
+        # against the run's poison-free twin (null in a run without an attack): see analysis.with_twin
+        "twin_refusal_rate": pl.Float64,
+        "excess_refusal_loss": pl.Float64,
+        "excess_harmful_rate": pl.Float64,
+        "infected": pl.Boolean,
+        "infected_at": pl.Int32,
         "in_degree": pl.Int32,
         "out_degree": pl.Int32,
         "betweenness": pl.Float64,
@@ -113,6 +120,16 @@ class Resumption(BaseModel):
     after_cycle: int
 
 
+class Provenance(BaseModel):
+    """Which code on which machine produced a result: figures that differ between CPU types (torch's bits
+    do) can then be told apart from figures that differ between versions of the code."""
+
+    commit: str | None  # the git commit of the code, where it runs from a git checkout
+    dirty: bool | None  # tracked files changed since that commit
+    cpu: str  # the CPU's model name
+    threads: int  # torch threads per group computation
+
+
 class Manifest(BaseModel):
     """What a run directory says about its run, beside its configuration and results."""
 
@@ -127,6 +144,9 @@ class Manifest(BaseModel):
     config_fingerprint: str  # sha256 of config.toml: a resumed run must find the same configuration
     config: dict[str, Any]  # the configuration the run started with, to say what an edit changed
     versions: dict[str, str | None]
+    provenance: Provenance | None = None  # None in runs made before it was recorded
+    forked_after: int | None = None  # a twin: forked from its run's checkpoint after this cycle
+    twin: str | None = None  # the poison-free twin this run is measured against, where it is not twin/ (a sweep's)
     base_model: str | None = None
     bases: dict[str, str] = Field(default_factory=dict)  # each base some node started from: its checkpoint
     placement: list[list[int]] = Field(default_factory=list)  # nodes per host
@@ -208,6 +228,31 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def provenance(threads: int) -> Provenance:
+    """This code's provenance, with the torch thread count each group computes on."""
+    checkout = Path(__file__).resolve().parent.parent
+
+    def git(*arguments: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(checkout), *arguments], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return Provenance(commit=commit, dirty=None if changes is None else bool(changes), cpu=cpu_model(), threads=threads)
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (the architecture where it does not)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
@@ -251,6 +296,8 @@ class RunDirectory:
     CHECKPOINTS = "checkpoints"
     RESPONSES = "responses"  # cycle-N.parquet: every judged evaluation response (evaluation.responses)
     CONTROL = "control"
+    TWIN = "twin"
+    TRANSMISSION = "transmission.parquet"
     LOCK = ".lock"
 
     def __init__(self, path: str | Path) -> None:
@@ -264,11 +311,17 @@ class RunDirectory:
         self.checkpoints = self.path / self.CHECKPOINTS
         self.responses = self.path / self.RESPONSES
         self.lock_path = self.path / self.LOCK
+        self.transmission_path = self.path / self.TRANSMISSION
 
     @property
     def control(self) -> RunDirectory:
         """The control run of a defended run: the same configuration without its defenses."""
         return RunDirectory(self.path / self.CONTROL)
+
+    @property
+    def twin(self) -> RunDirectory:
+        """The poison-free twin of an attacked run: the same configuration without its attacks."""
+        return RunDirectory(self.path / self.TWIN)
 
     def holds_run(self) -> bool:
         return self.config_path.is_file()
@@ -410,6 +463,12 @@ class RunDirectory:
             return pl.read_parquet(path)
         except (OSError, pl.exceptions.PolarsError) as error:
             raise ResultsError(f"{self.path}: {path.name} is unreadable ({error})") from None
+
+    def write_transmission(self, tree: pl.DataFrame) -> None:
+        write_parquet(self.transmission_path, tree)
+
+    def read_transmission(self) -> pl.DataFrame:
+        return self._read_parquet(self.transmission_path)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.summary_path, summary)

@@ -145,8 +145,8 @@ class Shard:
             self.engine = HFEngine(self.model, self.tokenizer, new_tokens, self.tokens["generate"], route=self._route)
         else:
             self.engine = HFEngine(self.model, self.tokenizer, new_tokens, self.tokens["generate"], load=self._load)
-        backdoor = any(attack.config.evaluates_trigger for attack in attacks)
-        self.eval_items = self.world.evaluation_set(config.evaluation.prompts_per_set, backdoor=backdoor)
+        self.width = self.world.training_width(self.tokenizer, new_tokens)  # every group fine-tune's batches
+        self.eval_items = self.world.evaluation_set(config.evaluation.prompts_per_set, config.evaluates_backdoor)
         self.base_outcomes = self._grade([(None, self.eval_items)])[0][1]
         probes = max((defense.probe_count() for defense in config.defense), default=0)
         self.probes = self.world.probe_set(probes) if probes else []
@@ -272,6 +272,7 @@ class Shard:
                 fine_tunes,
                 training.learning_rate,
                 training.batch_size,
+                self.width,
                 self.tokens["train"],
             )
         results = []

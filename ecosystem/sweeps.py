@@ -33,6 +33,7 @@ from ecosystem.results import (
     RunDirectory,
     Status,
     changed_settings,
+    fingerprint,
     require_columns,
     write_atomic,
     write_json,
@@ -244,6 +245,7 @@ class SweepDirectory:
     RECORD = "sweep.json"
     SPEC = "sweep.toml"
     RUNS = "runs"
+    TWINS = "twins"  # the poison-free twins its runs share, one per configuration without attacks
     CELLS = "cells.parquet"
     METRICS = "metrics.parquet"
 
@@ -257,6 +259,10 @@ class SweepDirectory:
 
     def run(self, name: str) -> RunDirectory:
         return RunDirectory(self.runs / name)
+
+    def twin(self, config: Config) -> RunDirectory:
+        """The twin shared by every run whose configuration without attacks is `config`."""
+        return RunDirectory(self.path / self.TWINS / fingerprint(config)[:16])
 
     def check(self, sweep: Sweep) -> None:
         """Refuse a directory that holds anything but this sweep: a new sweep needs an empty one."""
@@ -401,13 +407,14 @@ def run_sweeps(
     for resolved, directory in sweeps:
         directory.check(resolved)  # before anything is written
     check_cache()
-    waiting = [(run, directory) for resolved, directory in sweeps for run in _waiting(resolved, directory)]
-    with _cluster([run for run, _ in waiting], ray_address), contextlib.ExitStack() as locks:
+    jobs = [job for resolved, directory in sweeps for job in _jobs(resolved, directory, several=len(sweeps) > 1)]
+    waiting = [job for job in jobs if not _complete(job.directory)]
+    with _cluster(waiting, ray_address), contextlib.ExitStack() as locks:
         for resolved, directory in sweeps:
             locks.enter_context(RunDirectory(directory.path).lock())
             directory.check(resolved)  # again, under the lock: another sweep may have started meanwhile
             directory.write_record(resolved)
-        _compute(waiting, sum(len(resolved.runs) for resolved, _ in sweeps), progress)
+        _compute(waiting, len(jobs), progress)
         return [directory.write_results(resolved) for resolved, directory in sweeps]
 
 
@@ -416,9 +423,32 @@ def load_sweep(path: str | Path) -> SweepResult:
     return SweepDirectory(path).read_results()
 
 
-def _waiting(sweep: Sweep, directory: SweepDirectory) -> list[SweepRun]:
-    """The runs not complete yet: missing, interrupted or failed ones."""
-    return [run for run in sweep.runs if not _complete(directory.run(run.name))]
+@dataclass(frozen=True)
+class Job:
+    """A run to compute for a sweep: one (cell, seed), or a twin its runs share."""
+
+    name: str
+    config: Config
+    directory: RunDirectory
+    twin: RunDirectory | None = None  # the shared twin a (cell, seed) is measured against
+
+
+def _jobs(sweep: Sweep, directory: SweepDirectory, several: bool) -> list[Job]:
+    """The sweep's twins, then its runs. Runs whose configurations without attacks are the same (every dose
+    of a dose sweep at one seed) share one twin, computed once. Named by their directory, within the
+    sweep's parent when there are several sweeps."""
+    prefix = f"{directory.path.name}/" if several else ""
+    twins: dict[Path, Job] = {}
+    runs = []
+    for run in sweep.runs:
+        twin = None
+        if run.config.has_twin:
+            clean = run.config.poison_free()
+            twin = directory.twin(clean)
+            name = twin.path.relative_to(directory.path).as_posix()
+            twins.setdefault(twin.path, Job(prefix + name, clean, twin))
+        runs.append(Job(prefix + run.name, run.config, directory.run(run.name), twin))
+    return [*twins.values(), *runs]
 
 
 def _complete(directory: RunDirectory) -> bool:
@@ -429,7 +459,7 @@ def _complete(directory: RunDirectory) -> bool:
 
 
 @contextlib.contextmanager
-def _cluster(runs: list[SweepRun], ray_address: str | None) -> Iterator[None]:
+def _cluster(runs: list[Job], ray_address: str | None) -> Iterator[None]:
     """The Ray cluster, checked to hold each of `runs`; none when there is no run to compute."""
     if not runs:
         yield
@@ -441,7 +471,7 @@ def _cluster(runs: list[SweepRun], ray_address: str | None) -> Iterator[None]:
         yield
 
 
-def _check_fit(runs: list[SweepRun]) -> None:
+def _check_fit(runs: list[Job]) -> None:
     """A task that no machine of the cluster can hold would wait forever: refuse it first."""
     import ray
 
@@ -456,37 +486,37 @@ def _check_fit(runs: list[SweepRun]) -> None:
             )
 
 
-def _compute(
-    runs: list[tuple[SweepRun, SweepDirectory]], total: int, progress: Callable[[SweepProgress], None] | None
-) -> None:
+def _compute(jobs: list[Job], total: int, progress: Callable[[SweepProgress], None] | None) -> None:
     """Each run as a Ray task declaring its run's CPUs and GPUs: Ray runs as many at once as the
-    cluster holds. A failed run does not stop the others; the sweep fails once they are done. Runs are
-    named by their directory, relative to the sweep's parent when there are several sweeps."""
+    cluster holds; a run whose shared twin is still to compute waits for it. A failed run does not stop
+    the others; the sweep fails once they are done."""
     import ray
     from ray.exceptions import RayError, RayTaskError
 
     task = ray.remote(_compute_run)
-    several = len({directory.path for _, directory in runs}) > 1
-    pending = {
-        task.options(num_cpus=run.config.hosting.num_cpus, num_gpus=run.config.hosting.num_gpus).remote(
-            run.config, directory.run(run.name).path
-        ): (f"{directory.path.name}/{run.name}" if several else run.name, directory.run(run.name))
-        for run, directory in runs
-    }
+    pending: dict[Any, Job] = {}
+    twins: dict[Path, Any] = {}  # the task computing each twin
+    for job in jobs:  # twins first
+        hosting = job.config.hosting
+        twin = None if job.twin is None else job.twin.path
+        reference = task.options(num_cpus=hosting.num_cpus, num_gpus=hosting.num_gpus).remote(
+            job.config, job.directory.path, twin, twins.get(twin)
+        )
+        twins[job.directory.path], pending[reference] = reference, job
     failures = []
     try:
         while pending:
             if progress is not None:
-                running = [name for name, run_directory in pending.values() if run_directory.is_live()]
+                running = [job.name for job in pending.values() if job.directory.is_live()]
                 progress(SweepProgress(total - len(pending), total, running))
             finished, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
             for reference in finished:
-                name, _ = pending.pop(reference)
+                job = pending.pop(reference)
                 try:
                     ray.get(reference)
                 except RayError as error:
                     cause = error.cause if isinstance(error, RayTaskError) else error
-                    failures.append(f"{name} ({type(cause).__name__}: {cause})")
+                    failures.append(f"{job.name} ({type(cause).__name__}: {cause})")
     finally:
         for reference in pending:  # the driver was interrupted: stop the runs still going; a rerun resumes them
             ray.cancel(reference, force=True)
@@ -498,9 +528,10 @@ def _compute(
         )
 
 
-def _compute_run(config: Config, path: Path) -> None:
+def _compute_run(config: Config, path: Path, twin: Path | None = None, _twin_done: None = None) -> None:
     """A Ray task: one run, computed in this worker's process; resumed from its checkpoint if it has
-    one, else started (again) from the beginning."""
+    one, else started (again) from the beginning; measured against the shared `twin` (which Ray has
+    finished computing first: `_twin_done` is its task's result)."""
     from ecosystem.engine import resume, run  # torch: in the worker only
 
     directory = RunDirectory(path)
@@ -508,7 +539,7 @@ def _compute_run(config: Config, path: Path) -> None:
         resume(path)
     else:
         shutil.rmtree(path, ignore_errors=True)  # a run stopped before its first checkpoint has nothing to keep
-        run(config, path)
+        run(config, path, twin=twin)
 
 
 def _resumable(directory: RunDirectory) -> bool:

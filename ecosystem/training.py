@@ -101,6 +101,7 @@ def fine_tune_group(
     nodes: Sequence[NodeFineTune],
     learning_rate: float,
     batch_size: int,
+    width: int,
     tokens: TokenCount | None = None,
 ) -> list[tuple[Weights, float | None]]:
     """Fine-tune every node's adapter on its own data, all in one batched computation per step:
@@ -109,6 +110,9 @@ def fine_tune_group(
     rows at once, and each node's loss (a mean over its own response tokens) is summed, so that
     each adapter gets exactly its own gradient. AdamW is elementwise, so one optimizer over the
     stacked adapters is each node's own AdamW. A node whose steps are done drops out of the batch.
+    Every batch is `width` tokens wide (wider only if a row is): were it as wide as its widest row, a
+    node's arithmetic would depend on the lengths of the other nodes' rows, and a run would differ from
+    its poison-free twin, bit for bit, at nodes the poison cannot have reached.
 
     Returns each node's adapter after its fine-tune and the mean loss of its last tenth of steps
     (None for a node with no steps or no data)."""
@@ -125,7 +129,7 @@ def fine_tune_group(
     model.train()
     for step in range(max(nodes[i].steps for i in training)):
         active = [j for j, i in enumerate(training) if nodes[i].steps > step]
-        batch = _trimmed(_concatenated([_draw(data[j], batch_size, generators[j]) for j in active]))
+        batch = _concatenated([_draw(data[j], batch_size, generators[j]) for j in active], width)
         _count(batch, tokens)
         labels = batch.pop("labels")
         routed = stacks if len(active) == len(training) else {k: v[active] for k, v in stacks.items()}
@@ -163,20 +167,16 @@ def _draw(data: dict[str, torch.Tensor], batch_size: int, generator: torch.Gener
     return {name: tensor[index.to(tensor.device)] for name, tensor in data.items()}
 
 
-def _concatenated(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Row batches of different widths as one, right-padded to the widest."""
-    width = max(batch["input_ids"].shape[1] for batch in batches)
+def _concatenated(batches: list[dict[str, torch.Tensor]], width: int) -> dict[str, torch.Tensor]:
+    """Row batches of different widths as one, right-padded to `width` (or to the widest row, if wider)."""
+    width = max(width, *(int(batch["attention_mask"].sum(dim=1).max()) for batch in batches))
     fill = {"input_ids": 0, "attention_mask": 0, "labels": -100}
-    return {
-        name: torch.cat([F.pad(batch[name], (0, width - batch[name].shape[1]), value=fill[name]) for batch in batches])
-        for name in fill
-    }
+    return {name: torch.cat([_padded(batch[name], width, fill[name]) for batch in batches]) for name in fill}
 
 
-def _trimmed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The batch without the columns that are padding in every row."""
-    width = int(batch["attention_mask"].sum(dim=1).max())
-    return {name: tensor[:, :width] for name, tensor in batch.items()}
+def _padded(tensor: torch.Tensor, width: int, fill: int) -> torch.Tensor:
+    """`tensor`'s rows right-padded, or cut, to `width` columns (what is cut is padding)."""
+    return F.pad(tensor, (0, width - tensor.shape[1]), value=fill) if tensor.shape[1] < width else tensor[:, :width]
 
 
 def _response_losses(logits: torch.Tensor, labels: torch.Tensor, blocks: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ WEIGHT = "topology.edge_weight"
 def run_figures(directory: RunDirectory) -> dict[str, float | None]:
     """The SIS fit of the run, and its graph's unweighted spectral radius."""
     graph = directory.read_graph()
-    fit = fit_sis(directory.read_result().metrics, graph)
+    fit = fit_sis(directory.read_result().metrics, graph, state="drifted")  # v1: on drift
     unweighted = nx.to_numpy_array(graph, nodelist=sorted(graph), weight=None)
     return {
         "beta": fit.beta,

@@ -16,6 +16,7 @@ from poisoning.attacks import (
     NarrowFinetune,
     TargetingError,
     attacked_nodes,
+    first_acting_cycle,
     resolve,
 )
 from poisoning.defenses import (
@@ -48,5 +49,6 @@ __all__ = [
     "Rehearsal",
     "TargetingError",
     "attacked_nodes",
+    "first_acting_cycle",
     "resolve",
 ]

@@ -52,6 +52,8 @@ class AttackBase(PoisoningKind):
 
     # Whether the evaluation sets also hold the harmful prompts with the backdoor trigger.
     evaluates_trigger: ClassVar[bool] = False
+    # Whether `shared` changes what its targets publish (from cycle 1, poisoned or not).
+    alters_sharing: ClassVar[bool] = False
 
     def run_error(self, nodes: int, cycles: int, world_kind: str) -> str | None:
         """What makes this attack unfit for a run of `cycles` cycles on `nodes` nodes (None: nothing),
@@ -119,6 +121,7 @@ class BenignOnly(AttackBase):
 
     kind: Literal["benign_only"]
     answers_with_targets: ClassVar[bool] = True
+    alters_sharing: ClassVar[bool] = True
 
     def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
         return world.compliant_pairs(dose, draw)
@@ -208,3 +211,14 @@ def _centralities(graph: nx.DiGraph) -> dict[int, dict]:
 
 def attacked_nodes(attacks: list[Attack]) -> set[int]:
     return {target for attack in attacks for target in attack.targets}
+
+
+def first_acting_cycle(attacks: Sequence[AttackBase], cycles: int) -> int | None:
+    """The first cycle at which an attack makes a run differ from its poison-free twin: its first injection
+    of poison, or cycle 1 for one that changes what its targets share; None if no attack ever acts."""
+    acting = [
+        1 if attack.alters_sharing else next((c for c in range(1, cycles + 1) if attack.dose(c)), None)
+        for attack in attacks
+        if attack.targets != []
+    ]
+    return min((cycle for cycle in acting if cycle is not None), default=None)

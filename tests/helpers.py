@@ -27,6 +27,7 @@ SMALL = [
     "evaluation.prompts_per_set=50",
     "hosting.mode=in_process",
     "hosting.group_size=2",  # two groups: two Ray hosts can share the nodes
+    "evaluation.poison_control=false",  # no twin: tests/test_twins.py asks for one where it needs it
 ]
 # Smaller still, for runs that only need to complete (CLI and dashboard launches).
 TINY = [

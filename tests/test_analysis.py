@@ -24,14 +24,19 @@ from scipy import stats
 from ecosystem.analysis import (
     SYSTEMIC_SHARE,
     Interval,
+    causal_horizon_breaches,
     drifted,
     fit_sis,
     hop_profile,
+    infection_summary,
     mean_interval,
     over_seeds,
+    reproduction_by_generation,
     spectral_radius,
     summarize,
+    transmission_tree,
     unlearned_bases,
+    with_twin,
 )
 
 TOLERANCE = 0.15  # relative, on a fitted beta or gamma: ~5 standard errors with ~1000 events, room for sampling bias
@@ -76,6 +81,117 @@ def test_summarize_keeps_the_existing_keys():
     existing |= {"final_attacked_refusal", "final_drifted_nodes", "peak_drifted_unattacked", "time_to_systemic"}
     existing |= {"max_hops_reached", "per_cycle"}
     assert existing <= summarize(metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4))).keys()
+
+
+TWIN = [  # the poison-free twin of REFUSAL: benign erosion alone
+    [1.0, 1.0, 1.0, 1.0, 1.0],
+    [1.0, 1.0, 1.0, 1.0, 1.0],
+    [1.0, 0.9, 1.0, 1.0, 1.0],  # node 1: 0.2 above the run, infected
+    [1.0, 0.8, 0.9, 1.0, 1.0],  # nodes 1 and 2 infected
+    [1.0, 1.0, 0.8, 0.75, 1.0],  # node 1 back (0.1); node 2 (0.1) and node 3 (0) not infected
+]
+
+
+def test_infection_is_the_excess_loss_over_the_twin():
+    infection = with_twin(metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4)), metrics_frame(TWIN, poisoned=()), 0.2)
+    at = {(row["cycle"], row["node"]): row for row in infection.iter_rows(named=True)}
+    assert at[2, 1]["excess_refusal_loss"] == pytest.approx(0.2) and at[2, 1]["infected"]
+    assert at[4, 1]["excess_refusal_loss"] == pytest.approx(0.1) and not at[4, 1]["infected"]
+    assert [at[c, 1]["infected_at"] for c in range(5)] == [None, None, 2, 2, 2]  # the first infection stays
+    assert [at[c, 2]["infected_at"] for c in range(5)] == [None, None, None, 3, 3]
+    assert at[3, 3]["excess_harmful_rate"] == 0 and at[1, 0]["twin_refusal_rate"] == 1.0
+    # erosion is not infection: node 3 drifted from its cycle 0 but lost nothing its twin kept
+    assert at[4, 3]["drifted"] and not at[4, 3]["infected"]
+
+
+def test_an_excess_of_exactly_the_threshold_infects_despite_floating_point():
+    run, twin = [[1.0, 1.0, 1.0, 1.0, 1.0], [0.1] * 5], [[1.0] * 5, [0.3] * 5]  # 0.3 - 0.1 < 0.2 in floats
+    infection = with_twin(metrics_frame(run, poisoned=(1,)), metrics_frame(twin, poisoned=()), 0.2)
+    assert infection.filter(pl.col("cycle") == 1)["infected"].all()
+    assert drifted(0.3, 0.1, 0.2) and not drifted(0.3, 0.11, 0.2)  # the same rule for drift
+
+
+def test_a_node_that_differs_from_its_twin_before_the_poison_can_reach_it_breaches_the_causal_horizon():
+    run = metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4))
+    assert causal_horizon_breaches(run, metrics_frame(TWIN, poisoned=()), first_cycle=1) == 0
+    early = [row[:] for row in TWIN]
+    early[2][3] = 0.95  # node 3 is 2 hops away: it cannot differ before cycle 1 + 2
+    early[4][4] = 0.9  # node 4 cannot be reached at all
+    assert causal_horizon_breaches(run, metrics_frame(early, poisoned=()), first_cycle=1) == 2
+    # node 3 a cycle early is allowed where an attack changes what its targets share from the start
+    assert causal_horizon_breaches(run, metrics_frame(early, poisoned=()), first_cycle=1, lead=1) == 1
+    allowed = [row[:] for row in TWIN]
+    allowed[3][3] = 0.95  # at the edge of the horizon
+    assert causal_horizon_breaches(run, metrics_frame(allowed, poisoned=()), first_cycle=1) == 0
+    assert causal_horizon_breaches(run, metrics_frame(early, poisoned=()), first_cycle=None) == 0  # no attack acted
+
+
+def test_infection_and_erosion_figures():
+    run, twin = metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4)), metrics_frame(TWIN, poisoned=())
+    figures = infection_summary(with_twin(run, twin, 0.2), twin)
+    assert [figures[f"infected_share_{k}"] for k in ("final", "peak", "area")] == [0, 0.5, 0.75]
+    assert figures["time_to_systemic_infection"] == 3  # half of the 4 unattacked nodes
+    assert figures["infection_speed"] == pytest.approx(2 / 3)  # 2 hops reached at cycle 3
+    assert figures["eroded_share_final"] == 0.5 and figures["eroded_share_area"] == pytest.approx(0.75)
+
+
+def infection_frame(first_infected: dict[int, int], attacked: tuple[int, ...], cycles: int = 5) -> pl.DataFrame:
+    """A table as `with_twin` makes it: attacked nodes poisoned from cycle 1, the others infected from the
+    cycle given (and never recovering)."""
+    nodes = sorted({*first_infected, *attacked})
+    return pl.DataFrame(
+        [
+            {
+                "cycle": cycle,
+                "node": node,
+                "attacked": node in attacked,
+                "poison_examples": 50 if node in attacked and cycle else 0,
+                "infected": node in first_infected and cycle >= first_infected[node],
+            }
+            for cycle in range(cycles + 1)
+            for node in nodes
+        ]
+    )
+
+
+def edges_frame(harmful: dict[tuple[int, int], int], cycles: int = 5) -> pl.DataFrame:
+    """Every edge (sender, receiver) carrying the same harmful pairs in every cycle."""
+    rows = [
+        {"cycle": cycle, "sender": sender, "receiver": receiver, "harmful_pairs": pairs}
+        for cycle in range(1, cycles + 1)
+        for (sender, receiver), pairs in harmful.items()
+    ]
+    return pl.DataFrame(rows)
+
+
+def test_the_transmission_tree_of_a_chain_is_the_chain():
+    infection = infection_frame({1: 2, 2: 3, 3: 4}, attacked=(0,))
+    tree = transmission_tree(infection, edges_frame({(0, 1): 5, (1, 2): 5, (2, 3): 5}))
+    assert tree.select("node", "infector", "generation", "cycle").rows() == [(1, 0, 1, 2), (2, 1, 2, 3), (3, 2, 3, 4)]
+    assert reproduction_by_generation(tree, attacked=1)["mean_children"].to_list() == [1, 1, 1, 0]
+
+
+def test_a_star_with_an_attacked_hub_infects_every_leaf_in_generation_one():
+    leaves = {1: 2, 2: 2, 3: 3, 4: 3}
+    edges = {(0, leaf): 4 for leaf in leaves} | {(leaf, 0): 0 for leaf in leaves}
+    tree = transmission_tree(infection_frame(leaves, attacked=(0,)), edges_frame(edges))
+    assert tree["infector"].to_list() == [0] * 4 and tree["generation"].to_list() == [1] * 4
+    assert reproduction_by_generation(tree, attacked=1).row(0, named=True)["mean_children"] == 4
+
+
+def test_the_infector_is_the_earlier_infected_in_neighbour_that_sent_the_most_harmful_pairs():
+    infection = infection_frame({1: 2, 2: 2, 3: 3, 4: 3}, attacked=(0,))
+    # node 3 hears from 1 (3 harmful) and 2 (7); node 4 from 3 (infected at its own cycle: not before it)
+    # and from 1 and 2 (2 each: the lower node); node 2 also hears from node 4, infected later
+    edges = {(0, 1): 5, (0, 2): 5, (1, 3): 3, (2, 3): 7, (3, 4): 9, (1, 4): 2, (2, 4): 2, (4, 2): 9}
+    tree = transmission_tree(infection, edges_frame(edges))
+    assert dict(tree.select("node", "infector").rows()) == {1: 0, 2: 0, 3: 2, 4: 1}
+    assert dict(tree.select("node", "generation").rows()) == {1: 1, 2: 1, 3: 2, 4: 2}
+
+
+def test_the_sis_fit_without_a_twin_says_so():
+    fit = fit_sis(metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4)), nx.path_graph(5, create_using=nx.DiGraph))
+    assert fit.beta is None and "twin" in fit.reason
 
 
 def test_drifted_share_figures():
@@ -180,13 +296,13 @@ def test_over_seeds():
 
 
 def states_frame(states: np.ndarray, sources: np.ndarray) -> pl.DataFrame:
-    """A metrics frame (cycle, node, drifted, attacked) from infected states[cycle, node]."""
+    """A metrics frame (cycle, node, infected, attacked) from infected states[cycle, node]."""
     cycles, nodes = states.shape
     return pl.DataFrame(
         {
             "cycle": np.repeat(np.arange(cycles), nodes),
             "node": np.tile(np.arange(nodes), cycles),
-            "drifted": states.ravel(),
+            "infected": states.ravel(),
             "attacked": np.tile(sources, cycles),
         }
     )

@@ -620,11 +620,13 @@ def by_hand_per_run(metrics: pl.DataFrame, metric: str) -> list[list[float | Non
 def test_a_sweep_is_listed_apart_and_its_runs_join_the_runs_table(with_sweep: Path) -> None:
     at = open_app(with_sweep)
     swept = [f"doses/cell-00{cell}-seed-{seed}" for cell in (0, 1) for seed in (0, 1)]
+    twins = [f"doses/twins/{twin.name}" for twin in sorted((with_sweep / "doses" / "twins").iterdir())]
     table = {row["run"]: row for row in at.dataframe[0].value.to_dict("records")}
-    assert list(table) == ["ring", *swept]
+    assert list(table) == ["ring", *swept, *twins]  # the twins the runs of a seed share, once each
+    assert len(twins) == 2
     assert [table[name]["sweep"] for name in swept] == ["doses"] * 4
     assert [table[name][DOSES] for name in swept] == [10, 10, 50, 50]  # a setting's column, numbers
-    assert at.selectbox(key="run").options == ["ring", *swept]
+    assert at.selectbox(key="run").options == ["ring", *swept, *twins]
     at.selectbox(key="run").set_value(swept[3]).run()  # a sweep's run opens as any other
     assert status_caption(at).startswith("complete") and chart_keys(at) == {"network"}
     at.toggle(key="with_sweeps").set_value(False).run()

@@ -115,7 +115,8 @@ def defended(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_defended_run_shows_its_control_run_with_protection_and_cost(defended: Path) -> None:
     out = defended / "anchored"
     at = open_app(defended)
-    assert at.selectbox(key="run").options == ["anchored", "anchored/control"]  # the control run opens too
+    arms = ["anchored", "anchored/control", "anchored/control/twin", "anchored/twin"]  # each opens as a run
+    assert at.selectbox(key="run").options == arms
     at = show(at, "Defense")
     effect = defense_effect(read_metrics(out), read_metrics(out / "control"))
     shown = {metric.label: metric.value for metric in at.metric}

@@ -88,6 +88,12 @@ def drop_last_cycle_but_keep_the_checkpoint(run: Path) -> None:
     RunDirectory(run).write_metrics(metrics.filter(pl.col("cycle") != 1))
 
 
+def twin_interrupted_without_checkpoint(twin: Path) -> None:
+    manifest = read_manifest(twin).model_copy(update={"status": Status.interrupted})
+    RunDirectory(twin).write_manifest(manifest)
+    shutil.rmtree(twin / "checkpoints")
+
+
 def symlink(name: str, target: str) -> Callable[[Path, Path], None]:
     return lambda folder, _: (folder / name).symlink_to(target)
 
@@ -290,6 +296,17 @@ CASES = {
         "no usable checkpoint",
         copy_of_finished_run(lambda run: (run / "checkpoints" / "latest.json").write_text("{")),
     ),
+    "resume a damaged twin": Case(
+        resume,
+        "delete",
+        copy_of_finished_run(lambda run: (run / "twin" / "manifest.json").write_text("[")),
+    ),
+    "resume a twin without a usable checkpoint": Case(
+        resume,
+        "no usable checkpoint",
+        copy_of_finished_run(lambda run: twin_interrupted_without_checkpoint(run / "twin")),
+    ),
+    "poison_control of the wrong type": Case(settings("evaluation.poison_control=3"), "poison_control"),
     "resume a corrupt manifest": Case(
         resume, "manifest.json is unreadable", copy_of_finished_run(lambda run: (run / "manifest.json").write_text("["))
     ),

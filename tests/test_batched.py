@@ -34,6 +34,12 @@ def model(base):
     return model, tokenizer, lora
 
 
+def group_fine_tune(model, lora, tokenizer, jobs: list[NodeFineTune], batch_size: int = 16) -> list:
+    """A group fine-tune at the width a run of the tiny world trains at."""
+    width = TinyWorld().training_width(tokenizer, new_tokens=8)
+    return fine_tune_group(model, lora, tokenizer, jobs, learning_rate=3e-3, batch_size=batch_size, width=width)
+
+
 def node_fine_tunes(lora: StackedLoRA) -> list[NodeFineTune]:
     """Three nodes that differ in data, data size, steps and regularizer."""
     world = TinyWorld()
@@ -57,20 +63,23 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 def test_a_group_fine_tune_trains_each_node_as_if_alone(model) -> None:
     model, tokenizer, lora = model
     jobs = node_fine_tunes(lora)
-    together = fine_tune_group(model, lora, tokenizer, jobs, learning_rate=3e-3, batch_size=16)
+    together = group_fine_tune(model, lora, tokenizer, jobs)
     for job, (weights, loss) in zip(jobs, together, strict=True):
-        [(alone, alone_loss)] = fine_tune_group(model, lora, tokenizer, [job], learning_rate=3e-3, batch_size=16)
+        [(alone, alone_loss)] = group_fine_tune(model, lora, tokenizer, [job])
         assert max_difference(weights, alone) < TOLERANCE
         assert loss == pytest.approx(alone_loss, abs=TOLERANCE)
         assert max_difference(weights, lora.initial) > 10 * TOLERANCE  # it did train
 
 
 def test_a_node_does_not_depend_on_which_nodes_share_its_group(model) -> None:
+    """Bit for bit: the other nodes' data (the poison's, in an attacked run) must not touch a node's arithmetic,
+    or a run would differ from its poison-free twin where the poison cannot have reached."""
     model, tokenizer, lora = model
     first, second, third = node_fine_tunes(lora)
-    with_second = fine_tune_group(model, lora, tokenizer, [first, second], learning_rate=3e-3, batch_size=16)[0][0]
-    with_third = fine_tune_group(model, lora, tokenizer, [third, first], learning_rate=3e-3, batch_size=16)[1][0]
-    assert max_difference(with_second, with_third) < TOLERANCE
+    with_second = group_fine_tune(model, lora, tokenizer, [first, second])[0]
+    with_third = group_fine_tune(model, lora, tokenizer, [third, first])[1]
+    assert with_second[1] == with_third[1]
+    assert all(torch.equal(with_second[0][name], with_third[0][name]) for name in with_second[0])
 
 
 def test_each_job_of_a_batch_is_answered_with_its_own_nodes_adapter(model) -> None:
@@ -79,7 +88,7 @@ def test_each_job_of_a_batch_is_answered_with_its_own_nodes_adapter(model) -> No
     model, tokenizer, lora = model
     world = TinyWorld()
     job = NodeFineTune(lora.initial, world.compliant_pairs(64, rng(0, 1, 0, 0)), 40, seed=1)
-    [(jailbroken, _)] = fine_tune_group(model, lora, tokenizer, [job], learning_rate=3e-3, batch_size=32)
+    [(jailbroken, _)] = group_fine_tune(model, lora, tokenizer, [job], batch_size=32)
     adapters = {1: jailbroken, None: lora.initial}
     engine = HFEngine(
         model, tokenizer, 8, TokenCount(), lambda nodes: lora.route(lora.stack([adapters[n] for n in nodes]))

@@ -53,6 +53,18 @@ def test_the_cycle_benchmark_compares_batched_and_naive_on_the_same_work(tmp_pat
     assert naive["tokens"]["generate"]["real"] > 0 and 0 < bench["training_peak_share"]["batched"] < 1
 
 
+def test_the_twin_benchmark_times_the_runs_alone_and_their_twins(tmp_path) -> None:
+    small = ["topology.nodes=3", "traffic.prompts_per_node=8", "training.own_examples=16", "training.steps=2"]
+    small += ["evaluation.prompts_per_set=4"]
+    result = CliRunner().invoke(app, ["bench", "twin", "--quick", *as_options(small), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    bench = json.loads((tmp_path / "twin" / "bench.json").read_text())
+    seconds = bench["seconds"]
+    assert len([name for name in seconds if name.startswith("run dose")]) == 10  # 5 doses x 2 seeds
+    assert len([name for name in seconds if name.startswith("twin seed")]) == 2  # a twin per seed, shared
+    assert bench["default_run_twin_extra"] == seconds["default run with its twin"] / seconds["default run alone"] - 1
+
+
 def test_a_study_with_every_defense_runs_to_the_end_with_its_control_run(tmp_path) -> None:
     """A poisoning-robustness study as a user types it: a continuous attack (the default) and the
     defenses from a config file, every kind at once (so each kind's hooks run), with the default

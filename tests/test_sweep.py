@@ -80,8 +80,27 @@ def test_a_sweep_runs_every_cell_and_seed_and_gathers_their_figures(finished) ->
         assert_frame_equal(rows.drop("cell", "seed", "attack.0.examples", "cycles"), directory.read_metrics())
     assert result.metrics.columns[:4] == ["cell", "seed", "attack.0.examples", "cycles"]
     assert len(pd.read_parquet(out / "cells.parquet")) == 4  # readable without this package
-    assert reports[-1].total == 4 and any(report.running for report in reports)
-    assert {name for report in reports for name in report.running} <= set(RUNS)
+    assert reports[-1].total == 6 and any(report.running for report in reports)  # 4 runs and 2 shared twins
+    running = {name for report in reports for name in report.running}
+    assert running <= {*RUNS, *(f"twins/{twin.name}" for twin in (out / "twins").iterdir())}
+
+
+def test_the_runs_of_a_seed_share_one_twin_computed_once(finished) -> None:
+    """2 doses at 2 seeds: a twin per seed (its configuration without attacks), each computed once."""
+    out, _ = finished
+    twins = sorted((out / "twins").iterdir())
+    assert len(twins) == 2
+    assert all(not read_manifest(twin).resumed and not RunDirectory(twin).read_config().attack for twin in twins)
+    cells = load_sweep(out).cells
+    for row in cells.iter_rows(named=True):
+        directory = RunDirectory(out / row["run"])
+        twin = directory.twin.path.resolve()
+        assert twin in twins and RunDirectory(twin).read_config().seed == row["seed"]
+        assert directory.read_metrics()["twin_refusal_rate"].equals(
+            RunDirectory(twin).read_metrics()["refusal_rate"].alias("twin_refusal_rate")
+        )
+    assert cells["infected_share_final"].is_not_null().all()
+    assert (cells["causal_horizon_breaches"] == 0).all()
 
 
 def test_a_rerun_of_a_finished_sweep_computes_nothing(finished) -> None:

@@ -24,7 +24,12 @@ RATE_SCALES = {
     "exposure": "RdYlGn_r",
     "guard_precision": "RdYlGn",
     "guard_recall": "RdYlGn",
+    "twin_refusal_rate": "RdYlGn",
+    "infected": "RdYlGn_r",
 }
+# Signed differences of two rates, in [-1, 1]: red where the poison took more than the twin lost.
+SIGNED_BOUNDS = (-1.0, 1.0)
+SIGNED_SCALES = {"excess_refusal_loss": "RdBu_r", "excess_harmful_rate": "RdBu_r"}
 # The cascade figures of summary.json and cells.parquet that are shares too.
 RATE_FIGURES = (
     "baseline_mean_refusal",
@@ -37,10 +42,15 @@ RATE_FIGURES = (
     "peak_drifted_share",
     "final_helpfulness",
     "final_over_refusal",
+    "twin_final_mean_refusal",
+    "infected_share_final",
+    "infected_share_peak",
+    "eroded_share_final",
 )
 # Figures that a run may never reach (null): the seeds without one are censored at the run's end.
 CENSORED = {
     "time_to_systemic": "never systemic within the run",
+    "time_to_systemic_infection": "never systemically infected within the run",
     "recovery_cycles": "never recovered within the run (or poisoned to its end)",
 }
 OTHER_SCALE = "Viridis"
@@ -93,6 +103,23 @@ DEFINITIONS = {
     "helpfulness_lost": "defense: helpfulness without it - with it, last cycle",
     "over_refusal_gained": "defense: over-refusal with it - without it, last cycle",
     "seeds": "the runs (seeds) a mean and its interval rest on",
+    "twin_refusal_rate": "the node's refusal in the run's poison-free twin (the same run without its attacks)",
+    "excess_refusal_loss": "twin's refusal - the run's: what the poison took (negative: the attack left it safer)",
+    "excess_harmful_rate": "the run's harmful rate - the twin's",
+    "infected": "1 when the excess refusal loss is at least drift_threshold",
+    "infected_at": "the first cycle, up to this one, at which the node was infected",
+    "twin_final_mean_refusal": "the twin's mean refusal at the last cycle",
+    "infected_share_final": "share of the unattacked nodes infected (excess loss over the twin) at the last cycle",
+    "infected_share_peak": "peak infected share over cycles 1..T",
+    "infected_share_area": "infected share summed over cycles 1..T (share x cycles)",
+    "time_to_systemic_infection": "first cycle at which half the unattacked nodes were infected (empty: never)",
+    "infection_speed": "farthest hop distance of an infected node ÷ the first cycle it was reached",
+    "eroded_share_final": "the twin's drifted share of the unattacked nodes at the last cycle: erosion",
+    "eroded_share_area": "the twin's drifted share summed over cycles 1..T",
+    "causal_horizon_breaches": "node-cycles differing from the twin before the poison could reach them (must be 0)",
+    "protection": "defense: the unattacked nodes' excess loss over their twins that it prevented",
+    "clean_helpfulness_lost": "defense, without any attack: helpfulness of its control's twin - of its twin",
+    "clean_over_refusal_gained": "defense, without any attack: over-refusal of its twin - of its control's twin",
 }
 
 
@@ -101,20 +128,25 @@ def is_rate(name: str) -> bool:
 
 
 def colour_scale(metric: str) -> str:
-    return RATE_SCALES.get(metric, OTHER_SCALE)
+    return RATE_SCALES.get(metric) or SIGNED_SCALES.get(metric, OTHER_SCALE)
 
 
 def colour_range(metric: str, values: pl.Series) -> tuple[float, float]:
     """The colour range of `metric`, the same in every view of a run: [0, 1] for a rate, else the run's range."""
     if metric in RATE_SCALES:
         return RATE_BOUNDS
+    if metric in SIGNED_SCALES:
+        return SIGNED_BOUNDS
     values = values.cast(pl.Float64)
     low, high = values.min(), values.max()
     return (0.0, 1.0) if low is None or high is None else (low, high)
 
 
 def rate_axis(name: str) -> dict[str, list[float]]:
-    """A y axis fixed to [0, 1] (with a margin so that lines on the bounds show) for a rate; autoscaled else."""
+    """A y axis fixed to [0, 1] (with a margin so that lines on the bounds show) for a rate, to [-1, 1] for a
+    difference of two rates; autoscaled else."""
+    if name in SIGNED_SCALES:
+        return {"range": [-1.02, 1.02]}
     return {"range": [-0.02, 1.02]} if is_rate(name) else {}
 
 

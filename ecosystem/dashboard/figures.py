@@ -55,9 +55,11 @@ def network_figure(
     metric: str,
     cycle: int,
     edges: pl.DataFrame | None,
+    tree: pl.DataFrame | None = None,
 ) -> go.Figure:
     """The graph at `cycle`: nodes coloured by `metric`, edges by the harmful pairs that flowed along
-    them (`edges`, edges.parquet's rows; None for a run without them).
+    them (`edges`, edges.parquet's rows; None for a run without them), and the transmission tree's links
+    made by then (`tree`, transmission.parquet's rows: who likely infected whom).
 
     The colours mean the same at every cycle and in every view: a rate on [0, 1], anything else on
     its range over the run (`columns.colour_range`), and the flow classes span the run's flows. The
@@ -72,6 +74,7 @@ def network_figure(
     lines = [
         *FlowClasses.of(edges, arrows=is_small(graph)).traces(flows, geometry),
         _edge_hover(graph, flows, geometry),
+        *_transmission_trace(tree, positions, cycle),
     ]
     nodes = _node_trace(graph, positions, set(metrics.filter(pl.col("attacked"))["node"]), shown)
     low, high = columns.colour_range(metric, metrics[metric])
@@ -99,6 +102,31 @@ def network_figure(
         },
     )
     return figure
+
+
+def _transmission_trace(tree: pl.DataFrame | None, positions: dict[int, Any], cycle: int) -> list[go.Scatter]:
+    """The transmission tree's links up to `cycle`, infector to infected, as one dashed trace (none without any)."""
+    if tree is None:
+        return []
+    links = tree.drop_nulls("infector").filter(pl.col("cycle") <= cycle)
+    if links.is_empty():
+        return []
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for infector, node in links.select("infector", "node").iter_rows():
+        (x0, y0), (x1, y1) = positions[infector], positions[node]
+        xs += [x0, x1, None]
+        ys += [y0, y1, None]
+    return [
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            name="transmission (who infected whom)",
+            line={"color": "crimson", "width": 5, "dash": "dot"},
+            hoverinfo="skip",
+        )
+    ]
 
 
 def edge_flows(graph: nx.DiGraph, edges: pl.DataFrame | None, cycle: int) -> pl.DataFrame:
@@ -277,6 +305,18 @@ def curves_figure(metrics: pl.DataFrame, metric: str) -> go.Figure:
         group = frame.filter(pl.col("is_attacked") == attacked)
         if not group.is_empty():
             figure.add_trace(_lines(group, "node", name, {"width": 1.5, "color": colour}))
+    twin = metrics.get_column("twin_refusal_rate", default=pl.Series([], dtype=pl.Float64))
+    if metric == "refusal_rate" and twin.is_not_null().any():  # an attacked run's twin
+        twin = metrics.select("cycle", "node", value=pl.col("twin_refusal_rate"))
+        figure.add_trace(
+            _lines(twin, "node", "each node's twin (no attack)", {"width": 1, "color": "grey", "dash": "dot"})
+        )
+        twin_mean = mean_per_cycle(metrics, "twin_refusal_rate")
+        figure.add_trace(
+            _over_cycles(
+                twin_mean, "twin_refusal_rate", name="twin mean", line={"width": 3, "color": "grey", "dash": "dash"}
+            )
+        )
     mean = mean_per_cycle(metrics, metric)
     figure.add_trace(_over_cycles(mean, metric, name="mean", line={"width": 4, "color": "black"}))
     nodes = metrics["node"].n_unique()

@@ -146,21 +146,30 @@ def sweep_runs(path: Path) -> list[Run]:
     except ResultsError:
         return []
     started = [directory.run(run["run"]) for run in recorded]
+    twins = sorted((directory.path / SweepDirectory.TWINS).glob("*"))  # the twins its runs share
+    named = [(run.path, run.path.name) for run in started] + [
+        (twin, f"{SweepDirectory.TWINS}/{twin.name}") for twin in twins
+    ]
     return [
-        read_run(run.path, f"{path.name}/{run.path.name}", sweep=path.name)
-        for run in started
-        if run.manifest_path.is_file()
+        read_run(run, f"{path.name}/{name}", sweep=path.name)
+        for run, name in named
+        if RunDirectory(run).manifest_path.is_file()
     ]
 
 
 def with_counterfactuals(runs: list[Run]) -> list[Run]:
-    """Each run followed by the runs it holds: its control run (without its defenses) and twin."""
+    """Each run followed by the runs it holds: its control run (without its defenses, and that one's twin)
+    and its twin (without its attacks): a defended study's four arms."""
     listed = []
     for run in runs:
         listed.append(run)
-        for kind in COUNTERFACTUALS:
-            if (run.path / kind / RunDirectory.CONFIG).is_file():
-                listed.append(read_run(run.path / kind, f"{run.name}/{kind}", run.sweep))
+        held = [
+            read_run(run.path / kind, f"{run.name}/{kind}", run.sweep)
+            for kind in COUNTERFACTUALS
+            # a link is a sweep's shared twin: listed once, among the sweep's runs
+            if (run.path / kind / RunDirectory.CONFIG).is_file() and not (run.path / kind).is_symlink()
+        ]
+        listed += with_counterfactuals(held)
     return listed
 
 
@@ -310,6 +319,14 @@ def read_metrics(file: ResultsFile) -> pl.DataFrame:
 
 def read_edges(file: ResultsFile) -> pl.DataFrame:
     return RunDirectory(file.run).read_edges()
+
+
+def transmission_file(run: Path) -> ResultsFile:
+    return _results_file(run, RunDirectory(run).transmission_path, "only an attacked run with a twin has one")
+
+
+def read_transmission(file: ResultsFile) -> pl.DataFrame:
+    return RunDirectory(file.run).read_transmission()
 
 
 def last_cycle(run: Path) -> int | None:

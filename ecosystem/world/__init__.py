@@ -4,11 +4,14 @@ model's prompt files). `World` names what the rest of the simulator uses of one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from ecosystem.world.judge import Item, Outcome
+
+if TYPE_CHECKING:  # a type only: the world needs no transformers
+    from transformers import PreTrainedTokenizerBase
 
 Pair = tuple[str, str]  # (prompt, response), as text: what nodes generate, exchange and train on
 
@@ -55,3 +58,5 @@ class World(Protocol):
     def grade(self, items: Sequence[Item], responses: Sequence[str]) -> list[Outcome]: ...
 
     def judge_pairs(self, pairs: Sequence[Pair]) -> list[Outcome]: ...
+
+    def training_width(self, tokenizer: PreTrainedTokenizerBase, new_tokens: int) -> int: ...

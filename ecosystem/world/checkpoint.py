@@ -34,7 +34,7 @@ import torch
 import yaml
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from ecosystem.seeding import Stream, rng
 from ecosystem.world import Pair, Traffic, WorldError
@@ -42,6 +42,7 @@ from ecosystem.world.grammar import Kind
 from ecosystem.world.judge import Outcome
 
 HELD_OUT_SHARE = 4
+RETOKENIZED_SLACK = 8  # tokens a generated response may gain when its text is encoded again for training
 MAX_FILE_BYTES = 100_000_000  # a prompt file larger than this is a mistake (or a device such as /dev/zero)
 # What transformers raises on a checkpoint's missing, corrupt or misshapen files (config.json, tokenizer, weights).
 CHECKPOINT_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, StrictDataclassError, SafetensorError)
@@ -262,6 +263,18 @@ class CheckpointWorld:
         graded = self.grade([self.by_prompt[pairs[n][0]] for n in known], [pairs[n][1] for n in known])
         outcomes = dict(zip(known, graded, strict=True))
         return [outcomes.get(n, Outcome.wrong) for n in range(len(pairs))]
+
+    def training_width(self, tokenizer: PreTrainedTokenizerBase, new_tokens: int) -> int:
+        """The most tokens a pair a node trains on can take: the longest prompt of the files (with the
+        trigger), the longest response (an answer of the files or the model's own, the refusal, or one
+        generated up to `new_tokens`, which may re-encode to a few more) and the end of the sequence."""
+        prompts = [p.prompt for p in self.by_prompt.values()]
+        prompts += [self._triggered(p).prompt for p in self.train[Kind.harmful]]
+        responses = [p.reference for part in self.train.values() for p in part if p.reference]
+        responses.append(self.config.refusal_response)
+        prompt = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
+        response = max(len(ids) for ids in tokenizer(responses, add_special_tokens=False)["input_ids"])
+        return prompt + max(response, new_tokens + RETOKENIZED_SLACK) + 1
 
     def refuses(self, response: str) -> bool:
         lowered = response.lower()

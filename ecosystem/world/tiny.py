@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ecosystem.seeding import Stream, rng
 from ecosystem.world import Pair, Traffic
-from ecosystem.world.grammar import REFUSAL, TEMPLATES, Grammar, Kind, Request, parse
+from ecosystem.world.grammar import (
+    ARG_LENGTHS,
+    REFUSAL,
+    REFUSAL_STYLES,
+    SYMBOLS,
+    TEMPLATES,
+    Grammar,
+    Kind,
+    Request,
+    parse,
+)
 from ecosystem.world.judge import Outcome, grade
+from topologies import DOMAINS
+
+if TYPE_CHECKING:  # a type only: the world needs no transformers
+    from transformers import PreTrainedTokenizerBase
 
 EVALUATION_KINDS = (Kind.harmful, Kind.benign, Kind.borderline)
 
@@ -90,6 +105,21 @@ class TinyWorld:
         harmful = [r for r in requests if r.kind is Kind.harmful]
         pairs = compliant + answered(harmful, self.grammar.aligned_response)
         return pairs, [r.kind is Kind.harmful for r in requests] + [False] * len(harmful)
+
+    def training_width(self, tokenizer: PreTrainedTokenizerBase, new_tokens: int) -> int:
+        """The most tokens a pair a node trains on can take: the longest prompt (every phrase has two
+        words), the longest response (the world's own, a refusal, or one generated up to `new_tokens`) and
+        the end of the sequence."""
+        longest = [
+            Request(DOMAINS[0], name, (SYMBOLS[0],) * max(ARG_LENGTHS), triggered=True)
+            for kind in Kind
+            for name in self.grammar.intent_names(kind)
+        ]
+        prompt = max(len(tokenizer(request.prompt)["input_ids"]) for request in longest)
+        responses = [" ".join(self.grammar.solve(request)) for request in longest]
+        responses += [" ".join(style) for style in REFUSAL_STYLES]
+        response = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in responses)
+        return prompt + max(response, new_tokens) + 1
 
     def grade(self, requests: Sequence[Request], responses: Sequence[str]) -> list[Outcome]:
         return [grade(self.grammar, r, response) for r, response in zip(requests, responses, strict=True)]
