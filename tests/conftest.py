@@ -31,9 +31,9 @@ def ray_cluster() -> None:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished small run directory (ring of 4, node 0 attacked every cycle) and its twin, computed in process."""
+    """A finished small run directory (ring of 4, node 0 attacked every cycle), computed in process."""
     out = tmp_path_factory.mktemp("runs") / "small"
-    run(small_config("evaluation.poison_control=true"), out)
+    run(small_config(), out)
     return out
 
 

@@ -261,16 +261,9 @@ def test_runs_table_lists_each_run_with_its_status_and_the_app_writes_nothing(zo
     before = {path: path.stat().st_mtime_ns for path in zoo.rglob("*")}
     at = open_app(zoo)
     table = {row["run"]: row for row in at.dataframe[0].value.to_dict("records")}
-    assert set(table) == {
-        "ring",
-        "in-progress",
-        "interrupted",
-        "no-graph",
-        "bad-graph",
-        "corrupt",
-        "failed",
-        "broken-manifest",
-    }
+    names = ["ring", "in-progress", "interrupted", "no-graph", "bad-graph", "corrupt", "failed", "broken-manifest"]
+    twins = [f"{name}/twin" for name in names if (zoo / name / "twin" / "config.toml").is_file()]
+    assert set(table) == {*names, *twins} and "ring/twin" in twins  # each run's poison-free twin opens too
     assert table["ring"]["status"] == "complete"
     assert (table["ring"]["topology"], table["ring"]["nodes"], table["ring"]["cycles"]) == ("ring", 4, 2)
     assert table["ring"]["attacks"].startswith("nodes 0: 50 examples at cycles ")
@@ -374,6 +367,18 @@ def test_network_view_shows_each_edges_harmful_flow_at_the_chosen_cycle(zoo: Pat
     at.select_slider[0].set_value(0).run()  # nothing flows at cycle 0, the baseline
     edges = {trace.get("name"): trace for trace in figure(at, "network")["data"]}["edge flows"]
     assert shown_flows(edges) == {edge: [0, 0] for edge in edge_flows(run, 1)}
+
+
+def test_the_network_draws_the_transmission_tree_made_by_the_chosen_cycle(small_run: Path) -> None:
+    directory = RunDirectory(small_run)
+    graph, metrics = directory.read_graph(), directory.read_metrics()
+    tree = pl.DataFrame({"node": [1, 2], "cycle": [1, 2], "infector": [0, 1], "generation": [1, 2]})
+    positions = layout(graph)
+    for cycle, links in ((0, []), (1, [(0, 1)]), (2, [(0, 1), (1, 2)])):
+        drawn = figures.network_figure(graph, positions, metrics, "refusal_rate", cycle, None, tree)
+        trace = [t for t in drawn.data if t.name == "transmission (who infected whom)"]
+        ends = [] if not trace else [(x, y) for x, y in zip(trace[0].x, trace[0].y, strict=True) if x is not None]
+        assert ends == [tuple(positions[node]) for link in links for node in link]
 
 
 def test_a_run_without_edge_flows_draws_its_edges_without_them(small_run: Path, tmp_path: Path) -> None:

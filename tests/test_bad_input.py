@@ -88,6 +88,13 @@ def drop_last_cycle_but_keep_the_checkpoint(run: Path) -> None:
     RunDirectory(run).write_metrics(metrics.filter(pl.col("cycle") != 1))
 
 
+def with_twin(run: Path) -> Path:
+    """`run/twin`: a copy of the run standing in for its twin (what a resume checks of one is its files)."""
+    shutil.copytree(shutil.copytree(run, run.with_name(".twin")), run / "twin")
+    shutil.rmtree(run.with_name(".twin"))
+    return run / "twin"
+
+
 def twin_interrupted_without_checkpoint(twin: Path) -> None:
     manifest = read_manifest(twin).model_copy(update={"status": Status.interrupted})
     RunDirectory(twin).write_manifest(manifest)
@@ -299,12 +306,12 @@ CASES = {
     "resume a damaged twin": Case(
         resume,
         "delete",
-        copy_of_finished_run(lambda run: (run / "twin" / "manifest.json").write_text("[")),
+        copy_of_finished_run(lambda run: (with_twin(run) / "manifest.json").write_text("[")),
     ),
     "resume a twin without a usable checkpoint": Case(
         resume,
         "no usable checkpoint",
-        copy_of_finished_run(lambda run: twin_interrupted_without_checkpoint(run / "twin")),
+        copy_of_finished_run(lambda run: twin_interrupted_without_checkpoint(with_twin(run))),
     ),
     "poison_control of the wrong type": Case(settings("evaluation.poison_control=3"), "poison_control"),
     "resume a corrupt manifest": Case(

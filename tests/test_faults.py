@@ -84,7 +84,8 @@ def test_a_run_that_fails_in_a_sweep_is_one_line_and_a_rerun_retries_it(undistur
     directory.runs.mkdir()
     (tmp_path / "elsewhere").mkdir()
     directory.run("cell-000-seed-1").path.symlink_to(tmp_path / "elsewhere")  # refused by the run
-    cascade_sweep(spec, directory.path, "1 of 2 runs failed, the others are complete: cell-000-seed-1 (ResultsError")
+    # 2 runs and the 2 twins they are measured against: 4
+    cascade_sweep(spec, directory.path, "1 of 4 runs failed, the others are complete: cell-000-seed-1 (ResultsError")
     assert list((tmp_path / "elsewhere").iterdir()) == []  # nothing written through the link
     directory.run("cell-000-seed-1").path.unlink()
     assert CliRunner().invoke(app, ["sweep", str(spec), "--out", str(directory.path)]).exit_code == 0

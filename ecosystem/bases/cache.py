@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 from filelock import FileLock
 
 from ecosystem.config import ConfigError
@@ -65,6 +64,8 @@ def build_once(target: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
 @contextmanager
 def build_threads() -> Iterator[None]:
     """A fixed thread count while building, so that a build gives the same weights on any machine of one kind."""
+    import torch  # here: checking the cache (before a sweep starts) needs no torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)
     try:
