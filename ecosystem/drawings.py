@@ -225,20 +225,7 @@ def _draw_network_panel(
             node_size=NODE_SIZE,
             ax=axes,
         )
-    for shape, nodes in (("o", [n for n in graph if n not in attacked]), ("D", [n for n in graph if n in attacked])):
-        nx.draw_networkx_nodes(
-            graph,
-            positions,
-            nodes,
-            node_color=[refusal.get(node, np.nan) for node in nodes],
-            node_shape=shape,
-            cmap=REFUSAL_COLOURS,
-            vmin=0,
-            vmax=1,
-            node_size=NODE_SIZE,
-            edgecolors="black",
-            ax=axes,
-        )
+    _draw_nodes(axes, graph, positions, refusal, attacked, REFUSAL_COLOURS, 1)
     nx.draw_networkx_labels(graph, positions, font_size=9, ax=axes)
     axes.axis("off")
 
@@ -312,25 +299,38 @@ def draw_transmission(graph: nx.DiGraph, tree: pl.DataFrame, metrics: pl.DataFra
     nx.draw_networkx_edge_labels(graph, positions, {edge: f"c{c}" for edge, c in cycles.items()}, font_size=8, ax=axes)
     deepest = max(generation.values(), default=0)
     colours = "viridis"
-    for shape, nodes in (("o", [n for n in graph if n not in attacked]), ("D", sorted(attacked))):
-        nx.draw_networkx_nodes(
-            graph,
-            positions,
-            nodes,
-            node_color=[generation.get(node, np.nan) for node in nodes],
-            node_shape=shape,
-            cmap=colours,
-            vmin=0,
-            vmax=max(1, deepest),
-            node_size=NODE_SIZE,
-            edgecolors="black",
-            ax=axes,
-        )
+    _draw_nodes(axes, graph, positions, generation, attacked, colours, max(1, deepest))
     nx.draw_networkx_labels(graph, positions, font_size=9, ax=axes)
     figure.colorbar(ScalarMappable(Normalize(0, max(1, deepest)), cmap=colours), ax=axes, label="generation")
     axes.set_title("Transmission tree (uncoloured: never infected)")
     axes.axis("off")
     return figure
+
+
+def _draw_nodes(
+    axes: Axes,
+    graph: nx.DiGraph,
+    positions: dict[int, Any],
+    values: dict[int, float],
+    attacked: set[int],
+    colours: str,
+    highest: float,
+) -> None:
+    """Nodes coloured by `values` on [0, `highest`] (uncoloured where a node has none), attacked ones as diamonds."""
+    for shape, nodes in (("o", [n for n in graph if n not in attacked]), ("D", [n for n in graph if n in attacked])):
+        nx.draw_networkx_nodes(
+            graph,
+            positions,
+            nodes,
+            node_color=[values.get(node, np.nan) for node in nodes],
+            node_shape=shape,
+            cmap=colours,
+            vmin=0,
+            vmax=highest,
+            node_size=NODE_SIZE,
+            edgecolors="black",
+            ax=axes,
+        )
 
 
 # ---- an experiment's charts
