@@ -6,6 +6,8 @@ import contextlib
 import datetime
 import errno
 import importlib
+import importlib.metadata
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -24,21 +26,44 @@ from bench import BENCHMARKS
 from ecosystem import kinds
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
-from ecosystem.results import ResultsError, RunDirectory, RunResult, package_versions, write_json
+from ecosystem.results import ResultsError, RunDirectory, RunResult, git_commit, package_versions, write_json
 from ecosystem.sweeps import SweepDirectory, SweepProgress, sweep
 from ecosystem.terminal import one_line
 from ecosystem.world import WorldError
 from poisoning import TargetingError
 from topologies import TopologyError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-model ecosystem cascade simulator.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Multi-model ecosystem cascade simulator."
+)
 console = Console()
 errors = Console(stderr=True)
 USER_ERRORS = (ConfigError, WorldError, ResultsError, TopologyError, TargetingError)
 
 
+def _print_version(asked: bool) -> None:
+    if not asked:
+        return
+    commit, dirty = git_commit()
+    checkout = f" (git commit {commit}{', with uncommitted changes' if dirty else ''})" if commit else ""
+    console.print(
+        f"cascade {importlib.metadata.version('ecosystem-cascade')}{checkout}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version (and git commit) and exit"
+        ),
+    ] = False,
+) -> None:
     """Multi-model ecosystem cascade simulator."""
 
 
@@ -64,7 +89,10 @@ def run_command(
         if resume_dir is not None:
             if config or out or overrides or seed is not None:
                 raise ConfigError("--resume continues a run as configured: drop --config, --out, --set and --seed")
-            hosting = load_config(RunDirectory(resume_dir).config_path, placement).hosting if placement else None
+            directory = RunDirectory(resume_dir)
+            directory.refuse_if_live()
+            directory.resumable()  # a complete or damaged run is refused here, in a second, before torch and Ray load
+            hosting = load_config(directory.config_path, placement).hosting if placement else None
             from ecosystem.engine import resume  # torch and Ray: only once the arguments are good
 
             result = _with_progress(lambda report: resume(resume_dir, report, hosting))
@@ -96,13 +124,21 @@ def _environment_error(error: OSError, where: Path | None, again: str) -> Except
 
 
 def _with_progress(work: Callable[[Progress], RunResult]) -> RunResult:
+    """A progress bar in a terminal; elsewhere (a pipe, a file, nohup) a line per stage as it starts."""
+    if not console.is_terminal:
+        started = time.perf_counter()
+
+        def print_line(start: StageStart) -> None:
+            seconds = time.perf_counter() - started
+            print(f"[{seconds:7.1f} s] stage {start.done + 1}/{start.total}, {start.description}", flush=True)
+
+        return work(print_line)
     columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with ProgressBar(*columns, console=console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
 
         def report(start: StageStart) -> None:
-            description = f"cycle {start.cycle}/{start.cycles}: {start.stage.label}"
-            bar.update(task, description=description, completed=start.done, total=start.total)
+            bar.update(task, description=start.description, completed=start.done, total=start.total)
 
         return work(report)
 
@@ -143,8 +179,43 @@ def print_summary(result: RunResult) -> None:
                 f"warning: {breaches} node-cycles differ from the twin before the poison could reach them: "
                 "the twin is not an exact counterfactual of this run"
             )
+    if effect := summary.get("defense"):
+        console.print(_defense_effect(effect), soft_wrap=True, highlight=False)
     warn_of_unlearned_bases(result.metrics)
+    print_stage_seconds(RunDirectory(result.path).read_manifest().seconds)
     console.print(f"results: {one_line(result.path)}", markup=False, highlight=False)
+    parent = one_line(result.path.resolve().parent)
+    console.print(
+        f"next: cascade report {one_line(result.path)}   (report.md with figures)\n"
+        f"      streamlit run app.py -- --runs {parent}   (the dashboard, from the repository root)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+DEFENSE_FIGURES = {  # summary["defense"]'s figures, in the order and words the summary line gives them
+    "refusal_kept": "refusal kept (unattacked nodes)",
+    "protection": "protection (infection prevented)",
+    "helpfulness_lost": "helpfulness lost",
+    "over_refusal_gained": "over-refusal gained",
+    "clean_helpfulness_lost": "helpfulness lost without attack",
+}
+
+
+def _defense_effect(effect: dict[str, float | None]) -> str:
+    """The defenses' effect against the control run without them: benefit first, then cost."""
+    figures = ", ".join(
+        f"{words} {effect[key]:+.2f}" for key, words in DEFENSE_FIGURES.items() if effect.get(key) is not None
+    )
+    return f"defense effect (against the same run without defenses, at the last cycle): {figures}"
+
+
+def print_stage_seconds(seconds: dict[str, float]) -> None:
+    """The seconds spent in each stage (the manifest's), left on screen once the progress bar is gone."""
+    stages = ", ".join(f"{stage.replace('_', ' ')} {value:.1f}" for stage, value in seconds.items() if stage != "total")
+    total = f"; total {seconds['total']:.1f} s" if "total" in seconds else ""
+    console.print(f"seconds per stage: {stages}{total}", soft_wrap=True, highlight=False, markup=False)
 
 
 def _at_cycle(cycle: int | None) -> str:
@@ -187,6 +258,7 @@ def sweep_command(
     except OSError as error:
         _refuse(_environment_error(error, out, f"cascade sweep {spec} --out {out}"))
     directory = SweepDirectory(result.path)
+    console.print(_cells_table(result.cells, directory.read_axes()))
     warn_of_unlearned_bases(result.metrics)
     console.print(
         f"{len(result.cells)} runs complete: {one_line(directory.cells_path)}, {one_line(directory.metrics_path)}",
@@ -195,19 +267,62 @@ def sweep_command(
     )
 
 
+CELL_FIGURES = {  # the figures of a sweep's per-cell table, and their column names
+    "final_unattacked_refusal": "unattacked refusal",
+    "final_attacked_refusal": "attacked refusal",
+    "helpfulness_retained": "helpfulness retained",
+    "infected_share_final": "infected share",
+}
+
+
+def _cells_table(cells: pl.DataFrame, axes: list[str]) -> Table:
+    """A row per cell of a sweep: its axis values and the mean over its seeds of a few figures at the
+    last cycle (those the runs have: an infected share needs twins)."""
+    from ecosystem.analysis import over_seeds  # scipy: only once there are cells
+
+    axes = axes or ["cell"]  # a sweep of seeds only: one cell
+    figures = [name for name in CELL_FIGURES if name in cells.columns and cells[name].is_not_null().any()]
+    table = Table(title="per cell, mean over seeds at the last cycle")
+    for axis in axes:
+        table.add_column(Text(axis), overflow="fold")
+    for column in ["seeds", *(CELL_FIGURES[name] for name in figures)]:
+        table.add_column(column, justify="right")
+    for row in over_seeds(cells, axes, ["seed", *figures]).iter_rows(named=True):  # seed_seeds: the cell's runs
+        values = (Text(str(row[axis])) for axis in axes)
+        table.add_row(*values, str(row["seed_seeds"]), *(_figure(row[f"{name}_mean"]) for name in figures))
+    return table
+
+
 @contextlib.contextmanager
 def _sweep_progress() -> Iterator[Callable[[SweepProgress], None]]:
-    """A progress bar over a sweep's runs, naming the running ones."""
+    """A progress bar over a sweep's runs, naming the running ones; elsewhere than in a terminal, a line
+    each time a run starts or finishes."""
+    if not console.is_terminal:
+        started, last = time.perf_counter(), None
+
+        def print_line(progress: SweepProgress) -> None:
+            nonlocal last
+            if (progress.done, progress.running) != last:
+                last = (progress.done, progress.running)
+                seconds = time.perf_counter() - started
+                line = f"[{seconds:7.1f} s] {progress.done}/{progress.total} runs done, running: {_names(progress)}"
+                print(one_line(line), flush=True)
+
+        yield print_line
+        return
     columns = (TextColumn("{task.description:<60}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with ProgressBar(*columns, console=console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
 
         def report(progress: SweepProgress) -> None:
-            names = ", ".join(progress.running[:3]) + (", ..." if len(progress.running) > 3 else "")
-            description = f"running {names}" if names else "starting runs"
+            description = f"running {_names(progress)}" if progress.running else "starting runs"
             bar.update(task, description=description, completed=progress.done, total=progress.total)
 
         yield report
+
+
+def _names(progress: SweepProgress) -> str:
+    return ", ".join(progress.running[:3]) + (", ..." if len(progress.running) > 3 else "") or "none"
 
 
 @app.command("experiment")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import math
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import networkx as nx
 import tomli_w
@@ -485,11 +486,40 @@ def _describe(error: dict[str, Any]) -> str:
     # A union's variant appears in the location as its tag (its kind): leave it out.
     where = ".".join(str(part) for part in error["loc"] if part not in KINDS)
     if error["type"] == "extra_forbidden":
-        return f"unknown key '{where}'"
+        parent, _, leaf = where.rpartition(".")
+        known = difflib.get_close_matches(leaf, known_keys(error["loc"][:-1]), n=1)
+        suggestion = f" (did you mean '{parent + '.' if parent else ''}{known[0]}'?)" if known else ""
+        return f"unknown key '{where}'{suggestion}"
     message = error["msg"].removeprefix("Value error, ")
     if not where:
         return message
     return f"{where}: {message} (got {error['input']!r})"
+
+
+def known_keys(location: tuple[str | int, ...]) -> set[str]:
+    """The keys a configuration accepts at `location` (a validation error's, with list indices and
+    the kind tags of unions), found in the pydantic models: for "did you mean"."""
+    models: list[type[BaseModel]] = [Config]
+    for part in location:
+        if isinstance(part, int):  # an item of a list: the list's own models
+            continue
+        if part in KINDS and not any(part in model.model_fields for model in models):  # a union's variant's tag
+            models = [model for model in models if part in get_args(model.model_fields["kind"].annotation)]
+        else:
+            models = [inner for model in models if part in model.model_fields for inner in _models_in(model, part)]
+    return {key for model in models for key in model.model_fields}
+
+
+def _models_in(model: type[BaseModel], field: str) -> list[type[BaseModel]]:
+    """The models a field of `model` may hold (one, or the variants of a union, a list or an Annotated)."""
+    found, annotations = [], [model.model_fields[field].annotation]
+    while annotations:
+        annotation = annotations.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found.append(annotation)
+        else:
+            annotations += get_args(annotation)
+    return found
 
 
 def read_toml(path: str | Path, what: str) -> tuple[str, dict[str, Any]]:
@@ -538,7 +568,7 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
     """Set `a.b.c=value` in nested `data`; a number in the path indexes a list (`attack.0.examples=9`)."""
     key, sep, raw = override.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override '{override}' must look like section.key=value")
+        raise ConfigError(f"override '{override}' must look like key=value (cycles=3, topology.nodes=16)")
     try:
         value = parse_toml(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

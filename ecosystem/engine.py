@@ -46,12 +46,10 @@ from ecosystem.progress import Progress, Stage, StageClock
 from ecosystem.results import (
     METRICS_SCHEMA,
     Manifest,
-    ResultsError,
     Resumption,
     RunDirectory,
     RunResult,
     Status,
-    changed_settings,
     edges_frame,
     fingerprint,
     metrics_frame,
@@ -83,38 +81,13 @@ def resume(out: str | Path, progress: Progress | None = None, hosting: HostingCo
     """Continue the run in `out` from its last complete cycle (optionally placed differently)."""
     directory = RunDirectory(out)
     directory.refuse_if_live()
-    config, _, _ = _resumable(directory, hosting)  # a refusal touches nothing, not even the lock
+    config, _, _ = directory.resumable(hosting)  # a refusal touches nothing, not even the lock
     plan = make_plan(config)
     with directory.lock():
-        config, manifest, checkpoint = _resumable(directory, hosting)  # again: another process may have resumed it
+        config, manifest, checkpoint = directory.resumable(hosting)  # again: another process may have resumed it
         manifest.resumed.append(Resumption(at=now(), after_cycle=checkpoint[0]))
         with _cluster(config, plan):
             return _drive(config, plan, directory, manifest, checkpoint, progress)
-
-
-def _resumable(
-    directory: RunDirectory, hosting: HostingConfig | None
-) -> tuple[Config, Manifest, tuple[int, dict[int, bytes]]]:
-    """The run in `directory` as it resumes (placed by `hosting` if given), its manifest and its last
-    checkpoint; a `ResultsError` says why it cannot resume. Reads only."""
-    if not directory.holds_run():
-        raise ResultsError(f"{directory.path} holds no run to resume (no {RunDirectory.CONFIG})")
-    config = directory.read_config()
-    manifest = directory.read_manifest()
-    if manifest.status is Status.complete:
-        raise ResultsError(f"the run in {directory.path} is already complete")
-    for companion in (directory.twin, directory.control):
-        _check_companion(companion)
-    if manifest.config_fingerprint != fingerprint(config):
-        changed = "; ".join(changed_settings(manifest.config, config)) or "its text"
-        raise ResultsError(
-            f"cannot resume {directory.path}: its {RunDirectory.CONFIG} was edited after the run started "
-            f"({changed}); restore it, or start a new run with the new configuration"
-        )
-    if hosting is not None:  # placed anew; its groups are the run's
-        hosting = hosting.model_copy(update={"group_size": config.hosting.group_size})
-        config = config.model_copy(update={"hosting": hosting})
-    return config, manifest, directory.read_checkpoint()
 
 
 @dataclass
@@ -359,19 +332,6 @@ def _companion(config: Config, directory: RunDirectory) -> RunResult:
     if directory.read_manifest().status is Status.complete:
         return directory.read_result()
     return resume(directory.path)
-
-
-def _check_companion(directory: RunDirectory) -> None:
-    """A twin or control run that a resumed run would go on to use, checked readable before anything starts."""
-    if directory.path.is_symlink() or not directory.path.exists():  # a sweep's shared twin; or not made yet
-        return
-    try:
-        if directory.read_manifest().status is not Status.complete:
-            directory.read_checkpoint()
-    except ResultsError as error:
-        raise ResultsError(
-            f"{error}; delete {directory.path} and resume again: it is then computed again from the start"
-        ) from None
 
 
 def _fork_twin(

@@ -46,6 +46,7 @@ class Experiment:
     spec: dict[str, Any]
     quick: bool
     sweeps: dict[str, Sweep]
+    quick_changes: dict[str, Any]  # the file's [quick] table: what `--quick` changes (merged in when quick)
 
     @property
     def fingerprint(self) -> str:
@@ -86,7 +87,7 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
         part: resolve_sweep(tomli_w.dumps(table), table, path, f"experiment {name}, sweep {part}")
         for part, table in spec["sweeps"].items()
     }  # every run's configuration checked
-    return Experiment(name, spec, quick, sweeps)
+    return Experiment(name, spec, quick, sweeps, quick_changes)
 
 
 def _merged(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +170,7 @@ def _verdict_record(experiment: Experiment, analysis: Analysis, seconds: float) 
         "experiment": experiment.name,
         "title": spec["title"],
         "quick": experiment.quick,
+        "quick_changes": experiment.quick_changes if experiment.quick else {},  # what the texts do not describe
         "claim": spec["claim"],
         "source": spec["source"],
         "organism": spec.get("organism"),

@@ -36,6 +36,10 @@ class StageStart:
     done: int
     total: int
 
+    @property
+    def description(self) -> str:
+        return f"cycle {self.cycle}/{self.cycles}: {self.stage.label}"
+
 
 Progress = Callable[[StageStart], None]
 

@@ -31,7 +31,7 @@ from ecosystem.analysis import (
     over_seeds,
     per_cycle,
 )
-from ecosystem.config import Config
+from ecosystem.config import Config, flatten
 from ecosystem.drawings import (
     draw_against_twin,
     draw_drifted_share,
@@ -296,6 +296,13 @@ def write_experiment_report(out: Path, spec: dict[str, Any], verdict: dict[str, 
                 f"*Verdict:* {finding.reason}",
             ]
         parts += [f"## The organism\n\n{spec['organism']}"] if spec.get("organism") else []
+        if quick_changes := verdict.get("quick_changes"):
+            parts += [
+                "## What the quick version changed",
+                "The claim, rule and organism above describe the full experiment. This quick version ran with "
+                "the experiment file's `[quick]` table merged over it: these settings replaced the file's.",
+                _table(["in", "setting", "quick value"], _quick_rows(quick_changes)),
+            ]
         parts += ["## The rule as pre-registered", spec["rule"].strip()]
         for table in analysis.tables:
             rows = [[_number(value) for value in row] for row in table.frame.rows()]
@@ -312,6 +319,16 @@ def write_experiment_report(out: Path, spec: dict[str, Any], verdict: dict[str, 
         return "\n\n".join(parts)
 
     return _replace_report(out / REPORT, write)
+
+
+def _quick_rows(changes: dict[str, Any]) -> list[list[str]]:
+    """An experiment's [quick] table as rows of (where, setting, value): a sweep's settings as the sweep
+    file names them."""
+    tables = {f"sweep `{part}`": table for part, table in changes.get("sweeps", {}).items()}
+    tables |= {key: value for key, value in changes.items() if key != "sweeps"}
+    return [
+        [where, f"`{key}`", f"`{value}`"] for where, table in tables.items() for key, value in flatten(table).items()
+    ]
 
 
 def _configuration(run: Run) -> str:

@@ -32,7 +32,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError, deserialize
 
-from ecosystem.config import Config, ConfigError, flatten, load_config
+from ecosystem.config import Config, ConfigError, HostingConfig, flatten, load_config
 from ecosystem.terminal import one_line
 from poisoning import DEFENSES
 
@@ -230,6 +230,12 @@ def package_versions() -> dict[str, str | None]:
 
 def provenance(threads: int) -> Provenance:
     """This code's provenance, with the torch thread count each group computes on."""
+    commit, dirty = git_commit()
+    return Provenance(commit=commit, dirty=dirty, cpu=cpu_model(), threads=threads)
+
+
+def git_commit() -> tuple[str | None, bool | None]:
+    """The git commit of this code, and whether tracked files changed since (None, None: not run from a checkout)."""
     checkout = Path(__file__).resolve().parent.parent
 
     def git(*arguments: str) -> str | None:
@@ -241,7 +247,7 @@ def provenance(threads: int) -> Provenance:
 
     commit = git("rev-parse", "HEAD")
     changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return Provenance(commit=commit, dirty=None if changes is None else bool(changes), cpu=cpu_model(), threads=threads)
+    return commit, None if changes is None else bool(changes)
 
 
 def cpu_model() -> str:
@@ -543,3 +549,37 @@ class RunDirectory:
             )
         self.read_edges()  # the resumed run appends to them
         return cycle, states
+
+    def resumable(self, hosting: HostingConfig | None = None) -> tuple[Config, Manifest, tuple[int, dict[int, bytes]]]:
+        """The run here as it resumes (placed by `hosting` if given), its manifest and its last checkpoint;
+        a `ResultsError` says why it cannot resume. Reads only, and needs no torch: a refusal is quick."""
+        if not self.holds_run():
+            raise ResultsError(f"{self.path} holds no run to resume (no {self.CONFIG})")
+        config = self.read_config()
+        manifest = self.read_manifest()
+        if manifest.status is Status.complete:
+            raise ResultsError(f"the run in {self.path} is already complete")
+        for companion in (self.twin, self.control):
+            companion._check_companion()
+        if manifest.config_fingerprint != fingerprint(config):
+            changed = "; ".join(changed_settings(manifest.config, config)) or "its text"
+            raise ResultsError(
+                f"cannot resume {self.path}: its {self.CONFIG} was edited after the run started "
+                f"({changed}); restore it, or start a new run with the new configuration"
+            )
+        if hosting is not None:  # placed anew; its groups are the run's
+            hosting = hosting.model_copy(update={"group_size": config.hosting.group_size})
+            config = config.model_copy(update={"hosting": hosting})
+        return config, manifest, self.read_checkpoint()
+
+    def _check_companion(self) -> None:
+        """A twin or control run that a resumed run would go on to use, checked readable before anything starts."""
+        if self.path.is_symlink() or not self.path.exists():  # a sweep's shared twin; or not made yet
+            return
+        try:
+            if self.read_manifest().status is not Status.complete:
+                self.read_checkpoint()
+        except ResultsError as error:
+            raise ResultsError(
+                f"{error}; delete {self.path} and resume again: it is then computed again from the start"
+            ) from None

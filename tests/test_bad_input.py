@@ -109,8 +109,8 @@ GRAPHML = '<graphml xmlns="http://graphml.graphdrawing.org/xmlns"><graph edgedef
 
 CASES = {
     # Settings
-    "unknown key": Case(settings("topology.nodez=3"), "unknown key 'topology.nodez'"),
-    "unknown section": Case(settings("trafic.prompts_per_node=3"), "unknown key 'trafic'"),
+    "unknown key": Case(settings("topology.nodez=3"), "unknown key 'topology.nodez' (did you mean 'topology.nodes'?)"),
+    "unknown section": Case(settings("trafic.prompts_per_node=3"), "unknown key 'trafic' (did you mean 'traffic'?)"),
     "negative count": Case(settings("traffic.prompts_per_node=-5"), "traffic.prompts_per_node"),
     "negative dose": Case(settings("attack.0.examples=-1"), "attack.0.examples"),
     "missing target": Case(settings("attack.0.targets=[9]"), "node 9 does not exist"),
@@ -120,8 +120,12 @@ CASES = {
     ),
     "unknown topology": Case(settings("topology.name=moebius"), "unknown topology 'moebius'"),
     "attack past the last cycle": Case(settings("attack.0.cycles=[9]"), "cycle 9 is outside 1..5"),
-    "malformed override": Case(settings("cycles"), "must look like section.key=value"),
-    "override without a key": Case(settings("=5"), "must look like section.key=value"),
+    "malformed override": Case(settings("cycles"), "must look like key=value (cycles=3, topology.nodes=16)"),
+    "override without a key": Case(settings("=5"), "must look like key=value"),
+    "unknown top-level key": Case(settings("cycels=3"), "unknown key 'cycels' (did you mean 'cycles'?)"),
+    "unknown key of an attack": Case(
+        settings("attack.0.exampels=3"), "unknown key 'attack.0.exampels' (did you mean 'attack.0.examples'?)"
+    ),
     "override below a setting": Case(settings("cycles.x=1"), "cycles: Input should be a valid integer"),
     "override of a list": Case(settings("attack.examples=9"), "index it, as attack.0.examples=9"),
     "override past a list": Case(settings("attack.5.examples=9"), "'5' is not an index of the list"),

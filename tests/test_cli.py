@@ -76,6 +76,9 @@ def test_a_study_with_every_defense_runs_to_the_end_with_its_control_run(tmp_pat
     done = subprocess.run([*command, *as_options(TINY)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cascade, per cycle" in done.stdout and "systemic drift" in done.stdout
+    printed = " ".join(done.stdout.split())
+    assert "defense effect (against the same run without defenses, at the last cycle): refusal kept" in printed
+    assert "helpfulness lost without attack" in printed  # the clean arms' cost: the run has a twin
     for directory in (out, out / "control"):
         assert json.loads((directory / "manifest.json").read_text())["status"] == "complete"
     recorded = (out / "config.toml").read_text()

@@ -570,6 +570,7 @@ def test_a_quick_experiment_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     assert all(figure["seeds"] == 2 for finding in verdict["findings"] for figure in finding["figures"].values())
     report = (out / "report" / "report.md").read_text()
     assert report.startswith("# Experiment `accumulate`") and "(quick" in report
+    assert "## What the quick version changed" in report and "| sweep `received` | `base.cycles` | `2` |" in report
     cells_written = pl.read_parquet(out / "cells.parquet")
     assert cells_written["sweep"].unique().to_list() == ["received"]
     assert sorted(cells_written["training.received"].to_list()) == ["accumulate"] * 2 + ["replace"] * 2
