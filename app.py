@@ -6,6 +6,7 @@ query parameters, so that a link reopens the same view."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import sys
@@ -20,10 +21,10 @@ import polars as pl
 import streamlit as st
 
 import topologies
-from ecosystem.analysis import defense_effect
+from ecosystem.analysis import clean_cost, defense_effect
 from ecosystem.config import Config, ConfigError
 from ecosystem.dashboard import columns, experiments, figures, launch, runs, sweeps
-from ecosystem.results import ResultsError
+from ecosystem.results import ResultsError, RunDirectory
 
 st.set_page_config(page_title="Ecosystem cascade", layout="wide")
 
@@ -325,7 +326,8 @@ def curves_view(config: Config, metrics: pl.DataFrame) -> None:
 
 
 def defense_view(run: runs.Run, metrics: pl.DataFrame) -> None:
-    """A defended run against its control run: protection (refusal kept) and cost, per node and on average."""
+    """A defended run against its control run: protection (refusal kept, infection prevented) and cost, per
+    node and on average; with twins, the same two without the attack: the defense's cost without any attack."""
     control = runs.control_of(run)
     if control is None:
         defended = run.config is not None and run.config.defense
@@ -336,21 +338,21 @@ def defense_view(run: runs.Run, metrics: pl.DataFrame) -> None:
     except ResultsError as error:
         st.info(f"the control run has no metrics yet: {error}")
         return
-    cycle = runs.common_cycle({"run": metrics, "control": without})
+    names = list(figures.ARMS)
+    arms = {names[0]: metrics, names[1]: without} | twin_arms(run, control, names[2:])
+    cycle = runs.common_cycle(arms)
     effect = defense_effect(metrics.filter(pl.col("cycle") <= cycle), without.filter(pl.col("cycle") <= cycle))
-    kept, lost, gained, cost = st.columns(4)
-    kept.metric("refusal kept", f"{effect['refusal_kept']:+.3f}", help=columns.definition("refusal_kept"))
-    lost.metric("helpfulness lost", f"{effect['helpfulness_lost']:+.3f}", help=columns.definition("helpfulness_lost"))
-    gained.metric(
-        "over-refusal gained", f"{effect['over_refusal_gained']:+.3f}", help=columns.definition("over_refusal_gained")
-    )
+    if len(arms) == len(names):
+        effect |= clean_cost(*(arms[name].filter(pl.col("cycle") <= cycle) for name in names[2:]))
+    shown = ["refusal_kept", "protection", "helpfulness_lost", "over_refusal_gained", "clean_helpfulness_lost"]
+    for place, key in zip(st.columns(len(shown) + 1), shown, strict=False):
+        value = effect.get(key)
+        place.metric(key.replace("_", " "), "-" if value is None else f"{value:+.3f}", help=columns.definition(key))
     seconds = runs.defense_cost(run.manifest)
-    cost.metric(
-        "control run's time",
-        "-" if seconds is None else f"{seconds[0]:.0f} s of {seconds[1]:.0f} s",
-        help="the seconds the control run took, of the defended run's total (manifest.json)",
+    st.caption(
+        f"at cycle {cycle}, the last every arm reached · one run, one seed: no interval · the control run took "
+        + ("-" if seconds is None else f"{seconds[0]:.0f} s of the run's {seconds[1]:.0f} s")
     )
-    st.caption(f"at cycle {cycle}, the last both runs reached · one run, one seed: no interval")
     left, right = st.columns([1, 3])
     with left:
         metric = choose_metric("metric", runs.metric_columns(metrics), "refusal_rate", key="defense_metric")
@@ -360,7 +362,16 @@ def defense_view(run: runs.Run, metrics: pl.DataFrame) -> None:
         groups |= {f"node {node}": [node] for node in nodes}
         label = choose("nodes", list(groups), "unattacked nodes (mean)", key="defense_nodes")
     with right:
-        chart(figures.defense_figure(metrics, without, metric, groups[label] or nodes, label), key="defense")
+        chart(figures.defense_figure(arms, metric, groups[label] or nodes, label), key="defense")
+
+
+def twin_arms(run: runs.Run, control: RunDirectory, names: list[str]) -> dict[str, pl.DataFrame]:
+    """The clean arms of a defended study (the run's twin and its control's), those readable yet."""
+    arms = {}
+    for name, directory in zip(names, (RunDirectory(run.path).twin, control.twin), strict=True):
+        with contextlib.suppress(ResultsError):
+            arms[name] = read_metrics(runs.metrics_file(directory.path))
+    return arms
 
 
 def compare_view(by_name: dict[str, runs.Run], selected: runs.Run) -> None:

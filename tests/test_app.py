@@ -263,7 +263,7 @@ def test_runs_table_lists_each_run_with_its_status_and_the_app_writes_nothing(zo
     table = {row["run"]: row for row in at.dataframe[0].value.to_dict("records")}
     names = ["ring", "in-progress", "interrupted", "no-graph", "bad-graph", "corrupt", "failed", "broken-manifest"]
     twins = [f"{name}/twin" for name in names if (zoo / name / "twin" / "config.toml").is_file()]
-    assert set(table) == {*names, *twins} and "ring/twin" in twins  # each run's poison-free twin opens too
+    assert set(table) == {*names, *twins}  # a run's poison-free twin (where it has one) opens too
     assert table["ring"]["status"] == "complete"
     assert (table["ring"]["topology"], table["ring"]["nodes"], table["ring"]["cycles"]) == ("ring", 4, 2)
     assert table["ring"]["attacks"].startswith("nodes 0: 50 examples at cycles ")

@@ -5,6 +5,7 @@ the committed results, links that reopen a view, the report button, and rates' i
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import tomli_w
 from streamlit.testing.v1 import AppTest
 
 from ecosystem import load_config, run
-from ecosystem.analysis import defense_effect
+from ecosystem.analysis import clean_cost, defense_effect
 from ecosystem.dashboard import columns
 from ecosystem.results import RunDirectory
 from tests.helpers import TINY, read_metrics
@@ -119,12 +120,19 @@ def test_a_defended_run_shows_its_control_run_with_protection_and_cost(defended:
     assert at.selectbox(key="run").options == arms
     at = show(at, "Defense")
     effect = defense_effect(read_metrics(out), read_metrics(out / "control"))
+    effect |= clean_cost(read_metrics(out / "twin"), read_metrics(out / "control" / "twin"))
     shown = {metric.label: metric.value for metric in at.metric}
-    assert shown["refusal kept"] == f"{effect['refusal_kept']:+.3f}"
-    assert shown["helpfulness lost"] == f"{effect['helpfulness_lost']:+.3f}"
-    assert shown["control run's time"].endswith(" s")
+    for key in ("refusal_kept", "protection", "helpfulness_lost", "clean_helpfulness_lost"):
+        assert shown[key.replace("_", " ")] == f"{effect[key]:+.3f}"
+    assert re.search(r"the control run took \d+ s of the run's \d+ s", texts(at.caption))
     lines = {trace["name"]: trace["y"] for trace in figure(at, "defense")["data"]}
-    for name, run_dir in (("with the defense", out), ("without it (control run)", out / "control")):
+    arms = {
+        "with the defense": out,
+        "without it (control run)": out / "control",
+        "no attack, with the defense (twin)": out / "twin",
+        "no attack, without it (control's twin)": out / "control" / "twin",
+    }
+    for name, run_dir in arms.items():  # the 2x2
         metrics = read_metrics(run_dir).filter(~pl.col("attacked"))
         expected = metrics.group_by("cycle").agg(pl.col("refusal_rate").mean()).sort("cycle")["refusal_rate"]
         assert lines[name] == pytest.approx(expected.to_list())

@@ -562,23 +562,28 @@ def figure_against_axis(
     return chart
 
 
-def defense_figure(
-    defended: pl.DataFrame, control: pl.DataFrame, metric: str, nodes: list[int], label: str
-) -> go.Figure:
+ARMS = {  # a defended study's arms, as the defense view names and draws them
+    "with the defense": ("solid", 0),
+    "without it (control run)": ("dash", 3),
+    "no attack, with the defense (twin)": ("dot", 0),
+    "no attack, without it (control's twin)": ("dashdot", 3),
+}
+
+
+def defense_figure(arms: dict[str, pl.DataFrame], metric: str, nodes: list[int], label: str) -> go.Figure:
     """A defended run against its control run (the same run, every random stream the same, without its
-    defenses): the mean of `metric` over `nodes` per cycle, each run a line."""
+    defenses), and with twins the same two without the attack (the 2x2): the mean of `metric` over `nodes`
+    per cycle, each arm a line (named as in `ARMS`)."""
     chart = go.Figure()
-    for name, frame, dash, shade in (
-        ("with the defense", defended, "solid", colour(0)),
-        ("without it (control run)", control, "dash", colour(3)),
-    ):
+    for name, frame in arms.items():
+        dash, shade = ARMS[name]
         mean = mean_per_cycle(frame.filter(pl.col("node").is_in(nodes)), metric)
         chart.add_trace(
-            _over_cycles(mean, metric, name=name, mode="lines+markers", line={"color": shade, "dash": dash})
+            _over_cycles(mean, metric, name=name, mode="lines+markers", line={"color": colour(shade), "dash": dash})
         )
     chart.update_layout(
         title={"text": f"{metric}, {label} (n = {len(nodes)} node{'s' if len(nodes) != 1 else ''})"},
-        xaxis=_cycle_axis(defended),
+        xaxis=_cycle_axis(next(iter(arms.values()))),
         yaxis=_value_axis(metric),
         showlegend=True,
     )
