@@ -24,7 +24,7 @@ import topologies
 from ecosystem.analysis import clean_cost, defense_effect
 from ecosystem.config import Config, ConfigError
 from ecosystem.dashboard import columns, experiments, figures, launch, runs, sweeps
-from ecosystem.results import ResultsError, RunDirectory
+from ecosystem.results import Annotation, ResultsError, RunDirectory
 
 st.set_page_config(page_title="Ecosystem cascade", layout="wide")
 
@@ -488,8 +488,26 @@ def runs_view(runs_dir: Path) -> None:
         st.info(f"{run.name} is {live_stage(run)}")
     elif run.status == "complete":
         write_report(run.path, key="run_report")
+        annotate(run)
     if run.config is not None:  # else starting, or unreadable: there is nothing to show yet
         run_views(by_name, run)
+
+
+def annotate(run: runs.Run) -> None:
+    """Tags and a note for a finished run, saved in its annotation.json: the runs table shows, filters and
+    groups them like any column. The only file the dashboard writes into a run, and only on "save"."""
+    with st.expander("tags and note"):
+        said = runs.annotation(run.directory)
+        tags = st.text_input("tags (comma-separated)", said["tags"], key=f"tags:{run.name}")
+        note = st.text_area("note", said["notes"], key=f"note:{run.name}")
+        if st.button("save", key=f"annotate:{run.name}"):
+            chosen = [tag.strip() for tag in tags.split(",") if tag.strip()]
+            try:
+                run.directory.write_annotation(Annotation(tags=chosen, note=note))
+            except OSError as error:
+                st.error(f"not saved: {error.strerror}")
+                return
+            st.rerun()
 
 
 def run_views(by_name: dict[str, runs.Run], run: runs.Run) -> None:

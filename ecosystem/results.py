@@ -120,6 +120,15 @@ class Resumption(BaseModel):
     after_cycle: int
 
 
+class Annotation(BaseModel):
+    """What a researcher says of a run (its tags and a note), kept in the run's `annotation.json`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
 class Provenance(BaseModel):
     """Which code on which machine produced a result: figures that differ between CPU types (torch's bits
     do) can then be told apart from figures that differ between versions of the code."""
@@ -304,6 +313,7 @@ class RunDirectory:
     CONTROL = "control"
     TWIN = "twin"
     TRANSMISSION = "transmission.parquet"
+    ANNOTATION = "annotation.json"  # tags and a note, from the dashboard
     LOCK = ".lock"
 
     def __init__(self, path: str | Path) -> None:
@@ -469,6 +479,19 @@ class RunDirectory:
             return pl.read_parquet(path)
         except (OSError, pl.exceptions.PolarsError) as error:
             raise ResultsError(f"{self.path}: {path.name} is unreadable ({error})") from None
+
+    def read_annotation(self) -> Annotation:
+        """The run's tags and note (none yet: empty)."""
+        path = self.path / self.ANNOTATION
+        if not path.is_file():
+            return Annotation()
+        try:
+            return Annotation.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError) as error:
+            raise ResultsError(f"{self.path}: {self.ANNOTATION} is unreadable ({error})") from None
+
+    def write_annotation(self, annotation: Annotation) -> None:
+        write_atomic(self.path / self.ANNOTATION, (annotation.model_dump_json(indent=2) + "\n").encode())
 
     def write_transmission(self, tree: pl.DataFrame) -> None:
         write_parquet(self.transmission_path, tree)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,22 @@ def test_the_runs_table_filters_sorts_groups_and_offers_each_table_as_csv(three_
 
     buttons = [button for button in at.get("download_button") if button.proto.label == "CSV"]
     assert [button.proto.id.rsplit("-", 1)[-1] for button in buttons] == ["csv:runs", "csv:groups"]  # a CSV per table
+
+
+def test_tags_and_a_note_are_saved_with_the_run_and_filter_the_runs_table(three_runs: Path, tmp_path: Path) -> None:
+    shutil.copytree(three_runs, tmp_path / "runs")
+    at = open_app(tmp_path / "runs")
+    at.selectbox(key="run").set_value("b").run()
+    at.text_input(key="tags:b").set_value("pilot, ring ,").run()
+    at.text_area(key="note:b").set_value("the one to show").run()
+    assert not (tmp_path / "runs" / "b" / "annotation.json").exists()  # nothing is written before "save"
+    at.button(key="annotate:b").click().run()
+    assert RunDirectory(tmp_path / "runs" / "b").read_annotation().tags == ["pilot", "ring"]
+    table = {row["run"]: row for row in at.dataframe[0].value.to_dict("records")}
+    assert (table["b"]["tags"], table["b"]["notes"], table["a"]["tags"]) == ("pilot, ring", "the one to show", "")
+    at.multiselect(key="filter_by").set_value(["tags"]).run()
+    at.multiselect(key="filter:tags").set_value(["pilot, ring"]).run()
+    assert runs_shown(at) == ["b"]
 
 
 def test_compare_groups_runs_by_a_setting_with_bands_on_a_fixed_rate_axis(three_runs: Path) -> None:

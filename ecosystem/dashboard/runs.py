@@ -198,7 +198,20 @@ def describe_attacks(config: Config) -> str:
     return "; ".join(attacks) or "none"
 
 
-DESCRIBED = ("run", "sweep", "started (UTC)", "status", "topology", "nodes", "cycles", "attacks", "defenses", "note")
+DESCRIBED = (
+    "run",
+    "sweep",
+    "started (UTC)",
+    "status",
+    "topology",
+    "nodes",
+    "cycles",
+    "attacks",
+    "defenses",
+    "note",
+    "tags",
+    "notes",
+)
 
 
 def runs_table(runs: list[Run]) -> pl.DataFrame:
@@ -239,9 +252,19 @@ def _table_row(run: Run) -> dict[str, Any]:
         "status": run.status,
         **described,
         "note": run.note,
+        **annotation(run.directory),
         **summary_figures(run.directory),
         **settings,
     }
+
+
+def annotation(directory: RunDirectory) -> dict[str, str]:
+    """A run's tags (comma-separated) and the researcher's note, as table cells ("" where none or unreadable)."""
+    try:
+        said = directory.read_annotation()
+    except ResultsError:
+        return {"tags": "", "notes": ""}
+    return {"tags": ", ".join(said.tags), "notes": said.note}
 
 
 def _cell(value: Any) -> Any:
