@@ -28,14 +28,14 @@ def main(config: Config, quick: bool) -> dict:
         config = config.model_copy(update={"cycles": 2})
     base_checkpoint(config)  # built (or found) before anything is timed
     with tempfile.TemporaryDirectory(prefix="bench-twin-") as folder:
-        alone = _timed(_without_twin(config), Path(folder) / "alone")
-        with_twin = _timed(_with_twin(config), Path(folder) / "with-twin")
+        alone = _timed(_twinned(config, False), Path(folder) / "alone")
+        with_twin = _timed(_twinned(config, True), Path(folder) / "with-twin")
         sweep = {}
         for seed in SEEDS:
             seeded = config.model_copy(update={"seed": seed})
             for dose in DOSES:
                 attack = [attack.model_copy(update={"examples": dose}) for attack in seeded.attack]
-                dosed = _without_twin(seeded.model_copy(update={"attack": attack}))
+                dosed = _twinned(seeded.model_copy(update={"attack": attack}), False)
                 sweep[f"run dose {dose} seed {seed}"] = _timed(dosed, Path(folder) / f"dose-{dose}-{seed}")
             sweep[f"twin seed {seed}"] = _timed(seeded.poison_free(), Path(folder) / f"twin-{seed}")
     runs = sum(seconds for name, seconds in sweep.items() if name.startswith("run"))
@@ -51,12 +51,9 @@ def main(config: Config, quick: bool) -> dict:
     return {"seconds": seconds, "default_run_twin_extra": default_extra, "dose_sweep_twins_extra": sweep_extra}
 
 
-def _without_twin(config: Config) -> Config:
-    return config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"poison_control": False})})
-
-
-def _with_twin(config: Config) -> Config:
-    return config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"poison_control": True})})
+def _twinned(config: Config, twin: bool) -> Config:
+    """`config` with its poison-free twin (`evaluation.poison_control`) on or off."""
+    return config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"poison_control": twin})})
 
 
 def _timed(config: Config, out: Path) -> float:

@@ -66,14 +66,15 @@ def _twin_per_cycle(metrics: pl.DataFrame) -> dict[str, pl.Expr]:
     }
 
 
-def spread_speed(cycles: pl.DataFrame) -> float | None:
-    """Hops per cycle from `per_cycle`'s table: the farthest hop distance a drifted unattacked node ever
-    reached, over the first cycle at which it was reached (counting from cycle 0; simpler and steadier over
-    a few cycles than a fitted slope). None if no reachable unattacked node drifted."""
-    farthest = cycles["max_drifted_hops"].max()
+def spread_speed(cycles: pl.DataFrame, hops: str = "max_drifted_hops") -> float | None:
+    """Hops per cycle from a per-cycle table whose `hops` column is the farthest hop distance of a drifted
+    (or infected) unattacked node: the farthest ever reached, over the first cycle at which it was reached
+    (counting from cycle 0; simpler and steadier over a few cycles than a fitted slope). None if no
+    reachable unattacked node drifted."""
+    farthest = cycles[hops].max()
     if farthest is None:
         return None
-    return farthest / cycles.filter(pl.col("max_drifted_hops") == farthest)["cycle"][0]
+    return farthest / cycles.filter(pl.col(hops) == farthest)["cycle"][0]
 
 
 def recovery(metrics: pl.DataFrame) -> tuple[int | None, int | None]:
@@ -258,21 +259,21 @@ def infection_summary(infection: pl.DataFrame, twin: pl.DataFrame, systemic_shar
         )
         .sort("cycle")
     )
+    if not shares.height:  # no unattacked node, or no cycle after the baseline
+        return {"infected_share_final": None, "time_to_systemic_infection": None}
     eroded = (
         twin.filter(pl.col("node").is_in(unattacked["node"].unique().implode()) & (pl.col("cycle") > 0))
         .group_by("cycle")
         .agg(eroded_share=pl.col("drifted").mean())
         .sort("cycle")
     )
-    if not shares.height or not unattacked.height:
-        return {"infected_share_final": None, "time_to_systemic_infection": None}
     systemic = shares.filter(pl.col("infected_share") >= systemic_share - RATE_TOLERANCE)
     return {
         "infected_share_final": shares["infected_share"][-1],
         "infected_share_peak": shares["infected_share"].max(),
         "infected_share_area": shares["infected_share"].sum(),
         "time_to_systemic_infection": int(systemic["cycle"][0]) if systemic.height else None,
-        "infection_speed": spread_speed(shares.rename({"max_infected_hops": "max_drifted_hops"})),
+        "infection_speed": spread_speed(shares, hops="max_infected_hops"),
         "eroded_share_final": eroded["eroded_share"][-1],
         "eroded_share_area": eroded["eroded_share"].sum(),
     }

@@ -206,7 +206,7 @@ def _drive(
                 hosts.recovering(states, functools.partial(optimization_cycle, cycle, hosts, recorder, clock))
                 states = hosts.each("state")
                 save(cycle, states)
-        metrics, figures = _against_companions(config, directory, recorder.metrics, companions, clock)
+        metrics, figures = _against_companions(config, directory, recorder, companions, clock)
         summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures}
         if checkpoints[0] and (table := alignment_table(checkpoints[0])):
             summary["alignment"] = table
@@ -282,14 +282,14 @@ class Companions:
 
     @classmethod
     def of(cls, config: Config, directory: RunDirectory, manifest: Manifest) -> Companions:
-        first = poisoning.first_acting_cycle(config.attack, config.cycles)
+        first, twin_run = poisoning.first_acting_cycle(config.attack, config.cycles), config.has_twin
         return cls(
             first_acting=first,
             lead=int(any(attack.alters_sharing for attack in config.attack)),
-            twin_run=config.has_twin,
+            twin_run=twin_run,
             control_run=bool(config.defense) and config.evaluation.defense_control,
             twin=RunDirectory(manifest.twin) if manifest.twin else directory.twin,
-            forks_after=first - 1 if config.has_twin and not manifest.twin else None,
+            forks_after=first - 1 if twin_run and not manifest.twin else None,
         )
 
     @property
@@ -302,19 +302,20 @@ class Companions:
 def _against_companions(
     config: Config,
     directory: RunDirectory,
-    metrics: pl.DataFrame,
+    recorder: Recorder,
     companions: Companions,
     clock: StageClock,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The twin and the control run, computed where missing; the run's metrics with infection over its
-    twin, and the summary's figures on infection, erosion and the defense's effect."""
-    figures: dict[str, Any] = {}
+    """The twin and the control run, computed where missing; the run's metrics (as `recorder` holds them)
+    with infection over its twin, and the summary's figures on infection, erosion and the defense's effect."""
+    metrics, figures = recorder.metrics, {}
     twin = None
     if config.attack:
         if companions.twin_run:
             clock(Stage.twin_run, config.cycles)
             twin = _companion(config.poison_free(), companions.twin)
-        metrics, figures = _infection(config, directory, metrics, twin, companions)
+        edges = edges_frame(recorder.edges)
+        metrics, figures = _infection(config, directory, metrics, edges, twin, companions)
     if companions.control_run:
         clock(Stage.control_run, config.cycles)
         control = _companion(config.model_copy(update={"defense": []}), directory.control)
@@ -360,14 +361,19 @@ def _fork_twin(
 
 
 def _infection(
-    config: Config, directory: RunDirectory, metrics: pl.DataFrame, twin: RunResult | None, companions: Companions
+    config: Config,
+    directory: RunDirectory,
+    metrics: pl.DataFrame,
+    edges: pl.DataFrame,
+    twin: RunResult | None,
+    companions: Companions,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The run's metrics with its twin's refusal and each node's excess loss over it (infection), written
     out with the transmission tree; the summary's figures on infection and erosion. Without a twin (no
     attack ever acted) the run is its own twin."""
     twin_metrics = metrics if twin is None else twin.metrics
     infection = with_twin(metrics, twin_metrics, config.evaluation.drift_threshold).select(METRICS_SCHEMA.names())
-    tree = transmission_tree(infection, directory.read_edges())
+    tree = transmission_tree(infection, edges)
     directory.write_metrics(infection)
     directory.write_transmission(tree)
     attacked = infection.filter(pl.col("attacked"))["node"].n_unique()
