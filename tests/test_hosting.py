@@ -70,7 +70,7 @@ def test_a_host_killed_mid_cycle_is_restored_and_the_results_are_unchanged(small
 
 
 def test_a_driver_killed_after_cycle_2_resumes_to_identical_metrics(tmp_path, caplog) -> None:
-    """SIGKILL of the driver alone (not its process group): its embedded Ray's processes end with it,
+    """SIGKILL of the driver alone (not its process group): its embedded Ray's processes end after it,
     and the run resumes to the metrics of an undisturbed one."""
     tiny = [*TINY, "cycles=4"]  # cycles of about a second: a kill after cycle 2 leaves two to resume
     reference = run(load_config(overrides=tiny), tmp_path / "reference").metrics  # in process: the same numbers
@@ -92,8 +92,10 @@ def test_a_driver_killed_after_cycle_2_resumes_to_identical_metrics(tmp_path, ca
         assert any("raylet" in process.name() for process in left_behind)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        _, alive = psutil.wait_procs(left_behind, timeout=15)
-        assert alive == [], f"still running 15 s after the driver died: {[p.name() for p in alive]}"
+        # Ray's two agents see their raylet die at once, then spend up to Ray's fixed 60 s trying to
+        # report that to a GCS that died with it (ray._private.process_watcher): measured 62 s here.
+        _, alive = psutil.wait_procs(left_behind, timeout=90)
+        assert alive == [], f"still running 90 s after the driver died: {[p.name() for p in alive]}"
     finally:
         with contextlib.suppress(ProcessLookupError):  # should the test fail before the kill
             os.killpg(driver.pid, signal.SIGKILL)
