@@ -7,4 +7,5 @@ BENCHMARKS = {
     "cycle": "one cycle of a 64-node ecosystem, batched against the naive reference; peak, scaling, memory",
     "generation": "the hf and vllm generation engines on one shard of nodes with their own adapters",
     "twin": "what a poison-free twin adds: to the default run, and to a dose sweep whose runs share their twins",
+    "sweep": "experiment throughput: the default run and a small sweep as whole processes; runs per hour, fixed costs",
 }

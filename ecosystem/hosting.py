@@ -188,6 +188,7 @@ class RayHosts(Hosts):
                 max_task_retries=0,
             )
             self.actors.append(options.remote(config, checkpoints, bases, domains, in_edges, attacks))
+        ray.get([actor.__ray_ready__.remote() for actor in self.actors])  # started: the run's clock counts it here
 
     def _call(self, method: str, arguments: list[tuple]) -> list[Any]:
         calls = [getattr(actor, method).remote(*args) for actor, args in zip(self.actors, arguments, strict=True)]
