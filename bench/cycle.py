@@ -88,7 +88,7 @@ def one_cycle(shard_class: type[Shard], config: Config, checkpoint: Path) -> dic
     """Build a shard holding every node of `config`'s graph and run cycle 1 on it: seconds per phase,
     tokens computed, the resident memory it added (peak), and the nodes' mean refusal after it."""
     plan = make_plan(config)
-    layout = Hosts(plan.graph, 1, config.hosting.group_size, plan.bases)
+    layout = Hosts(config, plan.graph, 1, plan.bases, plan.attacks)
     memory = _PeakMemory()
     with memory:
         started = time.perf_counter()

@@ -41,7 +41,7 @@ from ecosystem.bases.cache import check_cache
 from ecosystem.bases.real import alignment_table
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.generation.vllm_engine import INSTALL_HINT
-from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, host_count, ray_session
+from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, host_count, ray_session, shares_hosts
 from ecosystem.progress import Progress, Stage, StageClock
 from ecosystem.results import (
     METRICS_SCHEMA,
@@ -61,10 +61,16 @@ from ecosystem.shard import NODE_THREADS, RESPONSES
 from poisoning import Attack
 
 
-def run(config: Config, out: str | Path, progress: Progress | None = None, twin: str | Path | None = None) -> RunResult:
+def run(
+    config: Config,
+    out: str | Path,
+    progress: Progress | None = None,
+    twin: str | Path | None = None,
+    hosts: Hosts | None = None,
+) -> RunResult:
     """Run the cascade that `config` describes into the new results directory `out`. An attacked run's
     poison-free twin is computed into `out/twin`, unless `twin` names a finished one to measure against
-    (a sweep's runs share their twins)."""
+    (a sweep's runs share their twins). A companion run computes on its parent's `hosts` where they serve."""
     directory = RunDirectory(out)
     directory.ensure_empty()
     plan = make_plan(config)  # before anything is written: a bad target fails here
@@ -74,11 +80,17 @@ def run(config: Config, out: str | Path, progress: Progress | None = None, twin:
         directory.create(config, manifest)
         if twin is not None:  # twin/ names it, for whoever reads the run
             directory.twin.path.symlink_to(os.path.relpath(manifest.twin, directory.path), target_is_directory=True)
-        return _drive(config, plan, directory, manifest, None, progress)
+        return _drive(config, plan, directory, manifest, None, progress, hosts)
 
 
-def resume(out: str | Path, progress: Progress | None = None, hosting: HostingConfig | None = None) -> RunResult:
-    """Continue the run in `out` from its last complete cycle (optionally placed differently)."""
+def resume(
+    out: str | Path,
+    progress: Progress | None = None,
+    hosting: HostingConfig | None = None,
+    hosts: Hosts | None = None,
+) -> RunResult:
+    """Continue the run in `out` from its last complete cycle (optionally placed differently; a companion run
+    on its parent's `hosts` where they serve)."""
     directory = RunDirectory(out)
     directory.refuse_if_live()
     config, _, _ = directory.resumable(hosting)  # a refusal touches nothing, not even the lock
@@ -87,7 +99,7 @@ def resume(out: str | Path, progress: Progress | None = None, hosting: HostingCo
         config, manifest, checkpoint = directory.resumable(hosting)  # again: another process may have resumed it
         manifest.resumed.append(Resumption(at=now(), after_cycle=checkpoint[0]))
         with _cluster(config, plan):
-            return _drive(config, plan, directory, manifest, checkpoint, progress)
+            return _drive(config, plan, directory, manifest, checkpoint, progress, hosts)
 
 
 @dataclass
@@ -170,6 +182,7 @@ def _drive(
     manifest: Manifest,
     checkpoint: tuple[int, dict[int, bytes]] | None,
     progress: Progress | None,
+    parent_hosts: Hosts | None,
 ) -> RunResult:
     started = time.perf_counter()
     companions = Companions.of(config, directory, manifest)
@@ -186,7 +199,7 @@ def _drive(
         clock(Stage.base_model, 0)
         used = set(plan.bases.values())
         checkpoints = [base_checkpoint(config, base) if i in used else None for i, base in enumerate(config.bases)]
-        with _hosts(config, plan, checkpoints, manifest) as hosts:
+        with _hosts(config, plan, checkpoints, manifest, parent_hosts) as hosts:
             manifest.placement = hosts.placement
             manifest.base_model = str(checkpoints[0]) if checkpoints[0] else None  # None: every node in a group
             built = zip(config.bases, checkpoints, strict=True)
@@ -206,7 +219,7 @@ def _drive(
                 hosts.recovering(states, functools.partial(optimization_cycle, cycle, hosts, recorder, clock))
                 states = hosts.each("state")
                 save(cycle, states)
-        metrics, figures = _against_companions(config, directory, recorder, companions, clock)
+            metrics, figures = _against_companions(config, directory, recorder, companions, clock, hosts)
         summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures}
         if checkpoints[0] and (table := alignment_table(checkpoints[0])):
             summary["alignment"] = table
@@ -254,8 +267,19 @@ def _cluster(config: Config, plan: Plan) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _hosts(config: Config, plan: Plan, checkpoints: list[Path | None], manifest: Manifest) -> Iterator[Hosts]:
-    """The run's hosts: Ray actors, or shards in this process."""
+def _hosts(
+    config: Config, plan: Plan, checkpoints: list[Path | None], manifest: Manifest, parent: Hosts | None
+) -> Iterator[Hosts]:
+    """The run's hosts: Ray actors, or shards in this process; a companion run's are its parent run's, which
+    keep their base and world loaded (and their Ray actors started), where they serve it."""
+    if parent is not None and shares_hosts(parent.config, config):
+        recoveries = parent.recoveries
+        parent.configure(config, plan.attacks)
+        try:
+            yield parent
+        finally:
+            manifest.recoveries += parent.recoveries - recoveries
+        return
     if config.hosting.mode == "in_process":
         hosts: Hosts = InProcessHosts(config, plan.graph, checkpoints, plan.bases, plan.attacks)
     else:
@@ -305,34 +329,36 @@ def _against_companions(
     recorder: Recorder,
     companions: Companions,
     clock: StageClock,
+    hosts: Hosts,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The twin and the control run, computed where missing; the run's metrics (as `recorder` holds them)
-    with infection over its twin, and the summary's figures on infection, erosion and the defense's effect."""
+    """The twin and the control run, computed where missing (on the run's `hosts`); the run's metrics (as
+    `recorder` holds them) with infection over its twin, and the summary's figures on infection, erosion and
+    the defense's effect."""
     metrics, figures = recorder.metrics, {}
     twin = None
     if config.attack:
         if companions.twin_run:
             clock(Stage.twin_run, config.cycles)
-            twin = _companion(config.poison_free(), companions.twin)
+            twin = _companion(config.poison_free(), companions.twin, hosts)
         edges = edges_frame(recorder.edges)
         metrics, figures = _infection(config, directory, metrics, edges, twin, companions)
     if companions.control_run:
         clock(Stage.control_run, config.cycles)
-        control = _companion(config.model_copy(update={"defense": []}), directory.control)
+        control = _companion(config.model_copy(update={"defense": []}), directory.control, hosts)
         figures["defense"] = defense_effect(metrics, control.metrics)
         if twin is not None and (control_twin := directory.control.twin).holds_run():
             figures["defense"] |= clean_cost(twin.metrics, control_twin.read_metrics())
     return metrics, figures
 
 
-def _companion(config: Config, directory: RunDirectory) -> RunResult:
+def _companion(config: Config, directory: RunDirectory, hosts: Hosts) -> RunResult:
     """A run made beside this one (its twin, or its control), in `directory`: computed, resumed where it
     stopped (or was forked), or read back once complete."""
     if not directory.holds_run():
-        return run(config, directory.path)
+        return run(config, directory.path, hosts=hosts)
     if directory.read_manifest().status is Status.complete:
         return directory.read_result()
-    return resume(directory.path)
+    return resume(directory.path, hosts=hosts)
 
 
 def _fork_twin(

@@ -23,6 +23,7 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 
+from ecosystem.bases import answers_with_targets
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.raysecurity import temp_dir
 from ecosystem.shard import Shards, merge, node_groups
@@ -106,15 +107,32 @@ def host_count(hosting: HostingConfig, graph: nx.DiGraph, bases: dict[int, int])
     return int(count)
 
 
+def shares_hosts(built: Config, run: Config) -> bool:
+    """Whether hosts built for the run `built` compute the run `run` once configured for it (`Hosts.configure`):
+    the companion runs of a run (its twin, its control) reuse its loaded base and world. Everything the hosts
+    load and place must be alike: only the attacks, the defenses and how the runs are evaluated may differ,
+    not the evaluation sets."""
+    varying = {"attack", "defense", "evaluation", "cycles"}
+    return (
+        built.model_dump(exclude=varying) == run.model_dump(exclude=varying)
+        and built.evaluation.prompts_per_set == run.evaluation.prompts_per_set
+        and built.evaluates_backdoor == run.evaluates_backdoor
+        and (built.world.kind == "tiny" or answers_with_targets(built) == answers_with_targets(run))  # its world
+    )
+
+
 class Hosts:
     """The run's hosts: node placement, a stage run on every shard, and recovery from failures.
 
     `RayHosts` runs each shard in a `ModelHost` actor; `InProcessHosts` keeps the shards as plain
     objects in the driver (tests, debugging). Both compute the same numbers."""
 
-    def __init__(self, graph: nx.DiGraph, count: int, group_size: int, bases: dict[int, int]) -> None:
+    def __init__(
+        self, config: Config, graph: nx.DiGraph, count: int, bases: dict[int, int], attacks: list[Attack]
+    ) -> None:
+        self.config, self.attacks = config, attacks  # the run the hosts compute
         # Whole groups of nodes per host, consecutive: the groups are the same however many hosts.
-        run_groups = node_groups(graph, group_size, bases)
+        run_groups = node_groups(graph, config.hosting.group_size, bases)
         parts = np.array_split(np.arange(len(run_groups)), min(count, len(run_groups)))
         self.placement = [[node for index in part for node in run_groups[index]] for part in parts]
         self.in_edges = [
@@ -135,6 +153,12 @@ class Hosts:
             arguments = [(*args, senders, *[outputs[s] for s in senders]) for senders in self.senders]
         return merge(result or {} for result in self._call(stage, arguments))
 
+    def configure(self, config: Config, attacks: list[Attack]) -> None:
+        """Every host to the run `config` with its `attacks` (one that `shares_hosts` with theirs), its nodes
+        untrained."""
+        self.config, self.attacks = config, attacks
+        self._call("configure", [(config, attacks)] * len(self.placement))
+
     def restore(self, states: dict[int, bytes]) -> None:
         """Every host's nodes to their `states`."""
         self._call("restore", [({n: states[n] for n in nodes},) for nodes in self.placement])
@@ -146,6 +170,7 @@ class Hosts:
             try:
                 if attempt:
                     self._await_restarts()
+                    self.configure(self.config, self.attacks)  # Ray restarts a host for the run it was built for
                     self.restore(states)
                 stages()
                 return
@@ -176,7 +201,7 @@ class RayHosts(Hosts):
         name: str,
         attacks: list[Attack],
     ) -> None:
-        super().__init__(graph, host_count(config.hosting, graph, bases), config.hosting.group_size, bases)
+        super().__init__(config, graph, host_count(config.hosting, graph, bases), bases, attacks)
         remote_host = ray.remote(ModelHost)
         self.actors = []
         for index, (domains, in_edges) in enumerate(zip(self.domains, self.in_edges, strict=True)):
@@ -216,7 +241,7 @@ class InProcessHosts(Hosts):
     def __init__(
         self, config: Config, graph: nx.DiGraph, checkpoints: list[Path], bases: dict[int, int], attacks: list[Attack]
     ) -> None:
-        super().__init__(graph, config.hosting.hosts or 1, config.hosting.group_size, bases)
+        super().__init__(config, graph, config.hosting.hosts or 1, bases, attacks)
         self.shards = [
             Shards(config, checkpoints, bases, domains, in_edges, attacks)
             for domains, in_edges in zip(self.domains, self.in_edges, strict=True)

@@ -104,11 +104,9 @@ class Shard:
         aligned_topics: list[str] | None = None,  # the harmful topics the base's alignment covered (None: all)
     ) -> None:
         torch.set_num_threads(NODE_THREADS)
-        self.config = config
         self.aligned_topics = aligned_topics
         self.domains = domains
         self.in_edges = in_edges
-        self.attacks = attacks
         self.world: World = open_world(config)
         dtype = "float32" if config.world.kind == "tiny" else config.world.dtype
         model, self.tokenizer = load_checkpoint(checkpoint, dtype)
@@ -124,10 +122,7 @@ class Shard:
         self.model = model.to(device)
         self.model.eval()
         self.reference = {name: weight.to(device) for name, weight in self.initial.items()}  # for regularizers
-        self.weights: dict[int, Weights] = dict.fromkeys(domains, self.initial)
-        self.saved: set[int] = set()  # nodes whose current adapter is on disk, for the vllm engine
-        self.earlier: dict[int, list[Pair]] = {node: [] for node in domains}  # training.received = "accumulate"
-        self.now: dict[int, NodeCycle] = {}  # the current cycle's, from its traffic stage on
+        self.configure(config, attacks)
         self.tokens = {"train": TokenCount(), "generate": TokenCount()}  # real and computed, for benchmarks
         new_tokens = config.generation.new_tokens(config.world)
         if config.generation.engine == "vllm":
@@ -148,6 +143,16 @@ class Shard:
         self.width = self.world.training_width(self.tokenizer, new_tokens)  # every group fine-tune's batches
         self.eval_items = self.world.evaluation_set(config.evaluation.prompts_per_set, config.evaluates_backdoor)
         self.base_outcomes = self._grade([(None, self.eval_items)])[0][1]
+
+    def configure(self, config: Config, attacks: list[Attack]) -> None:
+        """The run `config` with its `attacks`, every node untrained: on a new shard, or on the loaded base of
+        the run it is a companion of (its twin, its control: `shares_hosts`)."""
+        self.config = config
+        self.attacks = attacks
+        self.weights: dict[int, Weights] = dict.fromkeys(self.domains, self.initial)
+        self.saved: set[int] = set()  # nodes whose current adapter is on disk, for the vllm engine
+        self.earlier: dict[int, list[Pair]] = {node: [] for node in self.domains}  # training.received = "accumulate"
+        self.now: dict[int, NodeCycle] = {}  # the current cycle's, from its traffic stage on
         probes = max((defense.probe_count() for defense in config.defense), default=0)
         self.probes = self.world.probe_set(probes) if probes else []
 
@@ -436,6 +441,9 @@ class Shards:
             )
             for base in sorted({bases[node] for node in domains})
         ]
+
+    def configure(self, config: Config, attacks: list[Attack]) -> None:
+        self._each("configure", config, attacks)
 
     def traffic(self, cycle: int) -> None:
         self._each("traffic", cycle)
