@@ -4,11 +4,6 @@ an embedded Ray for the tests that need one."""
 from __future__ import annotations
 
 import logging
-import os
-
-# Two test workers share 2 cores, and a model build uses 2 threads: OpenMP threads that wait by
-# sleeping, not spinning, keep that from slowing both several times over (measured: 3.5x, 2x passive).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 import pytest
