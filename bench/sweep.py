@@ -45,6 +45,11 @@ def main(config: Config, quick: bool) -> dict:
         base_checkpoint(built)  # built (or found) before anything is timed
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as folder:
         single = _default_run(Path(folder) / "default", quick)
+        refusals = {  # answered without a model: before torch and Ray load
+            "resume of a complete run": _cascade("run", "--resume", str(Path(folder) / "default"), refused=True),
+            "resume of a missing directory": _cascade("run", "--resume", str(Path(folder) / "none"), refused=True),
+            "a missing sweep file": _cascade("sweep", str(Path(folder) / "none.toml"), "-o", folder, refused=True),
+        }
         study = _study(config, Path(folder))
     table = Table(title="throughput: whole cascade processes, wall seconds")
     for column in ("what", "runs", "wall s", "runs per hour", "outside cycles"):
@@ -64,7 +69,13 @@ def main(config: Config, quick: bool) -> dict:
     stages.add_row("default run", *(f"{value:.1f}" for value in single["stages"].values()))
     stages.add_row("sweep", *(f"{study['stages'].get(stage, 0.0):.1f}" for stage in single["stages"]))
     Console().print(stages)
-    return {"provenance": provenance(NODE_THREADS).model_dump(), "default_run": single, "sweep": study}
+    Console().print("refusals, seconds: " + ", ".join(f"{what} {seconds:.2f}" for what, seconds in refusals.items()))
+    return {
+        "provenance": provenance(NODE_THREADS).model_dump(),
+        "default_run": single,
+        "sweep": study,
+        "refusals": refusals,
+    }
 
 
 def _default_run(out: Path, quick: bool) -> dict[str, Any]:
@@ -107,10 +118,10 @@ def _shares(wall: float, runs: list[RunDirectory], slots: int) -> dict[str, Any]
     return {"wall": wall, "outside": 1 - cycles / (wall * slots), "stages": stages}
 
 
-def _cascade(*arguments: str) -> float:
-    """Run `cascade ARGUMENTS` in a new process; its wall seconds."""
+def _cascade(*arguments: str, refused: bool = False) -> float:
+    """Run `cascade ARGUMENTS` in a new process (one that must be `refused`, or succeed); its wall seconds."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "ecosystem.cli", *arguments], capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"cascade {' '.join(arguments)} failed: {done.stderr.strip()[-2000:]}")
+    if done.returncode != (2 if refused else 0):
+        raise RuntimeError(f"cascade {' '.join(arguments)}: exit code {done.returncode}: {done.stderr[-2000:]}")
     return time.perf_counter() - started

@@ -4,6 +4,8 @@ after an interruption to the same results, and bad sweep files refused before an
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -101,6 +103,18 @@ def test_the_runs_of_a_seed_share_one_twin_computed_once(finished) -> None:
         )
     assert cells["infected_share_final"].is_not_null().all()
     assert (cells["causal_horizon_breaches"] == 0).all()
+
+
+def test_a_run_in_a_warm_worker_equals_the_same_run_in_a_fresh_process(finished, tmp_path) -> None:
+    """Ray reuses a sweep's worker processes (torch loaded, other runs computed before): nothing carries over."""
+    out, _ = finished
+    warm = RunDirectory(out / "runs" / RUNS[-1])  # the sweep's last run: its worker computed others first
+    script = (
+        "import sys\nfrom ecosystem import run\nfrom ecosystem.results import RunDirectory\n"
+        "warm = RunDirectory(sys.argv[1])\nrun(warm.read_config(), sys.argv[2], twin=warm.read_manifest().twin)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(warm.path), str(tmp_path / "fresh")], check=True, timeout=600)
+    assert RunDirectory(tmp_path / "fresh").read_metrics().equals(warm.read_metrics())
 
 
 def test_a_rerun_of_a_finished_sweep_computes_nothing(finished) -> None:
