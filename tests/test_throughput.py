@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray
 
-from ecosystem import run
+from ecosystem import engine, run
 from ecosystem import shard as shard_module
 from ecosystem.hosting import shares_hosts
 from ecosystem.results import RunDirectory
@@ -39,6 +40,26 @@ def test_a_control_on_its_runs_hosts_equals_a_run_of_its_own(tmp_path) -> None:
     control = RunDirectory(run(defended, tmp_path / "defended").path).control
     alone = run(small_config("cycles=1"), tmp_path / "alone")
     assert control.read_metrics().equals(alone.metrics)
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_host_killed_in_the_twin_on_the_runs_hosts_is_restarted_for_the_twin(tmp_path, monkeypatch) -> None:
+    """Ray restarts a host as it was first built, for the attacked run: it is configured for the twin again."""
+    killed = []
+    cycle_of = engine.optimization_cycle
+
+    def kill_in_the_twin(cycle, hosts, *rest) -> None:
+        if not hosts.config.attack and cycle == 2 and not killed:
+            ray.kill(hosts.actors[1], no_restart=False)
+            killed.append(cycle)
+        cycle_of(cycle, hosts, *rest)
+
+    monkeypatch.setattr(engine, "optimization_cycle", kill_in_the_twin)
+    attacked = run(small_config("hosting.mode=ray", "evaluation.poison_control=true"), tmp_path / "attacked")
+    twin = RunDirectory(attacked.path).twin
+    assert killed == [2] and twin.read_manifest().recoveries >= 1
+    clean = run(small_config("attack=[]"), tmp_path / "clean")  # in process, never disturbed
+    assert twin.read_metrics().equals(clean.metrics)
 
 
 def test_hosts_serve_a_run_only_with_its_base_world_and_evaluation_sets() -> None:
