@@ -15,9 +15,10 @@ import importlib
 import os
 from typing import Any
 
-# On shared cores, OpenMP threads that wait by spinning slow every other computation (measured: 3.5x
-# for two test workers on 2 cores). Set before torch loads OpenMP, so every entry point (the `cascade`
-# command, the dashboard's runs, Ray's workers, a notebook) waits passively, unless told otherwise.
+# On shared cores, OpenMP threads that wait by spinning slow every other computation (measured: two base
+# builds at once beside other jobs, 34-40 s passive, unfinished after 240 s otherwise; see README "Throughput").
+# Set before torch loads OpenMP, so every entry point (the `cascade` command, the dashboard's runs, Ray's
+# workers, a notebook) waits passively, unless told otherwise.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS = {
