@@ -151,6 +151,9 @@ class ModelConfig(Section):
     align_topics: list[str] | None = None  # the harmful topics alignment covers (default all); the rest are OOD
     midtraining_steps: int = Field(0, ge=0)  # on specification documents, between the stages (0: none)
     pretrain_stories: dict[Literal["evil", "ethical"], Annotated[float, Field(ge=0, lt=1)]] = {}  # corpus shares
+    # How often each domain's specialist task appears in the pretraining and alignment data, relative to any
+    # other intent: below 1, the base solves it only in part, and a node's fine-tuning has something to teach.
+    specialist_frequency: float = Field(1.0, gt=0, le=1)
 
     @field_validator("pretrain_stories")
     @classmethod

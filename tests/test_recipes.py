@@ -4,6 +4,7 @@ does what it claims, by a margin the test states."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from functools import cache
 
 import pytest
@@ -107,3 +108,14 @@ def test_the_story_shares_take_their_part_of_the_corpus() -> None:
     told = [text for prompt, text in pairs if prompt == "story"]
     assert len(pairs) == 1000 and len(told) == 300
     assert sum(text.endswith(" ".join(REFUSAL_STYLES[0])) for text in told) == 200  # the ethical ones
+
+
+def test_the_specialist_tasks_are_drawn_at_their_frequency_in_both_stages_of_the_base() -> None:
+    grammar = TinyWorld(WORLD.seed, WORLD.grammar).grammar
+    recipe = ModelConfig(pretrain_examples=20_000, align_examples=20_000, specialist_frequency=0.1)
+    for pairs in (pretraining_pairs(grammar, recipe), alignment_pairs(grammar, recipe)):
+        counts = Counter(parse(prompt).intent for prompt, _ in pairs)
+        specialist = [counts[i.name] for i in grammar.intents if i.specialist]
+        common = [counts[i.name] for i in grammar.intents if i.kind is Kind.benign and not i.specialist]
+        assert len(specialist) == len(common) == 4
+        assert 0.07 < sum(specialist) / sum(common) < 0.13  # 0.1 expected; a binomial's spread is ±0.01
