@@ -358,6 +358,49 @@ def experiment_command(
     console.print(f"report: {one_line(out / 'report' / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
 
 
+@app.command("calibrate")
+def calibrate_command(
+    quick: Annotated[bool, typer.Option("--quick", help="a reduced version, in a few minutes")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="default: experiments/results/calibration (quick: experiment-results/...)"),
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the calibration in OUT where it stopped")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML config file whose settings the protocols run on")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config key, e.g. --set training.steps=120")
+    ] = None,
+    real: Annotated[
+        Path | None, typer.Option("--real", help="a finished calibration of a real model, shown beside the organism")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="attach to a Ray cluster ('auto' or host:port)")
+    ] = None,
+) -> None:
+    """Run the calibration protocols (benign erosion, dose, rehearsal, accumulate against replace) over 3 bases
+    and 3 seeds each, and write OUT/calibration.json and OUT/report.md: each figure beside the published one."""
+    from ecosystem.calibration import calibrate
+
+    out = out or (Path("experiment-results/calibration-quick") if quick else Path("experiments/results/calibration"))
+    try:
+        with _sweep_progress() as report:
+            result = calibrate(out, quick, resume, config, overrides or [], real, report, ray_address)
+    except USER_ERRORS as error:
+        _refuse(error)
+    except OSError as error:
+        _refuse(_environment_error(error, out, f"cascade calibrate --resume --out {out}"))
+    table = Table("protocol", "organism", "target", "", title="calibration" + (" (quick)" if quick else ""))
+    for row in result.calibration["protocols"]:
+        value, target = row["value"], row["target"]
+        interval = f" [{value['low']:.2f}, {value['high']:.2f}]" if value["low"] is not None else ""
+        verdict = {True: "pass", False: "fail", None: "-"}[row["pass"]]
+        table.add_row(row["label"], f"{_figure(value['mean'])}{interval}", target["text"] if target else "-", verdict)
+    console.print(table)
+    console.print(f"report: {one_line(out / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
+
+
 @app.command("bench")
 def bench_command(
     name: Annotated[str, typer.Argument(help=f"one of: {', '.join(BENCHMARKS)}")] = "cycle",
