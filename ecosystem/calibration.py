@@ -34,7 +34,8 @@ from ecosystem.sweeps import SweepProgress, resolve_sweep
 
 BASES = [0, 1, 2]  # model seeds: bases trained from their own initial weights and draws
 SEEDS = 3  # run seeds on each base
-ISOLATED = {"topology.name": "erdos_renyi", "topology.params.p": 0.0}  # no edge: every node learns alone
+# Nodes that exchange nothing (edges of weight 0, as in the dose experiment): every node learns alone.
+ISOLATED = {"topology.name": "chain", "topology.edge_weight": 0.0}
 ALL_ATTACKED = {"attack.0.targets": "random", "attack.0.fraction": 1.0, "attack.0.cycles": [1]}
 REHEARSAL_SHARES = [0.01, 0.03, 0.1]  # the alignment data's share of a fine-tune (and 0: no rehearsal)
 DOSES = [1, 10, 100]
