@@ -30,7 +30,7 @@ from ecosystem.config import ConfigError, flatten, read_toml, split_override
 from ecosystem.experiments import claimed, run_parts
 from ecosystem.reporting import calibration_report
 from ecosystem.results import ResultsError, RunDirectory, package_versions, write_atomic, write_json, write_parquet
-from ecosystem.sweeps import SweepProgress, resolve_sweep
+from ecosystem.sweeps import SweepProgress, SweepResult, resolve_sweep
 
 BASES = [0, 1, 2]  # model seeds: bases trained from their own initial weights and draws
 SEEDS = 3  # run seeds on each base
@@ -151,14 +151,12 @@ ANCHORS = {
 }
 
 
-def protocol_sweeps(
-    quick: bool, settings: dict[str, Any], bases: list[int] | None, names: Sequence[str] = tuple(PROTOCOLS)
-) -> dict[str, dict[str, Any]]:
+def protocol_sweeps(quick: bool, settings: dict[str, Any], bases: list[int] | None) -> dict[str, dict[str, Any]]:
     """Each protocol's sweep table: its settings over `settings` (the defaults' changes, dotted keys), its
     axes with the bases as the `model.seed` axis (None: one base, a real model's), and the seeds."""
     sweeps = {}
-    for name in names:
-        table = copy.deepcopy(PROTOCOLS[name])
+    for name, protocol_table in PROTOCOLS.items():
+        table = copy.deepcopy(protocol_table)
         protocol = {**table["base"], **(QUICK[name] if quick else {})}
         table["base"] = {**(QUICK["all"] if quick else {}), **settings, **protocol}
         if bases is not None:
@@ -190,6 +188,7 @@ class CalibrationResult:
     path: Path
     calibration: dict[str, Any]  # what calibration.json holds
     cells: pl.DataFrame  # every run's figures, a `sweep` column naming its protocol
+    sweeps: dict[str, SweepResult]  # each protocol's runs
 
 
 def calibrate(
@@ -219,19 +218,16 @@ def calibrate(
     beside = read_calibration(real) if real is not None else None
     started = time.perf_counter()
     with claimed(out, {"experiment": "calibration", "quick": quick, "fingerprint": fingerprint, "spec": spec}):
-        cells, _ = run_parts(sweeps, out, progress, ray_address, run_figures)
+        cells, results = run_parts(sweeps, out, progress, ray_address, run_figures)
         first = cells.row(0, named=True)
-        provenance = RunDirectory(out / "sweeps" / first["sweep"] / first["run"]).read_manifest().provenance
+        manifest = RunDirectory(out / "sweeps" / first["sweep"] / first["run"]).read_manifest()
         calibration = {
             "quick": quick,
             "quick_changes": QUICK if quick else {},
             "settings": settings,  # the defaults' changes every protocol ran with
             "protocols": measure(cells),
             "real_model": beside,
-            "commit": provenance.commit if provenance else None,
-            "uncommitted_changes": provenance.dirty if provenance else None,
-            "cpu": provenance.cpu if provenance else None,
-            "threads": provenance.threads if provenance else None,
+            **manifest.provenance.model_dump(),  # commit, dirty (uncommitted changes), cpu, torch threads per group
             "versions": package_versions(),
             "seconds": round(time.perf_counter() - started, 1),
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -240,7 +236,7 @@ def calibrate(
         write_parquet(out / "cells.parquet", cells)
         write_json(out / CALIBRATION, calibration)
         write_atomic(out / REPORT, calibration_report(calibration).encode())
-    return CalibrationResult(out, calibration, cells)
+    return CalibrationResult(out, calibration, cells, results)
 
 
 def _check_resume(out: Path, resume: bool) -> None:

@@ -373,7 +373,7 @@ def calibration_report(calibration: dict[str, Any]) -> str:
             _table(["in", "setting", "quick value"], _calibration_quick_rows(changes)),
         ]
     versions = ", ".join(f"{name} {version}" for name, version in calibration["versions"].items() if version)
-    changed = ", with uncommitted changes" if calibration["uncommitted_changes"] else ""
+    changed = ", with uncommitted changes" if calibration["dirty"] else ""
     parts += [
         "## Data",
         f"Commit {calibration['commit']}{changed}; CPU {calibration['cpu']}, {calibration['threads']} torch threads "

@@ -127,7 +127,7 @@ def test_the_report_shows_a_real_models_calibration_beside_the_organisms() -> No
         "protocols": organism,
         "real_model": real,
         "commit": "abc",
-        "uncommitted_changes": False,
+        "dirty": False,
         "cpu": "a CPU",
         "threads": 1,
         "versions": {"python": "3.11"},
@@ -152,7 +152,7 @@ def test_a_quick_calibration_writes_every_protocol_with_its_anchor_and_resumes(t
     assert result.exit_code == 0, result.output
     calibration = json.loads((out / "calibration.json").read_text())
     assert calibration["quick"] is True and calibration["quick_changes"]["bases"] == [0, 1]
-    assert {"commit", "cpu", "threads", "versions", "seconds"} <= set(calibration)
+    assert {"commit", "dirty", "cpu", "threads", "versions", "seconds"} <= set(calibration)
     rows = calibration["protocols"]
     assert [row["label"] for row in rows] == [
         "benign erosion",
