@@ -378,6 +378,54 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> I
     return Interval(mean, mean - half_width, mean + half_width, len(sample))
 
 
+def cluster_bootstrap(
+    clusters: Sequence[Sequence[float | None]],
+    denominators: Sequence[Sequence[float | None]] | None = None,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Interval:
+    """The pooled mean of values grouped in clusters (a cluster per base, a value per run seed on it) with a
+    hierarchical percentile bootstrap interval: each resample draws as many clusters as there are, with
+    replacement, then within each drawn cluster as many of its values as it has, with replacement; the
+    interval holds the central `confidence` of the resampled means. A resampled mean is a mean of observed
+    values, so the interval never leaves their range: rates stay within [0, 1]. With `denominators` (one per
+    value) the figure is the ratio of sums, sum(values) / sum(denominators), resampled in pairs. None values
+    (and pairs with a None) are left out, and `seeds` counts the values kept; with fewer than two the interval
+    is None. The draws come from `seed`, so that an interval is the same every time it is computed."""
+    if denominators is None:
+        denominators = [[1.0] * len(cluster) for cluster in clusters]
+    pairs = [
+        [
+            (value, denominator)
+            for value, denominator in zip(cluster, under, strict=True)
+            if None not in (value, denominator)
+        ]
+        for cluster, under in zip(clusters, denominators, strict=True)
+    ]
+    pairs = [cluster for cluster in pairs if cluster]
+    count = sum(map(len, pairs))
+    sizes = np.array([len(cluster) for cluster in pairs], dtype=int)
+    table = np.zeros((len(pairs), sizes.max(initial=0), 2))  # [cluster, value, (value, denominator)], padded with 0
+    for index, cluster in enumerate(pairs):
+        table[index, : len(cluster)] = cluster
+    if not count or not table[..., 1].sum():  # no value, or a ratio over nothing
+        return Interval(None, None, None, count)
+    mean = float(table[..., 0].sum() / table[..., 1].sum())
+    if count < 2:
+        return Interval(mean, None, None, count)
+    draw = np.random.default_rng(seed)
+    chosen = draw.integers(0, len(pairs), size=(resamples, len(pairs)))  # clusters, per resample
+    chosen_sizes = sizes[chosen][..., None]
+    picks = (draw.random((resamples, len(pairs), sizes.max())) * chosen_sizes).astype(int)  # values, per cluster
+    kept = np.arange(sizes.max()) < chosen_sizes  # a drawn cluster of n values draws n of them
+    drawn = np.where(kept[..., None], table[chosen[..., None], picks], 0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a ratio whose drawn denominators sum to 0 is left out
+        means = drawn[:, 0] / drawn[:, 1]
+    low, high = np.nanquantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Interval(mean, float(low), float(high), count)
+
+
 def over_seeds(
     runs: pl.DataFrame, axes: Sequence[str], figures: Sequence[str], confidence: float = 0.95
 ) -> pl.DataFrame:

@@ -27,7 +27,7 @@ from ecosystem import kinds
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
 from ecosystem.results import ResultsError, RunDirectory, RunResult, git_commit, package_versions, write_json
-from ecosystem.sweeps import SweepDirectory, SweepProgress, sweep
+from ecosystem.sweeps import SweepDirectory, SweepProgress, SweepResult, sweep
 from ecosystem.terminal import one_line
 from ecosystem.world import WorldError
 from poisoning import TargetingError
@@ -237,6 +237,12 @@ def warn_of_unlearned_bases(metrics: pl.DataFrame) -> None:
         )
 
 
+def warn_of_unlearned_parts(sweeps: dict[str, SweepResult]) -> None:
+    """`warn_of_unlearned_bases` for each sweep of an experiment or a calibration, by its part's name."""
+    for part, sweep_result in sweeps.items():
+        warn_of_unlearned_bases(sweep_result.metrics.with_columns(sweep=pl.lit(part)))
+
+
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -353,9 +359,54 @@ def experiment_command(
     for finding in result.verdict["findings"]:
         table.add_row(finding["name"], finding["verdict"], finding["reason"])
     console.print(table)
-    for part, sweep_result in result.sweeps.items():
-        warn_of_unlearned_bases(sweep_result.metrics.with_columns(sweep=pl.lit(part)))
+    warn_of_unlearned_parts(result.sweeps)
     console.print(f"report: {one_line(out / 'report' / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
+
+
+@app.command("calibrate")
+def calibrate_command(
+    quick: Annotated[bool, typer.Option("--quick", help="a reduced version, in a few minutes")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="default: experiments/results/calibration; quick: experiment-results/calibration-quick"
+        ),
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the calibration in OUT where it stopped")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML config file whose settings the protocols run on")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config key, e.g. --set training.steps=120")
+    ] = None,
+    real: Annotated[
+        Path | None, typer.Option("--real", help="a finished calibration of a real model, shown beside the organism")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="attach to a Ray cluster ('auto' or host:port)")
+    ] = None,
+) -> None:
+    """Run the calibration protocols (benign erosion, dose, rehearsal, accumulate against replace) over 3 bases
+    and 3 seeds each, and write OUT/calibration.json and OUT/report.md: each figure beside the published one."""
+    from ecosystem.calibration import calibrate
+
+    out = out or (Path("experiment-results/calibration-quick") if quick else Path("experiments/results/calibration"))
+    try:
+        with _sweep_progress() as report:
+            result = calibrate(out, quick, resume, config, overrides or [], real, report, ray_address)
+    except USER_ERRORS as error:
+        _refuse(error)
+    except OSError as error:
+        _refuse(_environment_error(error, out, f"cascade calibrate --resume --out {out}"))
+    table = Table("protocol", "organism", "target", "", title="calibration" + (" (quick)" if quick else ""))
+    for row in result.calibration["protocols"]:
+        value, target = row["value"], row["target"]
+        interval = f" [{value['low']:.2f}, {value['high']:.2f}]" if value["low"] is not None else ""
+        verdict = {True: "pass", False: "fail", None: "-"}[row["pass"]]
+        table.add_row(row["label"], f"{_figure(value['mean'])}{interval}", target["text"] if target else "-", verdict)
+    console.print(table)
+    warn_of_unlearned_parts(result.sweeps)
+    console.print(f"report: {one_line(out / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("bench")

@@ -567,18 +567,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), seed:
     return validate(data)
 
 
-def _apply_override(data: dict[str, Any], override: str) -> None:
-    """Set `a.b.c=value` in nested `data`; a number in the path indexes a list (`attack.0.examples=9`)."""
+def split_override(override: str) -> tuple[str, Any]:
+    """`key=value` as its dotted key and its value, read as TOML (a bare word as a string)."""
     key, sep, raw = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override '{override}' must look like key=value (cycles=3, topology.nodes=16)")
     try:
-        value = parse_toml(f"v = {raw}")["v"]
+        return key.strip(), parse_toml(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw  # a bare word is a string
+        return key.strip(), raw  # a bare word is a string
     except ValueError as error:
         raise ConfigError(f"override '{key}': {error}") from None
-    *parents, leaf = key.strip().split(".")
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    """Set `a.b.c=value` in nested `data`; a number in the path indexes a list (`attack.0.examples=9`)."""
+    key, value = split_override(override)
+    *parents, leaf = key.split(".")
     node: Any = data
     for part in parents:
         if isinstance(node, list):
