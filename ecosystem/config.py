@@ -153,7 +153,7 @@ class ModelConfig(Section):
     pretrain_stories: dict[Literal["evil", "ethical"], Annotated[float, Field(ge=0, lt=1)]] = {}  # corpus shares
     # How often each domain's specialist task appears in the pretraining and alignment data, relative to any
     # other intent: below 1, the base solves it only in part, and a node's fine-tuning has something to teach.
-    specialist_frequency: float = Field(1.0, gt=0, le=1)
+    specialist_frequency: float = Field(0.02, gt=0, le=1)
 
     @field_validator("pretrain_stories")
     @classmethod
@@ -284,9 +284,9 @@ class TrafficConfig(Section):
 class TrainingConfig(Section):
     method: Literal["lora", "full"] = "lora"
     steps: int = Field(60, ge=0)
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float = Field(4e-4, gt=0)
     batch_size: int = Field(32, ge=1)
-    own_examples: int = Field(256, ge=0, le=MAX_PER_NODE)
+    own_examples: int = Field(48, ge=0, le=MAX_PER_NODE)
     lora_rank: int = Field(8, ge=1, le=512)
     lora_alpha: float = Field(16.0, gt=0)
     # The neighbours' pairs a node trains on: this cycle's ("replace"), or every pair it has received

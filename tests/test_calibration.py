@@ -104,7 +104,7 @@ def test_each_protocol_figure_against_its_target() -> None:
     cost = rows["rehearsal 3%"]["details"]["over-refusal cost (its clean twin - share 0's)"]
     assert cost["mean"] == pytest.approx(0.1)
     accumulated = rows["accumulate against replace"]
-    assert accumulated["value"]["mean"] == pytest.approx(0.2) and accumulated["pass"] is False
+    assert accumulated["value"]["mean"] == pytest.approx(0.2) and accumulated["pass"] is None  # a direction, no target
     for row in rows.values():
         assert (row["bases"], row["seeds"], row["value"]["seeds"]) == (2, 2, 4)
         assert row["anchor"] == {
