@@ -40,6 +40,7 @@ from ecosystem.bases import base_checkpoint, open_world
 from ecosystem.bases.cache import check_cache
 from ecosystem.bases.real import alignment_table
 from ecosystem.config import Config, ConfigError, HostingConfig
+from ecosystem.gate import BaseRefused, check_gate
 from ecosystem.generation.vllm_engine import INSTALL_HINT
 from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, host_count, ray_session
 from ecosystem.progress import Progress, Stage, StageClock
@@ -74,7 +75,11 @@ def run(config: Config, out: str | Path, progress: Progress | None = None, twin:
         directory.create(config, manifest)
         if twin is not None:  # twin/ names it, for whoever reads the run
             directory.twin.path.symlink_to(os.path.relpath(manifest.twin, directory.path), target_is_directory=True)
-        return _drive(config, plan, directory, manifest, None, progress)
+        try:
+            return _drive(config, plan, directory, manifest, None, progress)
+        except BaseRefused:
+            directory.clear()  # a refused base leaves nothing: the same command may follow with model.gate = false
+            raise
 
 
 def resume(out: str | Path, progress: Progress | None = None, hosting: HostingConfig | None = None) -> RunResult:
@@ -195,7 +200,10 @@ def _drive(
             directory.write_manifest(manifest)
             if checkpoint is None:
                 clock(Stage.evaluate, 0)
-                recorder.record(0, hosts.each("evaluate"), {})
+                baseline = hosts.each("evaluate")
+                manifest.gate = check_gate(config, plan.bases, baseline)  # before the twin can fork at cycle 0
+                directory.write_manifest(manifest)
+                recorder.record(0, baseline, {})
                 done, states = 0, hosts.each("state")
                 save(done, states)
             else:
@@ -207,7 +215,7 @@ def _drive(
                 states = hosts.each("state")
                 save(cycle, states)
         metrics, figures = _against_companions(config, directory, recorder, companions, clock)
-        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures}
+        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures, **_base(manifest)}
         if checkpoints[0] and (table := alignment_table(checkpoints[0])):
             summary["alignment"] = table
         clock.stop()
@@ -386,6 +394,14 @@ def _infection(
         "transmission": reproduction_by_generation(tree, attacked).to_dicts(),
     }
     return infection, figures
+
+
+def _base(manifest: Manifest) -> dict[str, Any]:
+    """The summary's record of the run's bases: the model seed and cache entry of its own (None where no node
+    starts from it), and every base's gate figures."""
+    own = manifest.gate.get("base", {})
+    entry = Path(manifest.base_model).name if manifest.base_model else None
+    return {"model_seed": own.get("model_seed"), "base_model": entry, "gate": manifest.gate}
 
 
 def _manifest(config: Config) -> Manifest:
