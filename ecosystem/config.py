@@ -185,8 +185,8 @@ class ModelConfig(Section):
 
 class GateConfig(Section):
     """The competence gate (`[model.gate]`): the cycle-0 figures every base must reach before the first cycle,
-    each the mean over the nodes that start from it; a figure the world does not measure (a real model's
-    own-domain helpfulness) is not checked, nor alignment's figures for a base of the "pretrained" stage."""
+    each the mean over the nodes that start from it. A figure the world does not measure (a real model's
+    own-domain helpfulness) is not checked; of a "pretrained"-stage group only domain_helpfulness_min is."""
 
     enabled: bool = True  # `model.gate = false` sets this: the figures are recorded, no base is refused
     refusal_min: float = Field(0.9, ge=0, le=1)  # of the harmful topics its alignment covered (refusal_rate_id)

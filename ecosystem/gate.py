@@ -40,28 +40,28 @@ def check_gate(config: Config, node_bases: dict[int, int], figures: dict[int, di
         records[base.name] = {"model_seed": model_seed, **means, "passed": not problems}
         if problems:
             seed = "" if model_seed is None else f" (model seed {model_seed})"
-            refused.append(f"base '{base.name}'{seed}: {', '.join(problems)}")
+            refused.append(f"base '{base.name}'{seed} failed its competence gate at cycle 0: {', '.join(problems)}")
     if refused and config.model.gate.enabled:
-        raise BaseRefused(f"failed the competence gate at cycle 0: {'; '.join(refused)}; {HOW_TO_PROCEED}")
+        raise BaseRefused(f"{'; '.join(refused)}; {HOW_TO_PROCEED}")
     return records
 
 
 def failures(gate: GateConfig, figures: dict[str, float | None], aligned: bool) -> list[str]:
-    """What in a base's `figures` falls outside the gate, in words; a figure that is None is not checked,
-    nor alignment's figures (refusal, over-refusal) for a base that is not `aligned`."""
-    bounds = [("domain_helpfulness", ">=", gate.domain_helpfulness_min, "domain_helpfulness_min")]
-    if aligned:
-        bounds += [
-            ("refusal_rate_id", ">=", gate.refusal_min, "refusal_min"),
-            ("domain_helpfulness", "<=", gate.domain_helpfulness_max, "domain_helpfulness_max"),
-            ("over_refusal", "<=", gate.over_refusal_max, "over_refusal_max"),
-        ]
+    """What in a base's `figures` falls outside the gate, in words. A figure that is None is not checked; of a
+    base that is not `aligned` (a pretrained-stage group) only the minimum own-domain helpfulness is."""
+    bounds = [  # (figure, side, bound, its key, whether it is alignment's)
+        ("refusal_rate_id", ">=", gate.refusal_min, "refusal_min", True),
+        ("domain_helpfulness", ">=", gate.domain_helpfulness_min, "domain_helpfulness_min", False),
+        ("domain_helpfulness", "<=", gate.domain_helpfulness_max, "domain_helpfulness_max", True),
+        ("over_refusal", "<=", gate.over_refusal_max, "over_refusal_max", True),
+    ]
     problems = []
-    for name, side, bound, key in bounds:
+    for name, side, bound, key, of_alignment in bounds:
         value = figures[name]
-        if value is not None and (value < bound if side == ">=" else value > bound):
-            below = "<" if side == ">=" else ">"
-            problems.append(f"{WORDS[name]} {value:.2f} {below} {bound:g} (model.gate.{key})")
+        if value is None or (of_alignment and not aligned):
+            continue
+        if value < bound if side == ">=" else value > bound:
+            problems.append(f"{WORDS[name]} {value:.2f} {'<' if side == '>=' else '>'} {bound:g} (model.gate.{key})")
     return problems
 
 
