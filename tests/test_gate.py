@@ -18,6 +18,7 @@ from ecosystem import load_config, run
 from ecosystem.cli import app
 from ecosystem.config import GateConfig
 from ecosystem.gate import BaseRefused, failures
+from ecosystem.sweeps import read_sweep_file
 from tests.helpers import TINY, as_options, read_manifest
 
 REFUSED = "base 'base' (model seed {}) failed its competence gate at cycle 0: "
@@ -38,6 +39,13 @@ def test_run_seeds_draw_their_bases_from_model_seeds() -> None:
     assert load_config(seed=4).bases[0].model.seed == 0  # model.seeds = 1: every run seed uses model.seed
     # A base is its recipe alone: neither model.seeds nor the gate changes what is built (its cache entry).
     assert load_config(overrides=["model.seeds=2", "model.gate=false"]).bases[0].model == load_config().bases[0].model
+
+
+def test_the_model_seed_is_a_sweep_axis_crossed_with_the_run_seeds(tmp_path: Path) -> None:
+    spec = tmp_path / "sweep.toml"
+    spec.write_text('seeds = 2\n[grid]\n"model.seed" = [0, 1]\n')
+    runs = [(run.cell, run.seed, run.config.bases[0].model.seed) for run in read_sweep_file(spec).runs]
+    assert runs == [(0, 0, 0), (0, 1, 0), (1, 0, 1), (1, 1, 1)]
 
 
 def test_the_gate_checks_alignment_only_on_aligned_bases_and_only_the_figures_measured() -> None:
