@@ -183,7 +183,7 @@ def _drive(
     def save(cycle: int, states: dict[int, bytes]) -> None:
         directory.write_checkpoint(cycle, states)
         if companions.forks_after == cycle and not companions.twin.holds_run():
-            _fork_twin(config, recorder, directory, cycle, states)
+            _fork_twin(config, recorder, directory, cycle, states, manifest.gate)
 
     try:
         recorder = Recorder(config, plan, directory, None if checkpoint is None else checkpoint[0])
@@ -344,15 +344,21 @@ def _companion(config: Config, directory: RunDirectory) -> RunResult:
 
 
 def _fork_twin(
-    config: Config, recorder: Recorder, directory: RunDirectory, cycle: int, states: dict[int, bytes]
+    config: Config,
+    recorder: Recorder,
+    directory: RunDirectory,
+    cycle: int,
+    states: dict[int, bytes],
+    gate: dict[str, dict[str, Any]],
 ) -> None:
-    """The twin as the run is after `cycle`, before any attack acted: the same checkpoint, and its rows as a
-    run without attacks records them (attacked nodes are not attacked there, nor any node hops from one).
-    Written beside the run and renamed into place whole; it is resumed from there once the run is done."""
+    """The twin as the run is after `cycle`, before any attack acted: the same checkpoint, its rows as a
+    run without attacks records them (attacked nodes are not attacked there, nor any node hops from one),
+    and the run's `gate` records (the same bases at cycle 0). Written beside the run and renamed into place
+    whole; it is resumed from there once the run is done."""
     twin_config = config.poison_free()
     staging = RunDirectory(directory.path / f".{RunDirectory.TWIN}-{uuid.uuid4().hex[:8]}")
     manifest = _manifest(twin_config)
-    manifest.forked_after, manifest.status = cycle, Status.interrupted
+    manifest.forked_after, manifest.status, manifest.gate = cycle, Status.interrupted, gate
     try:
         staging.path.mkdir()
         staging.create(twin_config, manifest)

@@ -88,6 +88,7 @@ def test_a_base_that_fails_its_gate_is_refused_in_one_line_unless_the_gate_is_of
     accepted = CliRunner().invoke(app, ["run", "--out", str(out), *as_options([*unaligned, "model.gate=false"])])
     assert accepted.exit_code == 0, accepted.output
     assert read_manifest(out).gate["base"]["passed"] is False  # its figures are still recorded
+    assert read_manifest(out / "twin").gate == read_manifest(out).gate  # the twin, forked at cycle 0, names it too
 
 
 def test_a_sweep_over_three_model_seeds_builds_each_base_once_and_names_each_runs_base(tmp_path: Path) -> None:
