@@ -15,7 +15,6 @@ from typing import Annotated, NoReturn
 import polars as pl
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as ProgressBar
 from rich.table import Table
@@ -27,7 +26,7 @@ from ecosystem import kinds
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
 from ecosystem.results import ResultsError, RunDirectory, RunResult, git_commit, package_versions, write_json
-from ecosystem.sweeps import SweepDirectory, SweepProgress, SweepResult, sweep
+from ecosystem.sweeps import SweepDirectory, SweepProgress, sweep
 from ecosystem.terminal import one_line
 from ecosystem.world import WorldError
 from poisoning import TargetingError
@@ -181,7 +180,6 @@ def print_summary(result: RunResult) -> None:
             )
     if effect := summary.get("defense"):
         console.print(_defense_effect(effect), soft_wrap=True, highlight=False)
-    warn_of_unlearned_bases(result.metrics)
     print_stage_seconds(RunDirectory(result.path).read_manifest().seconds)
     console.print(f"results: {one_line(result.path)}", markup=False, highlight=False)
     parent = one_line(result.path.resolve().parent)
@@ -222,27 +220,6 @@ def _at_cycle(cycle: int | None) -> str:
     return "not reached" if cycle is None else f"at cycle {cycle}"
 
 
-def warn_of_unlearned_bases(metrics: pl.DataFrame) -> None:
-    """A warning for each base that has not learned its tasks (see `unlearned_bases`)."""
-    from ecosystem.analysis import unlearned_bases  # scipy: only once there are metrics
-
-    for found in unlearned_bases(metrics):
-        cell = escape(one_line("".join(f"{key} {value}, " for key, value in found.where.items())))
-        base = escape(one_line(found.base))  # a name from the configuration
-        console.print(
-            f"[yellow]warning:[/] {cell}base '{base}' answered {found.helpfulness:.2f} of the benign requests "
-            "at cycle 0: it has not learned its tasks, so its refusal says little (tiny world: raise "
-            "model.pretrain_steps or try another model.seed)",
-            highlight=False,
-        )
-
-
-def warn_of_unlearned_parts(sweeps: dict[str, SweepResult]) -> None:
-    """`warn_of_unlearned_bases` for each sweep of an experiment or a calibration, by its part's name."""
-    for part, sweep_result in sweeps.items():
-        warn_of_unlearned_bases(sweep_result.metrics.with_columns(sweep=pl.lit(part)))
-
-
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -265,7 +242,6 @@ def sweep_command(
         _refuse(_environment_error(error, out, f"cascade sweep {spec} --out {out}"))
     directory = SweepDirectory(result.path)
     console.print(_cells_table(result.cells, directory.read_axes()))
-    warn_of_unlearned_bases(result.metrics)
     console.print(
         f"{len(result.cells)} runs complete: {one_line(directory.cells_path)}, {one_line(directory.metrics_path)}",
         soft_wrap=True,
@@ -359,7 +335,6 @@ def experiment_command(
     for finding in result.verdict["findings"]:
         table.add_row(finding["name"], finding["verdict"], finding["reason"])
     console.print(table)
-    warn_of_unlearned_parts(result.sweeps)
     console.print(f"report: {one_line(out / 'report' / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
 
 
@@ -405,7 +380,6 @@ def calibrate_command(
         verdict = {True: "pass", False: "fail", None: "-"}[row["pass"]]
         table.add_row(row["label"], f"{_figure(value['mean'])}{interval}", target["text"] if target else "-", verdict)
     console.print(table)
-    warn_of_unlearned_parts(result.sweeps)
     console.print(f"report: {one_line(out / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
 
 

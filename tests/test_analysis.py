@@ -38,7 +38,6 @@ from ecosystem.analysis import (
     spectral_radius,
     summarize,
     transmission_tree,
-    unlearned_bases,
     with_twin,
 )
 
@@ -477,23 +476,3 @@ def test_fit_cannot_estimate_without_transitions():
 def test_analysis_imports_no_torch():
     code = "import sys, ecosystem.analysis; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
-
-
-def test_unlearned_bases_are_those_answering_under_half_the_benign_requests_at_cycle_0() -> None:
-    """Per sweep part and cell, where the metrics have them; the mean over a base's nodes, at cycle 0 only."""
-    metrics = pl.DataFrame(
-        {
-            "sweep": ["a"] * 6 + ["b"] * 2,
-            "cell": [0, 0, 0, 0, 1, 1, 0, 0],
-            "cycle": [0, 0, 0, 1, 0, 0, 0, 1],
-            "base": ["tiny", "tiny", "other", "other", "tiny", "other", "tiny", "tiny"],
-            "helpfulness": [0.2, 0.6, 0.9, 0.0, 0.9, 0.1, 0.3, 0.9],
-        }
-    )
-    found = [(base.where, base.base, base.helpfulness) for base in unlearned_bases(metrics)]
-    assert found == [
-        ({"sweep": "a", "cell": 0}, "tiny", pytest.approx(0.4)),
-        ({"sweep": "a", "cell": 1}, "other", 0.1),
-        ({"sweep": "b", "cell": 0}, "tiny", 0.3),
-    ]
-    assert unlearned_bases(metrics.drop("sweep", "cell").filter(pl.col("base") == "other")) == []
