@@ -264,7 +264,8 @@ def transmission_tree(infection: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFr
     poisoned) before it, the one that sent it the most harmful pairs up to that cycle, the lowest node on a
     tie — the generation (hops in the tree from an attacked node, which is generation 0 from its first
     poisoned cycle) and the cycle. A node whose infected in-neighbours sent it nothing harmful still gets
-    the one that sent the most harmful pairs (0); one with no infected in-neighbour has no infector."""
+    the one that sent the most harmful pairs (0); one with no infected in-neighbour has no infector, and
+    no generation, nor have those it infects."""
     first_poison = first_poisoned_cycle(infection)
     since: dict[int, int] = {}  # node -> the cycle from which it counts as infected
     generation: dict[int, int] = {}
@@ -289,7 +290,7 @@ def transmission_tree(infection: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFr
         )
         infector = candidates[0][1] if candidates else None
         since[node] = cycle
-        if infector is not None:
+        if infector in generation:  # an infector with no infector of its own leaves its line's generation unknown
             generation[node] = generation[infector] + 1
         rows.append(
             {

@@ -191,6 +191,14 @@ def test_the_infector_is_the_earlier_infected_in_neighbour_that_sent_the_most_ha
     assert dict(tree.select("node", "generation").rows()) == {1: 1, 2: 1, 3: 2, 4: 2}
 
 
+def test_a_node_infected_with_the_first_poison_has_no_infector_and_its_line_no_generation():
+    """Node 1 is infected in cycle 1, as its attacked in-neighbour is first poisoned: before the poison could
+    reach it (found in a calibration chain). Node 2, infected by it, has an infector but no generation."""
+    infection = infection_frame({1: 1, 2: 3}, attacked=(0,))
+    tree = transmission_tree(infection, edges_frame({(0, 1): 5, (1, 2): 5}))
+    assert tree.select("node", "infector", "generation").rows() == [(1, None, None), (2, 1, None)]
+
+
 def test_the_sis_fit_without_a_twin_says_so():
     fit = fit_sis(metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4)), nx.path_graph(5, create_using=nx.DiGraph))
     assert fit.beta is None and "twin" in fit.reason
