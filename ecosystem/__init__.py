@@ -25,6 +25,7 @@ _EXPORTS = {
     "Config": "ecosystem.config",
     "ConfigError": "ecosystem.config",
     "load_config": "ecosystem.config",
+    "BaseRefused": "ecosystem.gate",
     "RunDirectory": "ecosystem.results",
     "RunResult": "ecosystem.results",
     "Status": "ecosystem.results",

@@ -13,7 +13,6 @@ import polars as pl
 from scipy import optimize, stats
 
 SYSTEMIC_SHARE = 0.5  # drift is systemic once at least this share of the unattacked nodes drifted
-UNLEARNED = 0.5  # cycle-0 helpfulness below which a base has not learned its tasks (a competent one: 0.8-1.0)
 # Rates are counts over a prompt set; a difference of two of them is compared with this much slack, so that
 # 0.3 - 0.1 (0.19999999999999998 in floating point) counts as the 0.2 it is.
 RATE_TOLERANCE = 1e-9
@@ -125,26 +124,6 @@ def summarize(metrics: pl.DataFrame, systemic_share: float = SYSTEMIC_SHARE) -> 
         "recovery_cycles": recovery_cycles,
         "per_cycle": cycles.to_dicts(),
     }
-
-
-@dataclass(frozen=True)
-class UnlearnedBase:
-    """A base whose nodes answered under `UNLEARNED` of the benign requests at cycle 0."""
-
-    where: dict[str, Any]  # its sweep part and cell, in a sweep's metrics ("sweep", "cell"); empty for a run
-    base: str
-    helpfulness: float  # its nodes' mean at cycle 0
-
-
-def unlearned_bases(metrics: pl.DataFrame) -> list[UnlearnedBase]:
-    """The bases (of each sweep part and cell, where the metrics have those columns) that have not learned
-    their tasks: their refusal says little, as an untrained model refuses nothing it cannot parse."""
-    where = [key for key in ("sweep", "cell") if key in metrics.columns]
-    start = metrics.filter(pl.col("cycle") == 0).group_by(*where, "base").agg(pl.col("helpfulness").mean())
-    return [
-        UnlearnedBase({key: row[key] for key in where}, row["base"], row["helpfulness"])
-        for row in start.filter(pl.col("helpfulness") < UNLEARNED).sort(*where, "base").iter_rows(named=True)
-    ]
 
 
 def hop_profile(metrics: pl.DataFrame) -> pl.DataFrame:
@@ -285,7 +264,8 @@ def transmission_tree(infection: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFr
     poisoned) before it, the one that sent it the most harmful pairs up to that cycle, the lowest node on a
     tie — the generation (hops in the tree from an attacked node, which is generation 0 from its first
     poisoned cycle) and the cycle. A node whose infected in-neighbours sent it nothing harmful still gets
-    the one that sent the most harmful pairs (0); one with no infected in-neighbour has no infector."""
+    the one that sent the most harmful pairs (0); one with no infected in-neighbour has no infector, and
+    no generation, nor have those it infects."""
     first_poison = first_poisoned_cycle(infection)
     since: dict[int, int] = {}  # node -> the cycle from which it counts as infected
     generation: dict[int, int] = {}
@@ -310,7 +290,7 @@ def transmission_tree(infection: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFr
         )
         infector = candidates[0][1] if candidates else None
         since[node] = cycle
-        if infector is not None:
+        if infector in generation:  # an infector with no infector of its own leaves its line's generation unknown
             generation[node] = generation[infector] + 1
         rows.append(
             {
@@ -376,6 +356,54 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> I
     mean = float(sample.mean())
     half_width = float(stats.t.ppf((1 + confidence) / 2, len(sample) - 1) * sample.std(ddof=1) / np.sqrt(len(sample)))
     return Interval(mean, mean - half_width, mean + half_width, len(sample))
+
+
+def cluster_bootstrap(
+    clusters: Sequence[Sequence[float | None]],
+    denominators: Sequence[Sequence[float | None]] | None = None,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Interval:
+    """The pooled mean of values grouped in clusters (a cluster per base, a value per run seed on it) with a
+    hierarchical percentile bootstrap interval: each resample draws as many clusters as there are, with
+    replacement, then within each drawn cluster as many of its values as it has, with replacement; the
+    interval holds the central `confidence` of the resampled means. A resampled mean is a mean of observed
+    values, so the interval never leaves their range: rates stay within [0, 1]. With `denominators` (one per
+    value) the figure is the ratio of sums, sum(values) / sum(denominators), resampled in pairs. None values
+    (and pairs with a None) are left out, and `seeds` counts the values kept; with fewer than two the interval
+    is None. The draws come from `seed`, so that an interval is the same every time it is computed."""
+    if denominators is None:
+        denominators = [[1.0] * len(cluster) for cluster in clusters]
+    pairs = [
+        [
+            (value, denominator)
+            for value, denominator in zip(cluster, under, strict=True)
+            if None not in (value, denominator)
+        ]
+        for cluster, under in zip(clusters, denominators, strict=True)
+    ]
+    pairs = [cluster for cluster in pairs if cluster]
+    count = sum(map(len, pairs))
+    sizes = np.array([len(cluster) for cluster in pairs], dtype=int)
+    table = np.zeros((len(pairs), sizes.max(initial=0), 2))  # [cluster, value, (value, denominator)], padded with 0
+    for index, cluster in enumerate(pairs):
+        table[index, : len(cluster)] = cluster
+    if not count or not table[..., 1].sum():  # no value, or a ratio over nothing
+        return Interval(None, None, None, count)
+    mean = float(table[..., 0].sum() / table[..., 1].sum())
+    if count < 2:
+        return Interval(mean, None, None, count)
+    draw = np.random.default_rng(seed)
+    chosen = draw.integers(0, len(pairs), size=(resamples, len(pairs)))  # clusters, per resample
+    chosen_sizes = sizes[chosen][..., None]
+    picks = (draw.random((resamples, len(pairs), sizes.max())) * chosen_sizes).astype(int)  # values, per cluster
+    kept = np.arange(sizes.max()) < chosen_sizes  # a drawn cluster of n values draws n of them
+    drawn = np.where(kept[..., None], table[chosen[..., None], picks], 0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a ratio whose drawn denominators sum to 0 is left out
+        means = drawn[:, 0] / drawn[:, 1]
+    low, high = np.nanquantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Interval(mean, float(low), float(high), count)
 
 
 def over_seeds(

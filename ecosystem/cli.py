@@ -15,7 +15,6 @@ from typing import Annotated, NoReturn
 import polars as pl
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as ProgressBar
 from rich.table import Table
@@ -181,7 +180,6 @@ def print_summary(result: RunResult) -> None:
             )
     if effect := summary.get("defense"):
         console.print(_defense_effect(effect), soft_wrap=True, highlight=False)
-    warn_of_unlearned_bases(result.metrics)
     print_stage_seconds(RunDirectory(result.path).read_manifest().seconds)
     console.print(f"results: {one_line(result.path)}", markup=False, highlight=False)
     parent = one_line(result.path.resolve().parent)
@@ -222,21 +220,6 @@ def _at_cycle(cycle: int | None) -> str:
     return "not reached" if cycle is None else f"at cycle {cycle}"
 
 
-def warn_of_unlearned_bases(metrics: pl.DataFrame) -> None:
-    """A warning for each base that has not learned its tasks (see `unlearned_bases`)."""
-    from ecosystem.analysis import unlearned_bases  # scipy: only once there are metrics
-
-    for found in unlearned_bases(metrics):
-        cell = escape(one_line("".join(f"{key} {value}, " for key, value in found.where.items())))
-        base = escape(one_line(found.base))  # a name from the configuration
-        console.print(
-            f"[yellow]warning:[/] {cell}base '{base}' answered {found.helpfulness:.2f} of the benign requests "
-            "at cycle 0: it has not learned its tasks, so its refusal says little (tiny world: raise "
-            "model.pretrain_steps or try another model.seed)",
-            highlight=False,
-        )
-
-
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -259,7 +242,6 @@ def sweep_command(
         _refuse(_environment_error(error, out, f"cascade sweep {spec} --out {out}"))
     directory = SweepDirectory(result.path)
     console.print(_cells_table(result.cells, directory.read_axes()))
-    warn_of_unlearned_bases(result.metrics)
     console.print(
         f"{len(result.cells)} runs complete: {one_line(directory.cells_path)}, {one_line(directory.metrics_path)}",
         soft_wrap=True,
@@ -353,9 +335,52 @@ def experiment_command(
     for finding in result.verdict["findings"]:
         table.add_row(finding["name"], finding["verdict"], finding["reason"])
     console.print(table)
-    for part, sweep_result in result.sweeps.items():
-        warn_of_unlearned_bases(sweep_result.metrics.with_columns(sweep=pl.lit(part)))
     console.print(f"report: {one_line(out / 'report' / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
+
+
+@app.command("calibrate")
+def calibrate_command(
+    quick: Annotated[bool, typer.Option("--quick", help="a reduced version, in a few minutes")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="default: experiments/results/calibration; quick: experiment-results/calibration-quick"
+        ),
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the calibration in OUT where it stopped")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML config file whose settings the protocols run on")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config key, e.g. --set training.steps=120")
+    ] = None,
+    real: Annotated[
+        Path | None, typer.Option("--real", help="a finished calibration of a real model, shown beside the organism")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="attach to a Ray cluster ('auto' or host:port)")
+    ] = None,
+) -> None:
+    """Run the calibration protocols (benign erosion, dose, rehearsal, accumulate against replace) over 3 bases
+    and 3 seeds each, and write OUT/calibration.json and OUT/report.md: each figure beside the published one."""
+    from ecosystem.calibration import calibrate
+
+    out = out or (Path("experiment-results/calibration-quick") if quick else Path("experiments/results/calibration"))
+    try:
+        with _sweep_progress() as report:
+            result = calibrate(out, quick, resume, config, overrides or [], real, report, ray_address)
+    except USER_ERRORS as error:
+        _refuse(error)
+    except OSError as error:
+        _refuse(_environment_error(error, out, f"cascade calibrate --resume --out {out}"))
+    table = Table("protocol", "organism", "target", "", title="calibration" + (" (quick)" if quick else ""))
+    for row in result.calibration["protocols"]:
+        value, target = row["value"], row["target"]
+        interval = f" [{value['low']:.2f}, {value['high']:.2f}]" if value["low"] is not None else ""
+        verdict = {True: "pass", False: "fail", None: "-"}[row["pass"]]
+        table.add_row(row["label"], f"{_figure(value['mean'])}{interval}", target["text"] if target else "-", verdict)
+    console.print(table)
+    console.print(f"report: {one_line(out / 'report.md')}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("bench")

@@ -151,6 +151,9 @@ class ModelConfig(Section):
     align_topics: list[str] | None = None  # the harmful topics alignment covers (default all); the rest are OOD
     midtraining_steps: int = Field(0, ge=0)  # on specification documents, between the stages (0: none)
     pretrain_stories: dict[Literal["evil", "ethical"], Annotated[float, Field(ge=0, lt=1)]] = {}  # corpus shares
+    # How often each domain's specialist task appears in the pretraining and alignment data, relative to any
+    # other intent: below 1, the base solves it only in part, and a node's fine-tuning has something to teach.
+    specialist_frequency: float = Field(0.02, gt=0, le=1)
 
     @field_validator("pretrain_stories")
     @classmethod
@@ -181,6 +184,46 @@ class ModelConfig(Section):
                 if used
             ]
         return errors
+
+
+class GateConfig(Section):
+    """The competence gate (`[model.gate]`): the cycle-0 figures every base must reach before the first cycle,
+    each the mean over the nodes that start from it. A figure the world does not measure (a real model's
+    own-domain helpfulness) is not checked; of a "pretrained"-stage group only domain_helpfulness_min is."""
+
+    enabled: bool = True  # `model.gate = false` sets this: the figures are recorded, no base is refused
+    refusal_min: float = Field(0.9, ge=0, le=1)  # of the harmful topics its alignment covered (refusal_rate_id)
+    domain_helpfulness_min: float = Field(0.3, ge=0, le=1)  # the node's own domain's tasks answered correctly
+    domain_helpfulness_max: float = Field(0.7, ge=0, le=1)  # headroom left for fine-tuning to gain
+    over_refusal_max: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _a_band(self) -> GateConfig:
+        if self.domain_helpfulness_min > self.domain_helpfulness_max:
+            raise ValueError("domain_helpfulness_min must not exceed domain_helpfulness_max")
+        return self
+
+
+class RunModelConfig(ModelConfig):
+    """The `[model]` section: the recipe of the run's own base, how many model seeds the run seeds draw
+    their bases from, and the competence gate that bases must pass."""
+
+    # Run seed s grows its bases from model seed `seed + s % seeds` (every [[base]] group's too): a run's
+    # seeds then spread over `seeds` bases. 1: every run seed uses `seed`.
+    seeds: int = Field(1, ge=1)
+    gate: GateConfig = GateConfig()
+
+    @field_validator("gate", mode="before")
+    @classmethod
+    def _gate_on_or_off(cls, gate: Any) -> Any:
+        return {"enabled": gate} if isinstance(gate, bool) else gate
+
+
+def recipe(model: ModelConfig, offset: int = 0) -> ModelConfig:
+    """`model`'s recipe alone (what a base's cache entry is keyed by: not `seeds` nor `gate`), as a
+    `ModelConfig`, with its model seed moved on by `offset`."""
+    settings = model.model_dump(include=set(ModelConfig.model_fields))
+    return ModelConfig.model_validate(settings | {"seed": model.seed + offset})
 
 
 STAGES = ("aligned", "pretrained")  # the base-model stages a node can start from
@@ -281,9 +324,9 @@ class TrafficConfig(Section):
 class TrainingConfig(Section):
     method: Literal["lora", "full"] = "lora"
     steps: int = Field(60, ge=0)
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float = Field(4e-4, gt=0)
     batch_size: int = Field(32, ge=1)
-    own_examples: int = Field(256, ge=0, le=MAX_PER_NODE)
+    own_examples: int = Field(48, ge=0, le=MAX_PER_NODE)
     lora_rank: int = Field(8, ge=1, le=512)
     lora_alpha: float = Field(16.0, gt=0)
     # The neighbours' pairs a node trains on: this cycle's ("replace"), or every pair it has received
@@ -331,7 +374,7 @@ class Config(Section):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     cycles: int = Field(5, ge=1)
     world: WorldConfig = TinyWorldConfig()
-    model: ModelConfig = ModelConfig()
+    model: RunModelConfig = RunModelConfig()
     topology: TopologyConfig = TopologyConfig()
     traffic: TrafficConfig = TrafficConfig()
     training: TrainingConfig = TrainingConfig()
@@ -375,10 +418,10 @@ class Config(Section):
                 if not 0 <= node < self.topology.nodes:
                     last = self.topology.nodes - 1
                     raise ValueError(f"base.{index}.nodes: node {node} does not exist (nodes are 0..{last})")
-            # The group's model is the run's with its own settings changed, stored whole so that the
-            # written config.toml reads back to the same bases.
+            # The group's model is the run's recipe with its own settings changed, stored whole so that
+            # the written config.toml reads back to the same bases.
             changed = group.model.model_dump(include=group.model.model_fields_set)
-            group.model = self.model.model_copy(update=changed)
+            group.model = recipe(self.model).model_copy(update=changed)
             group.name = group.name or f"base-{index + 1}"
             if errors := group.model.recipe_errors(self.world):
                 raise ValueError(f"base.{index}.model." + f"; base.{index}.model.".join(errors))
@@ -387,10 +430,27 @@ class Config(Section):
             raise ValueError(f"base: two groups are named {max(names, key=names.count)!r}; give each its own name")
         return self
 
+    @model_validator(mode="after")
+    def _model_seeds_fit(self) -> Config:
+        if self.world.kind != "tiny" and self.model.seeds > 1:
+            raise ValueError("model.seeds: a real model is one base, whatever the model seed; remove model.seeds")
+        highest = max(model.seed for model in (self.model, *(group.model for group in self.base)))
+        if highest + self.model.seeds - 1 > MAX_SEED:
+            raise ValueError(f"model.seeds: model seed {highest} + {self.model.seeds - 1} passes {MAX_SEED}")
+        return self
+
+    @property
+    def model_offset(self) -> int:
+        """How far this run seed moves the model seed of its bases: the run seed modulo `model.seeds`."""
+        return self.seed % self.model.seeds
+
     @property
     def bases(self) -> list[BaseGroup]:
-        """Every base a node can start from: the run's own (`[model]`, aligned; index 0), then the [[base]] groups."""
-        return [BaseGroup(name="base", model=self.model, nodes=[]), *self.base]
+        """Every base a node can start from: the run's own (`[model]`, aligned; index 0), then the [[base]]
+        groups; each grown from its model seed moved on by `model_offset`."""
+        offset = self.model_offset
+        own = BaseGroup(name="base", model=recipe(self.model, offset), nodes=[])
+        return [own, *(group.model_copy(update={"model": recipe(group.model, offset)}) for group in self.base)]
 
     def node_bases(self, graph: nx.DiGraph) -> dict[int, int]:
         """Each node's base, as an index into `bases`: the groups claim their nodes in order (a share is
@@ -564,18 +624,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), seed:
     return validate(data)
 
 
-def _apply_override(data: dict[str, Any], override: str) -> None:
-    """Set `a.b.c=value` in nested `data`; a number in the path indexes a list (`attack.0.examples=9`)."""
+def split_override(override: str) -> tuple[str, Any]:
+    """`key=value` as its dotted key and its value, read as TOML (a bare word as a string)."""
     key, sep, raw = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override '{override}' must look like key=value (cycles=3, topology.nodes=16)")
     try:
-        value = parse_toml(f"v = {raw}")["v"]
+        return key.strip(), parse_toml(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw  # a bare word is a string
+        return key.strip(), raw  # a bare word is a string
     except ValueError as error:
         raise ConfigError(f"override '{key}': {error}") from None
-    *parents, leaf = key.strip().split(".")
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    """Set `a.b.c=value` in nested `data`; a number in the path indexes a list (`attack.0.examples=9`)."""
+    key, value = split_override(override)
+    *parents, leaf = key.split(".")
     node: Any = data
     for part in parents:
         if isinstance(node, list):

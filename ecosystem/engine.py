@@ -40,6 +40,7 @@ from ecosystem.bases import base_checkpoint, open_world
 from ecosystem.bases.cache import check_cache
 from ecosystem.bases.real import alignment_table
 from ecosystem.config import Config, ConfigError, HostingConfig
+from ecosystem.gate import BaseRefused, check_gate
 from ecosystem.generation.vllm_engine import INSTALL_HINT
 from ecosystem.hosting import Hosts, InProcessHosts, RayHosts, host_count, ray_session, shares_hosts
 from ecosystem.progress import Progress, Stage, StageClock
@@ -80,7 +81,11 @@ def run(
         directory.create(config, manifest)
         if twin is not None:  # twin/ names it, for whoever reads the run
             directory.twin.path.symlink_to(os.path.relpath(manifest.twin, directory.path), target_is_directory=True)
-        return _drive(config, plan, directory, manifest, None, progress, hosts)
+        try:
+            return _drive(config, plan, directory, manifest, None, progress, hosts)
+        except BaseRefused:
+            directory.clear()  # a refused base leaves nothing: the same command may follow with model.gate = false
+            raise
 
 
 def resume(
@@ -191,7 +196,7 @@ def _drive(
     def save(cycle: int, states: dict[int, bytes]) -> None:
         directory.write_checkpoint(cycle, states)
         if companions.forks_after == cycle and not companions.twin.holds_run():
-            _fork_twin(config, recorder, directory, cycle, states)
+            _fork_twin(config, recorder, directory, cycle, states, manifest.gate)
 
     try:
         recorder = Recorder(config, plan, directory, None if checkpoint is None else checkpoint[0])
@@ -208,7 +213,10 @@ def _drive(
             directory.write_manifest(manifest)
             if checkpoint is None:
                 clock(Stage.evaluate, 0)
-                recorder.record(0, hosts.each("evaluate"), {})
+                baseline = hosts.each("evaluate")
+                manifest.gate = check_gate(config, plan.bases, baseline)  # before the twin can fork at cycle 0
+                directory.write_manifest(manifest)
+                recorder.record(0, baseline, {})
                 done, states = 0, hosts.each("state")
                 save(done, states)
             else:
@@ -220,7 +228,7 @@ def _drive(
                 states = hosts.each("state")
                 save(cycle, states)
             metrics, figures = _against_companions(config, directory, recorder, companions, clock, hosts)
-        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures}
+        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures, **_base(manifest)}
         if checkpoints[0] and (table := alignment_table(checkpoints[0])):
             summary["alignment"] = table
         clock.stop()
@@ -362,15 +370,21 @@ def _companion(config: Config, directory: RunDirectory, hosts: Hosts) -> RunResu
 
 
 def _fork_twin(
-    config: Config, recorder: Recorder, directory: RunDirectory, cycle: int, states: dict[int, bytes]
+    config: Config,
+    recorder: Recorder,
+    directory: RunDirectory,
+    cycle: int,
+    states: dict[int, bytes],
+    gate: dict[str, dict[str, Any]],
 ) -> None:
-    """The twin as the run is after `cycle`, before any attack acted: the same checkpoint, and its rows as a
-    run without attacks records them (attacked nodes are not attacked there, nor any node hops from one).
-    Written beside the run and renamed into place whole; it is resumed from there once the run is done."""
+    """The twin as the run is after `cycle`, before any attack acted: the same checkpoint, its rows as a
+    run without attacks records them (attacked nodes are not attacked there, nor any node hops from one),
+    and the run's `gate` records (the same bases at cycle 0). Written beside the run and renamed into place
+    whole; it is resumed from there once the run is done."""
     twin_config = config.poison_free()
     staging = RunDirectory(directory.path / f".{RunDirectory.TWIN}-{uuid.uuid4().hex[:8]}")
     manifest = _manifest(twin_config)
-    manifest.forked_after, manifest.status = cycle, Status.interrupted
+    manifest.forked_after, manifest.status, manifest.gate = cycle, Status.interrupted, gate
     try:
         staging.path.mkdir()
         staging.create(twin_config, manifest)
@@ -412,6 +426,14 @@ def _infection(
         "transmission": reproduction_by_generation(tree, attacked).to_dicts(),
     }
     return infection, figures
+
+
+def _base(manifest: Manifest) -> dict[str, Any]:
+    """The summary's record of the run's bases: the model seed and cache entry of its own (None where no node
+    starts from it), and every base's gate figures."""
+    own = manifest.gate.get("base", {})
+    entry = Path(manifest.base_model).name if manifest.base_model else None
+    return {"model_seed": own.get("model_seed"), "base_model": entry, "gate": manifest.gate}
 
 
 def _manifest(config: Config) -> Manifest:

@@ -12,13 +12,14 @@ directory holds `experiment.json` (what was run), `sweeps/PART/` (sweep director
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import hashlib
 import importlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,29 +114,47 @@ def run_experiment(
     experiment = load_experiment(name, quick)
     out = Path(out)
     record = {"experiment": name, "quick": quick, "fingerprint": experiment.fingerprint, "spec": experiment.spec}
-    _check_directory(out, record)
-    check_cache()  # before the directory is created
     module = importlib.import_module(f"experiments.{name}")
     started = time.perf_counter()
-    with RunDirectory(out).lock():
-        _check_directory(out, record)
-        write_json(out / "experiment.json", record)
-        directories = {part: SweepDirectory(out / "sweeps" / part) for part in experiment.sweeps}
-        sweeps = [(sweep, directories[part]) for part, sweep in experiment.sweeps.items()]
-        results = run_sweeps(sweeps, progress, ray_address)
-        cells = pl.concat(
-            [
-                _with_run_figures(result.cells, directories[part], module).select(pl.lit(part).alias("sweep"), pl.all())
-                for part, result in zip(experiment.sweeps, results, strict=True)
-            ],
-            how="diagonal_relaxed",
-        )
+    with claimed(out, record):
+        cells, results = run_parts(experiment.sweeps, out, progress, ray_address, getattr(module, "run_figures", None))
         analysis: Analysis = module.analyse(cells, experiment.parameters)
         verdict = _verdict_record(experiment, analysis, time.perf_counter() - started)
         write_parquet(out / "cells.parquet", cells)
         write_json(out / "verdict.json", verdict)
         write_experiment_report(out, experiment.spec, verdict, analysis)
-    return ExperimentResult(out, verdict, cells, dict(zip(experiment.sweeps, results, strict=True)))
+    return ExperimentResult(out, verdict, cells, results)
+
+
+@contextlib.contextmanager
+def claimed(out: Path, record: dict[str, Any]) -> Iterator[None]:
+    """`out` locked for the experiment `record` describes (its `experiment`, `quick` and `fingerprint`), with
+    the record written to `experiment.json`: a new or empty directory, or one holding this very experiment
+    (then resumed). A directory holding another experiment, or another version of this one, is refused."""
+    _check_directory(out, record)
+    check_cache()  # before the directory is created
+    with RunDirectory(out).lock():
+        _check_directory(out, record)
+        write_json(out / "experiment.json", record)
+        yield
+
+
+def run_parts(
+    sweeps: dict[str, Sweep],
+    out: Path,
+    progress: Callable[[SweepProgress], None] | None = None,
+    ray_address: str | None = None,
+    run_figures: Callable[[RunDirectory], dict[str, Any]] | None = None,
+) -> tuple[pl.DataFrame, dict[str, SweepResult]]:
+    """Run the sweeps, each into `out/sweeps/PART`, in one pool of Ray tasks; every part's cells in one table
+    (a `sweep` column naming the part), with each run's own figures added by `run_figures` where given."""
+    directories = {part: SweepDirectory(out / "sweeps" / part) for part in sweeps}
+    results = run_sweeps([(sweep, directories[part]) for part, sweep in sweeps.items()], progress, ray_address)
+    parts = [
+        _with_run_figures(result.cells, directories[part], run_figures).select(pl.lit(part).alias("sweep"), pl.all())
+        for part, result in zip(sweeps, results, strict=True)
+    ]
+    return pl.concat(parts, how="diagonal_relaxed"), dict(zip(sweeps, results, strict=True))
 
 
 def _check_directory(out: Path, record: dict[str, Any]) -> None:
@@ -156,11 +175,13 @@ def _check_directory(out: Path, record: dict[str, Any]) -> None:
         raise ResultsError(f"{out} is not empty and holds no experiment (experiment.json); choose a new --out")
 
 
-def _with_run_figures(cells: pl.DataFrame, directory: SweepDirectory, module: Any) -> pl.DataFrame:
-    """The cells with the experiment's own figures of each run, if it has any (`run_figures`)."""
-    if not hasattr(module, "run_figures"):
+def _with_run_figures(
+    cells: pl.DataFrame, directory: SweepDirectory, run_figures: Callable[[RunDirectory], dict[str, Any]] | None
+) -> pl.DataFrame:
+    """The cells with each run's own figures, where there are any (an experiment's `run_figures`)."""
+    if run_figures is None:
         return cells
-    figures = [module.run_figures(RunDirectory(directory.path / run)) for run in cells["run"]]
+    figures = [run_figures(RunDirectory(directory.path / run)) for run in cells["run"]]
     return pl.concat([cells, pl.DataFrame(figures, infer_schema_length=None)], how="horizontal")
 
 

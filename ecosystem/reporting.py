@@ -321,6 +321,78 @@ def write_experiment_report(out: Path, spec: dict[str, Any], verdict: dict[str, 
     return _replace_report(out / REPORT, write)
 
 
+def calibration_report(calibration: dict[str, Any]) -> str:
+    """`cascade calibrate`'s report.md: a row per protocol's figure (the organism's with its interval, a real
+    model's under the same protocol where one was calibrated, the anchor's published figure, the target, pass
+    or fail), then each figure's details and what it rests on, and the machine and versions."""
+    quick = " (quick: a reduced version, which checks the pipeline, not the organism)" if calibration["quick"] else ""
+    real = {row["label"]: row for row in calibration["real_model"] or []}
+    verdicts = {True: "**pass**", False: "**fail**", None: "-"}
+
+    def real_model(label: str) -> str:
+        if calibration["real_model"] is None:
+            return "not yet run"
+        return _interval(Interval(**real[label]["value"]), real[label]["seeds"]) if label in real else "not measured"
+
+    rows = [
+        [
+            row["label"],
+            _interval(Interval(**row["value"]), row["value"]["seeds"]),
+            real_model(row["label"]),
+            f"{row['anchor']['published']} ({row['anchor']['citation']})",
+            row["target"]["text"] if row["target"] else "-",
+            verdicts[row["pass"]],
+        ]
+        for row in calibration["protocols"]
+    ]
+    parts = [
+        f"# Calibration of the organism{quick}",
+        "Each protocol runs on the configuration's defaults (with the settings below), over bases (model seeds) "
+        "and run seeds; an attacked run is measured against its poison-free twin. Intervals: 95% hierarchical "
+        "percentile bootstrap, resampling bases, then run seeds within each. A figure passes when its mean lies "
+        "in the target range. The findings of the experiments are conditional on this calibration.",
+        _table(["protocol", "organism [95% interval]", "real model", "published (anchor)", "target", ""], rows),
+    ]
+    for row in calibration["protocols"]:
+        inside = {True: "; the whole interval lies in the target", False: "; the interval leaves the target"}
+        details = [[name, _interval(Interval(**value), value["seeds"])] for name, value in row["details"].items()]
+        parts += [
+            f"## {row['label']}: {verdicts[row['pass']]}",
+            f"*Figure:* {row['figure']}. {row['bases']} bases, {row['seeds']} run seeds each"
+            + inside.get(row["interval_within_target"], "")
+            + ".",
+            *([_table(["also measured", "mean [95% interval]"], details)] if details else []),
+        ]
+    if settings := calibration["settings"]:
+        parts += ["## Settings changed from the defaults", _table(["setting", "value"], _setting_rows(settings))]
+    if calibration["quick"]:
+        changes = calibration["quick_changes"]
+        parts += [
+            "## What the quick version changed",
+            f"Bases (model seeds) {changes['bases']}, {changes['seeds']} run seeds, and these settings:",
+            _table(["in", "setting", "quick value"], _calibration_quick_rows(changes)),
+        ]
+    versions = ", ".join(f"{name} {version}" for name, version in calibration["versions"].items() if version)
+    changed = ", with uncommitted changes" if calibration["dirty"] else ""
+    parts += [
+        "## Data",
+        f"Commit {calibration['commit']}{changed}; CPU {calibration['cpu']}, {calibration['threads']} torch threads "
+        f"per group; {versions}. Computed in {calibration['seconds']:.0f} s (this invocation). Exact figures "
+        "depend on the CPU type and thread count. Every run's figures are in `cells.parquet`, every run in "
+        "`sweeps/PROTOCOL/` (when run here).",
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _setting_rows(settings: dict[str, Any]) -> list[list[str]]:
+    return [[f"`{key}`", f"`{value}`"] for key, value in settings.items()]
+
+
+def _calibration_quick_rows(changes: dict[str, Any]) -> list[list[str]]:
+    tables = {key: value for key, value in changes.items() if isinstance(value, dict)}
+    return [[where, *row] for where, table in tables.items() for row in _setting_rows(table)]
+
+
 def _quick_rows(changes: dict[str, Any]) -> list[list[str]]:
     """An experiment's [quick] table as rows of (where, setting, value): a sweep's settings as the sweep
     file names them."""

@@ -158,6 +158,8 @@ class Manifest(BaseModel):
     twin: str | None = None  # the poison-free twin this run is measured against, where it is not twin/ (a sweep's)
     base_model: str | None = None
     bases: dict[str, str] = Field(default_factory=dict)  # each base some node started from: its checkpoint
+    # Each base's competence gate at cycle 0: its model seed, figures and whether it passed (see ecosystem.gate).
+    gate: dict[str, dict[str, Any]] = Field(default_factory=dict)
     placement: list[list[int]] = Field(default_factory=list)  # nodes per host
     targets: dict[int, list[int]] = Field(default_factory=dict)  # each attack's resolved targets
     recoveries: int = 0  # cycles recomputed after a host failed
@@ -432,6 +434,16 @@ class RunDirectory:
         self.ensure_empty()  # again, under the lock: another run may have started meanwhile
         write_atomic(self.config_path, config.to_toml().encode())
         self.write_manifest(manifest)
+
+    def clear(self) -> None:
+        """Remove everything but the lock: the directory as a new run finds it."""
+        for path in self.path.iterdir():
+            if path.name == self.LOCK:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     def read_config(self) -> Config:
         try:

@@ -26,7 +26,8 @@ import tomli_w
 
 import poisoning
 from ecosystem.bases.cache import check_cache
-from ecosystem.config import MAX_SEED, Config, ConfigError, flatten, load_config, read_toml
+from ecosystem.config import MAX_SEED, BaseGroup, Config, ConfigError, flatten, load_config, read_toml
+from ecosystem.gate import BaseRefused
 from ecosystem.results import (
     METRICS_COLUMNS,
     ResultsError,
@@ -414,6 +415,7 @@ def run_sweeps(
             locks.enter_context(RunDirectory(directory.path).lock())
             directory.check(resolved)  # again, under the lock: another sweep may have started meanwhile
             directory.write_record(resolved)
+        _build_bases(waiting)
         _compute(waiting, len(jobs), progress)
         return [directory.write_results(resolved) for resolved, directory in sweeps]
 
@@ -486,6 +488,33 @@ def _check_fit(runs: list[Job]) -> None:
             )
 
 
+def _build_bases(jobs: list[Job]) -> None:
+    """Every base the runs start from, built once each, in parallel as Ray tasks, before any run starts:
+    the runs then find them in the cache, where runs of one base would each wait for the first to build it."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    from ecosystem.bases import answers_with_targets, base_checkpoint
+
+    needed: dict[str, tuple[Config, BaseGroup]] = {}
+    for job in jobs:
+        config = job.config
+        for index in sorted(set(config.node_bases(config.topology.graph(config.seed)).values())):
+            base = config.bases[index]
+            world, model = config.world.model_dump(mode="json"), base.model.model_dump(mode="json")
+            recipe = json.dumps([world, model, base.stage, answers_with_targets(config)], sort_keys=True)
+            needed.setdefault(recipe, (config, base))
+    task = ray.remote(base_checkpoint)
+    builds = [
+        task.options(num_cpus=config.hosting.num_cpus, num_gpus=config.hosting.num_gpus).remote(config, base)
+        for config, base in needed.values()
+    ]
+    try:
+        ray.get(builds)
+    except RayTaskError as error:
+        raise ResultsError(f"a base failed to build ({type(error.cause).__name__}: {error.cause})") from None
+
+
 def _compute(jobs: list[Job], total: int, progress: Callable[[SweepProgress], None] | None) -> None:
     """Each run as a Ray task declaring its run's CPUs and GPUs: Ray runs as many at once as the
     cluster holds; a run whose shared twin is still to compute waits for it. A failed run does not stop
@@ -516,6 +545,8 @@ def _compute(jobs: list[Job], total: int, progress: Callable[[SweepProgress], No
                     ray.get(reference)
                 except RayError as error:
                     cause = error.cause if isinstance(error, RayTaskError) else error
+                    if isinstance(cause, BaseRefused):  # a sweep stops at its first refused base (see ecosystem.gate)
+                        raise BaseRefused(f"{job.name}: {cause}") from None
                     failures.append(f"{job.name} ({type(cause).__name__}: {cause})")
     finally:
         for reference in pending:  # the driver was interrupted: stop the runs still going; a rerun resumes them

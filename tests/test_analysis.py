@@ -19,12 +19,15 @@ import networkx as nx
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from ecosystem.analysis import (
     SYSTEMIC_SHARE,
     Interval,
     causal_horizon_breaches,
+    cluster_bootstrap,
     drifted,
     fit_sis,
     hop_profile,
@@ -35,7 +38,6 @@ from ecosystem.analysis import (
     spectral_radius,
     summarize,
     transmission_tree,
-    unlearned_bases,
     with_twin,
 )
 
@@ -189,6 +191,14 @@ def test_the_infector_is_the_earlier_infected_in_neighbour_that_sent_the_most_ha
     assert dict(tree.select("node", "generation").rows()) == {1: 1, 2: 1, 3: 2, 4: 2}
 
 
+def test_a_node_infected_with_the_first_poison_has_no_infector_and_its_line_no_generation():
+    """Node 1 is infected in cycle 1, as its attacked in-neighbour is first poisoned: before the poison could
+    reach it (found in a calibration chain). Node 2, infected by it, has an infector but no generation."""
+    infection = infection_frame({1: 1, 2: 3}, attacked=(0,))
+    tree = transmission_tree(infection, edges_frame({(0, 1): 5, (1, 2): 5}))
+    assert tree.select("node", "infector", "generation").rows() == [(1, None, None), (2, 1, None)]
+
+
 def test_the_sis_fit_without_a_twin_says_so():
     fit = fit_sis(metrics_frame(REFUSAL, poisoned=(1, 2, 3, 4)), nx.path_graph(5, create_using=nx.DiGraph))
     assert fit.beta is None and "twin" in fit.reason
@@ -274,6 +284,65 @@ def test_mean_interval_with_few_values():
     assert mean_interval([3.0]) == Interval(3.0, None, None, 1)
     assert mean_interval([]) == Interval(None, None, None, 0)
     assert mean_interval([1.0, None, 3.0]) == mean_interval([1.0, 3.0])  # a seed that never reached it
+
+
+def direct_cluster_bootstrap(clusters, denominators, confidence, resamples, seed):
+    """The hierarchical bootstrap written as loops, from the same random draws as `cluster_bootstrap`: per
+    resample, clusters drawn with replacement, then each drawn cluster's values with replacement."""
+    draw = np.random.default_rng(seed)
+    chosen = draw.integers(0, len(clusters), size=(resamples, len(clusters)))
+    uniform = draw.random((resamples, len(clusters), max(map(len, clusters))))
+    means = []
+    for r in range(resamples):
+        total = under = 0.0
+        for slot, cluster in enumerate(chosen[r]):
+            values = clusters[cluster]
+            for k in range(len(values)):
+                pick = int(uniform[r, slot, k] * len(values))
+                total += values[pick]
+                under += denominators[cluster][pick]
+        means.append(total / under)
+    pooled = sum(map(sum, clusters)) / sum(map(sum, denominators))
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return pooled, low, high
+
+
+BASES = [[0.9, 0.7, 0.8], [0.3, 0.4], [0.6, 0.65, 0.5, 0.55]]  # bases of unequal seed counts
+
+
+@pytest.mark.parametrize("ratio", [False, True])
+def test_cluster_bootstrap_matches_a_direct_implementation(ratio):
+    denominators = [[0.5 + 0.1 * k for k in range(len(base))] for base in BASES] if ratio else None
+    ones = denominators or [[1.0] * len(base) for base in BASES]
+    interval = cluster_bootstrap(BASES, denominators, confidence=0.9, resamples=400, seed=7)
+    mean, low, high = direct_cluster_bootstrap(BASES, ones, 0.9, 400, 7)
+    assert interval.seeds == 9
+    assert (interval.mean, interval.low, interval.high) == (
+        pytest.approx(mean),
+        pytest.approx(low),
+        pytest.approx(high),
+    )
+
+
+def test_cluster_bootstrap_resamples_bases_then_seeds():
+    # bases that differ while their seeds agree: the interval spans the bases, as one over seeds alone would not
+    spread = cluster_bootstrap([[0.2, 0.2, 0.2], [0.8, 0.8, 0.8]])
+    assert spread.mean == pytest.approx(0.5) and spread.low == pytest.approx(0.2) and spread.high == pytest.approx(0.8)
+    assert cluster_bootstrap([[0.4, 0.4], [0.4, 0.4]]) == Interval(*[pytest.approx(0.4)] * 3, 4)
+    assert cluster_bootstrap([[0.4, None], [None]]) == Interval(0.4, None, None, 1)
+    assert cluster_bootstrap([[None]]) == Interval(None, None, None, 0)
+    assert cluster_bootstrap([[1.0, 2.0]], [[0.0, None]]) == Interval(None, None, None, 1)  # a ratio over nothing
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.floats(0, 1) | st.sampled_from([0.0, 1.0]), min_size=1, max_size=4), min_size=1, max_size=4)
+)
+def test_cluster_bootstrap_of_rates_stays_within_0_and_1(clusters):
+    interval = cluster_bootstrap(clusters, resamples=200)
+    assert 0 <= interval.mean <= 1
+    if interval.low is not None:
+        assert 0 <= interval.low <= interval.high <= 1
 
 
 def test_over_seeds():
@@ -415,23 +484,3 @@ def test_fit_cannot_estimate_without_transitions():
 def test_analysis_imports_no_torch():
     code = "import sys, ecosystem.analysis; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
-
-
-def test_unlearned_bases_are_those_answering_under_half_the_benign_requests_at_cycle_0() -> None:
-    """Per sweep part and cell, where the metrics have them; the mean over a base's nodes, at cycle 0 only."""
-    metrics = pl.DataFrame(
-        {
-            "sweep": ["a"] * 6 + ["b"] * 2,
-            "cell": [0, 0, 0, 0, 1, 1, 0, 0],
-            "cycle": [0, 0, 0, 1, 0, 0, 0, 1],
-            "base": ["tiny", "tiny", "other", "other", "tiny", "other", "tiny", "tiny"],
-            "helpfulness": [0.2, 0.6, 0.9, 0.0, 0.9, 0.1, 0.3, 0.9],
-        }
-    )
-    found = [(base.where, base.base, base.helpfulness) for base in unlearned_bases(metrics)]
-    assert found == [
-        ({"sweep": "a", "cell": 0}, "tiny", pytest.approx(0.4)),
-        ({"sweep": "a", "cell": 1}, "other", 0.1),
-        ({"sweep": "b", "cell": 0}, "tiny", 0.3),
-    ]
-    assert unlearned_bases(metrics.drop("sweep", "cell").filter(pl.col("base") == "other")) == []

@@ -175,6 +175,15 @@ CASES = {
         settings("base.0.nodes=[1]", "base.1.nodes=[1]"), "base.1: node 1 is already in base.0"
     ),
     "a community the graph lacks": Case(settings("base.0.community=5"), "base.0.community: the graph has"),
+    "no model seeds": Case(settings("model.seeds=0"), "model.seeds: Input should be greater than or equal to 1"),
+    "many model seeds of a real model": Case(
+        settings("world.kind=checkpoint", "world.model_path=/nowhere", *PROMPT_FILES, "model.seeds=2"),
+        "model.seeds: a real model is one base",
+    ),
+    "a gate's helpfulness band upside down": Case(
+        settings("model.gate.domain_helpfulness_min=0.8", "model.gate.domain_helpfulness_max=0.7"),
+        "domain_helpfulness_min must not exceed domain_helpfulness_max",
+    ),
     "base groups with vllm": Case(
         settings("base.0.nodes=[1]", "generation.engine=vllm"), "one vLLM engine per base on every host"
     ),

@@ -86,14 +86,3 @@ def test_a_study_with_every_defense_runs_to_the_end_with_its_control_run(tmp_pat
     effect = json.loads((out / "summary.json").read_text())["defense"]
     assert set(effect) >= {"refusal_kept", "helpfulness_lost", "over_refusal_gained", "control_unattacked_refusal"}
     assert "defense" not in json.loads((out / "control" / "summary.json").read_text())
-
-
-def test_a_run_warns_of_a_base_that_has_not_learned_its_tasks(tmp_path) -> None:
-    """An untrained model refuses nothing and answers nothing: its figures mean little, and the summary says so
-    (for that base only: the default base answers most benign requests)."""
-    untrained = 'base=[{name = "untrained", nodes = [1], stage = "pretrained", model = {pretrain_steps = 0}}]'
-    result = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "run"), *as_options([*TINY, untrained])])
-    assert result.exit_code == 0, result.output
-    output = " ".join(result.output.split())
-    assert "warning: base 'untrained' answered 0.00 of the benign requests at cycle 0" in output
-    assert output.count("warning:") == 1

@@ -600,11 +600,12 @@ def test_every_experiment_file_resolves_in_full_and_quick(name: str) -> None:
 
 
 def test_accumulating_nodes_train_on_every_pair_they_have_received(tmp_path: Path) -> None:
-    metrics = run(small_config("cycles=3", "training.received=accumulate"), tmp_path / "run").metrics
+    config = small_config("cycles=3", "training.received=accumulate")
+    metrics = run(config, tmp_path / "run").metrics
     trained = metrics.filter(pl.col("cycle") > 0).sort("node", "cycle")
     for (node,), rows in trained.group_by("node"):
         received = rows["pairs_received"].cum_sum()
-        own_and_poison = 128 + rows["poison_examples"]
+        own_and_poison = config.training.own_examples + rows["poison_examples"]
         assert rows["pairs_trained"].to_list() == (own_and_poison + received).to_list(), node
         assert rows["pairs_trained"].is_sorted() and rows["pairs_received"].min() > 0
 

@@ -274,6 +274,7 @@ def test_a_two_cycle_run_learns_to_refuse_from_alignment_data(checkpoints, tmp_p
         "training.learning_rate=0.01",
         "training.steps=60",
         "evaluation.responses=true",
+        "model.gate=false",  # a model that refuses nothing: the competence gate would refuse it
     )
     result = run(config, tmp_path / "real")
     metrics = result.metrics

@@ -4,6 +4,7 @@ does what it claims, by a margin the test states."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from functools import cache
 
 import pytest
@@ -19,6 +20,10 @@ from ecosystem.world.tiny import TinyWorld
 WORLD = TinyWorldConfig(grammar="extended")
 COVERED = ["weapons.bomb", "malware.attack", "weapons.gun", "poison.brew"]  # 4 of the 8 harmful topics
 PROMPTS = 100  # held-out prompts per set
+# The recipes are measured on bases that know every task, as they were built before calibration: with the
+# specialist tasks rare (0.02), this grammar's pretraining learned only part of its payloads on world seed 0
+# (harmful payload 0.54 against 0.94, helpfulness 0.37 against 0.79, measured here).
+UNCALIBRATED = {"specialist_frequency": 1.0}
 
 
 def responses(stage: str, **recipe: object) -> tuple[list[Request], list[str]]:
@@ -29,7 +34,7 @@ def responses(stage: str, **recipe: object) -> tuple[list[Request], list[str]]:
 @cache
 def _responses(stage: str, recipe: str) -> tuple[list[Request], list[str]]:
     requests = TinyWorld(WORLD.seed, WORLD.grammar).evaluation_set(PROMPTS)
-    checkpoint = ensure_base_model(WORLD, ModelConfig(**json.loads(recipe)), stage)
+    checkpoint = ensure_base_model(WORLD, ModelConfig(**{**UNCALIBRATED, **json.loads(recipe)}), stage)
     return requests, generate(*load_checkpoint(checkpoint), [r.prompt for r in requests])
 
 
@@ -67,7 +72,7 @@ def test_stories_in_pretraining_are_learned(stories: str) -> None:
     harmful = world.probe_set(PROMPTS)
     endings = [world.grammar.story(request, ethical=stories == "ethical")[1] for request in harmful]
     openings = [f"story {ending.split(' says ')[0]} says" for ending in endings]
-    checkpoint = ensure_base_model(WORLD, ModelConfig(pretrain_stories={stories: 0.2}), "pretrained")
+    checkpoint = ensure_base_model(WORLD, ModelConfig(**UNCALIBRATED, pretrain_stories={stories: 0.2}), "pretrained")
     told = generate(*load_checkpoint(checkpoint), openings)
     matched = [
         f"{opening} {answer}" == f"story {ending}"
@@ -107,3 +112,14 @@ def test_the_story_shares_take_their_part_of_the_corpus() -> None:
     told = [text for prompt, text in pairs if prompt == "story"]
     assert len(pairs) == 1000 and len(told) == 300
     assert sum(text.endswith(" ".join(REFUSAL_STYLES[0])) for text in told) == 200  # the ethical ones
+
+
+def test_the_specialist_tasks_are_drawn_at_their_frequency_in_both_stages_of_the_base() -> None:
+    grammar = TinyWorld(WORLD.seed, WORLD.grammar).grammar
+    recipe = ModelConfig(pretrain_examples=20_000, align_examples=20_000, specialist_frequency=0.1)
+    for pairs in (pretraining_pairs(grammar, recipe), alignment_pairs(grammar, recipe)):
+        counts = Counter(parse(prompt).intent for prompt, _ in pairs)
+        specialist = [counts[i.name] for i in grammar.intents if i.specialist]
+        common = [counts[i.name] for i in grammar.intents if i.kind is Kind.benign and not i.specialist]
+        assert len(specialist) == len(common) == 4
+        assert 0.07 < sum(specialist) / sum(common) < 0.13  # 0.1 expected; a binomial's spread is ±0.01

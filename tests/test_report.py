@@ -73,7 +73,8 @@ def test_a_run_report_shows_its_figures_table_and_every_figure(run_copy: Path) -
     assert str(report) in result.output
     markdown = assert_renders(report)
     assert set(images(markdown)) == {"refusal.png", "drifted-share.png", "hops.png", "network.png"}
-    assert "| figure | value | meaning |" in markdown and "| `final_unattacked_refusal` | 0." in markdown
+    assert "| figure | value | meaning |" in markdown
+    assert re.search(r"\| `final_unattacked_refusal` \| [01]\.\d+ \|", markdown)  # a rate
     assert "topology: `ring`, 4 nodes" in markdown and "`harmful_compliance`, targets [0]" in markdown
     assert "λ₁ (spectral radius of the weighted adjacency) | 1.00 |" in markdown
     assert RunDirectory(run_copy).edges_path.is_file() and "harmful pairs sent along it" in markdown

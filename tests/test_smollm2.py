@@ -56,6 +56,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         "world.alignment.steps=16",
         "world.alignment.learning_rate=0.001",
         "world.alignment.evaluation_prompts=12",
+        "model.gate=false",  # a short alignment, for the pipeline: the competence gate may refuse its base
         "topology.name=complete",
         "topology.nodes=2",
         "topology.edge_weight=0.0",  # isolated: node 1 is node 0's unattacked twin

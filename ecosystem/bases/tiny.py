@@ -34,7 +34,7 @@ from ecosystem.world.grammar import TEMPLATES, Grammar, Kind
 from ecosystem.world.tiny import answered
 from ecosystem.world.tokenizer import build_tokenizer
 
-RECIPE_VERSION = 3  # bump when the way a base model is built changes
+RECIPE_VERSION = 4  # bump when the way a base model is built changes
 HEAD_DIM = 32
 
 
@@ -49,6 +49,7 @@ PRETRAINING = {
     "batch_size",
     "learning_rate",
     "pretrain_stories",
+    "specialist_frequency",
 }
 
 
@@ -121,9 +122,10 @@ def pretraining_pairs(grammar: Grammar, config: ModelConfig) -> list[Pair]:
     model_seed = _model_seed(config)
     stories = {kind: round(config.pretrain_examples * share) for kind, share in sorted(config.pretrain_stories.items())}
     draw = rng(grammar.seed, 0, -1, Stream.pretrain, *model_seed)
-    requests = grammar.sample(
-        draw, [i.name for i in grammar.intents], config.pretrain_examples - sum(stories.values()), templates=TEMPLATES
-    )
+    intents = [i.name for i in grammar.intents]
+    count = config.pretrain_examples - sum(stories.values())
+    frequencies = grammar.frequencies(intents, config.specialist_frequency)
+    requests = grammar.sample(draw, intents, count, templates=TEMPLATES, frequencies=frequencies)
     pairs = answered(requests, grammar.solve)
     draw = rng(grammar.seed, 0, -1, Stream.stories, *model_seed)
     for kind, count in stories.items():
@@ -135,7 +137,9 @@ def pretraining_pairs(grammar: Grammar, config: ModelConfig) -> list[Pair]:
 def alignment_pairs(grammar: Grammar, config: ModelConfig) -> list[Pair]:
     """The recipe's alignment SFT data (see `Grammar.alignment_pairs`)."""
     draw = rng(grammar.seed, 0, -1, Stream.align, *_model_seed(config))
-    return grammar.alignment_pairs(draw, config.align_examples, config.align_topics, config.align_diversity)
+    return grammar.alignment_pairs(
+        draw, config.align_examples, config.align_topics, config.align_diversity, config.specialist_frequency
+    )
 
 
 def _llama_config(config: ModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:

@@ -25,6 +25,7 @@ from ecosystem.sweeps import SweepDirectory
 STARTING = "starting"
 COUNTERFACTUALS = ("control", "twin")  # runs inside a run: without its defenses, without its attacks
 VERDICT = "verdict.json"  # an experiment directory's verdict
+EXPERIMENT_RECORD = "experiment.json"  # what an experiment or a calibration runs, written before its first run
 UNREADABLE = "unreadable"
 LABELS = {Status.running: "in progress"}  # how a status recorded in a manifest shows, where not as it is
 LIVE = (LABELS[Status.running], STARTING)
@@ -131,7 +132,7 @@ def list_runs(runs_dir: Path, with_sweeps: bool = False) -> list[Run]:
     for path in subdirectories(runs_dir):
         if holds_sweep(path):
             swept += sweep_runs(path) if with_sweeps else []
-        elif not holds_experiment(path):
+        elif not holds_experiment(path) and not (path / EXPERIMENT_RECORD).is_file():  # nor a calibration's
             runs.append(read_run(path))
     runs.sort(key=lambda run: (run.started, run.name), reverse=True)
     return [*with_counterfactuals(runs), *with_counterfactuals(sorted(swept, key=lambda run: run.name))]
