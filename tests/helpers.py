@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -37,6 +39,18 @@ TINY = [
     "evaluation.prompts_per_set=20",
     "hosting.mode=in_process",
 ]
+
+
+def refused_in_a_fresh_process(arguments: list[str]) -> tuple[list[str], str]:
+    """`cascade ARGUMENTS` in a fresh interpreter: its exit code and whether torch and Ray had loaded when it
+    ended (as printed: ["2", "False", "False"] for a refusal that needed neither), and its standard error."""
+    script = (
+        "import sys\nfrom ecosystem.cli import app\n"
+        f"try:\n    app({arguments!r})\n"
+        "except SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules, 'ray' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    return done.stdout.split(), done.stderr
 
 
 def small_config(*overrides: str) -> Config:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from ecosystem.cli import _cells_table, app
 from ecosystem.progress import Stage, stage_count
 from ecosystem.results import RunDirectory, git_commit
-from tests.helpers import TINY, as_options
+from tests.helpers import TINY, as_options, refused_in_a_fresh_process
 
 
 def cascade(*arguments: str) -> subprocess.CompletedProcess:
@@ -79,14 +79,9 @@ def test_set_takes_top_level_keys(piped_run) -> None:
 
 def test_resuming_a_complete_run_is_refused_before_torch_or_ray_load(piped_run) -> None:
     out, _ = piped_run
-    script = (
-        "import sys\nfrom ecosystem.cli import app\n"
-        f"try:\n    app(['run', '--resume', {str(out)!r}])\n"
-        "except SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules, 'ray' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.stdout.split() == ["2", "False", "False"]
-    assert done.stderr == f"error: the run in {out} is already complete\n"
+    ended, stderr = refused_in_a_fresh_process(["run", "--resume", str(out)])
+    assert ended == ["2", "False", "False"]
+    assert stderr == f"error: the run in {out} is already complete\n"
 
 
 def test_a_sweep_ends_with_a_table_of_its_cells() -> None:

@@ -15,7 +15,7 @@ from ecosystem import engine, run
 from ecosystem import shard as shard_module
 from ecosystem.hosting import shares_hosts
 from ecosystem.results import RunDirectory
-from tests.helpers import small_config
+from tests.helpers import refused_in_a_fresh_process, small_config
 
 
 def test_a_run_and_its_twin_and_control_load_the_base_once(tmp_path, monkeypatch) -> None:
@@ -96,13 +96,7 @@ REFUSALS = {
 
 @pytest.mark.parametrize("case", REFUSALS)
 def test_refusals_that_need_no_model_load_neither_torch_nor_ray(case, tmp_path) -> None:
-    arguments = REFUSALS[case](tmp_path)
-    script = (
-        "import sys\nfrom ecosystem.cli import app\n"
-        f"try:\n    app({arguments!r})\n"
-        "except SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules, 'ray' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.stdout.split() == ["2", "False", "False"]
-    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    ended, stderr = refused_in_a_fresh_process(REFUSALS[case](tmp_path))
+    assert ended == ["2", "False", "False"]
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
