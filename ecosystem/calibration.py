@@ -29,7 +29,15 @@ from ecosystem.analysis import Interval, cluster_bootstrap
 from ecosystem.config import ConfigError, flatten, read_toml, split_override
 from ecosystem.experiments import claimed, run_parts
 from ecosystem.reporting import calibration_report
-from ecosystem.results import ResultsError, RunDirectory, package_versions, write_atomic, write_json, write_parquet
+from ecosystem.results import (
+    EXPERIMENT_RECORD,
+    ResultsError,
+    RunDirectory,
+    package_versions,
+    write_atomic,
+    write_json,
+    write_parquet,
+)
 from ecosystem.sweeps import SweepProgress, SweepResult, resolve_sweep
 
 BASES = [0, 1, 2]  # model seeds: bases trained from their own initial weights and draws
@@ -240,7 +248,7 @@ def calibrate(
 
 def _check_resume(out: Path, resume: bool) -> None:
     """A directory holding results is continued only when asked to (`--resume`)."""
-    holds = (out / "experiment.json").is_file()
+    holds = (out / EXPERIMENT_RECORD).is_file()
     if holds and not resume:
         raise ResultsError(
             f"{out} already holds results: --resume continues the calibration there; or choose another --out"

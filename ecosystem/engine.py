@@ -228,7 +228,12 @@ def _drive(
                 states = hosts.each("state")
                 save(cycle, states)
             metrics, figures = _against_companions(config, directory, recorder, companions, clock, hosts)
-        summary = {**summarize(metrics), "graph": topologies.graph_measures(plan.graph), **figures, **_base(manifest)}
+        summary = {
+            **summarize(metrics),
+            "graph": topologies.graph_measures(plan.graph),
+            **figures,
+            **_base(config, manifest),
+        }
         if checkpoints[0] and (table := alignment_table(checkpoints[0])):
             summary["alignment"] = table
         clock.stop()
@@ -428,10 +433,10 @@ def _infection(
     return infection, figures
 
 
-def _base(manifest: Manifest) -> dict[str, Any]:
+def _base(config: Config, manifest: Manifest) -> dict[str, Any]:
     """The summary's record of the run's bases: the model seed and cache entry of its own (None where no node
     starts from it), and every base's gate figures."""
-    own = manifest.gate.get("base", {})
+    own = manifest.gate.get(config.bases[0].name, {})
     entry = Path(manifest.base_model).name if manifest.base_model else None
     return {"model_seed": own.get("model_seed"), "base_model": entry, "gate": manifest.gate}
 

@@ -30,7 +30,14 @@ import tomli_w
 from ecosystem.bases.cache import check_cache
 from ecosystem.config import ConfigError, read_toml
 from ecosystem.reporting import write_experiment_report
-from ecosystem.results import ResultsError, RunDirectory, package_versions, write_json, write_parquet
+from ecosystem.results import (
+    EXPERIMENT_RECORD,
+    ResultsError,
+    RunDirectory,
+    package_versions,
+    write_json,
+    write_parquet,
+)
 from ecosystem.sweeps import Sweep, SweepDirectory, SweepProgress, SweepResult, resolve_sweep, run_sweeps
 from ecosystem.verdicts import Analysis
 
@@ -135,7 +142,7 @@ def claimed(out: Path, record: dict[str, Any]) -> Iterator[None]:
     check_cache()  # before the directory is created
     with RunDirectory(out).lock():
         _check_directory(out, record)
-        write_json(out / "experiment.json", record)
+        write_json(out / EXPERIMENT_RECORD, record)
         yield
 
 
@@ -159,7 +166,7 @@ def run_parts(
 
 def _check_directory(out: Path, record: dict[str, Any]) -> None:
     """`out` is new, empty, or holds this very experiment (then it is resumed)."""
-    recorded_path = out / "experiment.json"
+    recorded_path = out / EXPERIMENT_RECORD
     if recorded_path.is_file():
         try:
             recorded = json.loads(recorded_path.read_text())

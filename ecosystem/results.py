@@ -300,6 +300,10 @@ def require_columns(frame: pl.DataFrame, columns: Iterable[str], path: Path) -> 
     return frame
 
 
+# What an experiment or a calibration runs, written into its directory before its first run.
+EXPERIMENT_RECORD = "experiment.json"
+
+
 class RunDirectory:
     """A run's directory: created once, locked while a run writes to it, resumable from its
     last checkpoint."""

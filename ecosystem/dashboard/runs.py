@@ -19,13 +19,12 @@ from ecosystem.analysis import mean_per_cycle, over_seeds, summarize
 from ecosystem.config import Config
 from ecosystem.dashboard.columns import clip_rate_intervals
 from ecosystem.dashboard.launch import LAUNCHED, listing, log_tail
-from ecosystem.results import Manifest, ResultsError, RunDirectory, Status
+from ecosystem.results import EXPERIMENT_RECORD, Manifest, ResultsError, RunDirectory, Status
 from ecosystem.sweeps import SweepDirectory
 
 STARTING = "starting"
 COUNTERFACTUALS = ("control", "twin")  # runs inside a run: without its defenses, without its attacks
 VERDICT = "verdict.json"  # an experiment directory's verdict
-EXPERIMENT_RECORD = "experiment.json"  # what an experiment or a calibration runs, written before its first run
 UNREADABLE = "unreadable"
 LABELS = {Status.running: "in progress"}  # how a status recorded in a manifest shows, where not as it is
 LIVE = (LABELS[Status.running], STARTING)
@@ -132,7 +131,7 @@ def list_runs(runs_dir: Path, with_sweeps: bool = False) -> list[Run]:
     for path in subdirectories(runs_dir):
         if holds_sweep(path):
             swept += sweep_runs(path) if with_sweeps else []
-        elif not holds_experiment(path) and not (path / EXPERIMENT_RECORD).is_file():  # nor a calibration's
+        elif not holds_study(path):
             runs.append(read_run(path))
     runs.sort(key=lambda run: (run.started, run.name), reverse=True)
     return [*with_counterfactuals(runs), *with_counterfactuals(sorted(swept, key=lambda run: run.name))]
@@ -172,6 +171,11 @@ def with_counterfactuals(runs: list[Run]) -> list[Run]:
         ]
         listed += with_counterfactuals(held)
     return listed
+
+
+def holds_study(path: Path) -> bool:
+    """An experiment's or a calibration's directory, finished (a verdict) or not (its record): not a run."""
+    return holds_experiment(path) or (path / EXPERIMENT_RECORD).is_file()
 
 
 def holds_experiment(path: Path) -> bool:
