@@ -342,6 +342,7 @@ class Interval(NamedTuple):
     low: float | None
     high: float | None
     seeds: int  # the values it rests on
+    bases: int | None = None  # the bases they were grouped in, where the interval resamples bases
 
 
 def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> Interval:
@@ -356,6 +357,36 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> I
     mean = float(sample.mean())
     half_width = float(stats.t.ppf((1 + confidence) / 2, len(sample) - 1) * sample.std(ddof=1) / np.sqrt(len(sample)))
     return Interval(mean, mean - half_width, mean + half_width, len(sample))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure pooled over runs grouped by base, with its hierarchical bootstrap (`cluster_bootstrap`): the
+    percentile interval, and one-sided p-values read from the same resampled means. A p-value is the share of
+    resampled means on the far side of a threshold, at least 1 / (resamples + 1): "above 0" has p < 0.025
+    exactly when the 95% interval lies above 0."""
+
+    interval: Interval
+    draws: np.ndarray | None = None  # the resampled means (None with fewer than two values)
+
+    def p_above(self, threshold: float) -> float | None:
+        """p-value of "the figure is above `threshold`"."""
+        return self._share(self.draws <= threshold) if self.draws is not None else None
+
+    def p_below(self, threshold: float) -> float | None:
+        """p-value of "the figure is below `threshold`"."""
+        return self._share(self.draws >= threshold) if self.draws is not None else None
+
+    def p_equivalent(self, margin: float) -> float | None:
+        """Two one-sided tests (TOST): p-value of "the figure lies within ±`margin`", the larger of the
+        p-values of "above -margin" and "below +margin"; below 0.05 exactly when the 90% interval lies
+        within the margin."""
+        if self.draws is None:
+            return None
+        return max(self.p_above(-margin), self.p_below(margin))
+
+    def _share(self, far: np.ndarray) -> float:
+        return float((far.sum() + 1) / (len(far) + 1))
 
 
 def cluster_bootstrap(
@@ -373,6 +404,17 @@ def cluster_bootstrap(
     value) the figure is the ratio of sums, sum(values) / sum(denominators), resampled in pairs. None values
     (and pairs with a None) are left out, and `seeds` counts the values kept; with fewer than two the interval
     is None. The draws come from `seed`, so that an interval is the same every time it is computed."""
+    return bootstrap(clusters, denominators, confidence, resamples, seed).interval
+
+
+def bootstrap(
+    clusters: Sequence[Sequence[float | None]],
+    denominators: Sequence[Sequence[float | None]] | None = None,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Estimate:
+    """`cluster_bootstrap` with its resampled means kept, for p-values."""
     if denominators is None:
         denominators = [[1.0] * len(cluster) for cluster in clusters]
     pairs = [
@@ -390,10 +432,10 @@ def cluster_bootstrap(
     for index, cluster in enumerate(pairs):
         table[index, : len(cluster)] = cluster
     if not count or not table[..., 1].sum():  # no value, or a ratio over nothing
-        return Interval(None, None, None, count)
+        return Estimate(Interval(None, None, None, count, len(pairs)))
     mean = float(table[..., 0].sum() / table[..., 1].sum())
     if count < 2:
-        return Interval(mean, None, None, count)
+        return Estimate(Interval(mean, None, None, count, len(pairs)))
     draw = np.random.default_rng(seed)
     chosen = draw.integers(0, len(pairs), size=(resamples, len(pairs)))  # clusters, per resample
     chosen_sizes = sizes[chosen][..., None]
@@ -402,8 +444,39 @@ def cluster_bootstrap(
     drawn = np.where(kept[..., None], table[chosen[..., None], picks], 0).sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):  # a ratio whose drawn denominators sum to 0 is left out
         means = drawn[:, 0] / drawn[:, 1]
-    low, high = np.nanquantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return Interval(mean, float(low), float(high), count)
+    means = means[~np.isnan(means)]
+    if not len(means):
+        return Estimate(Interval(mean, None, None, count, len(pairs)))
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Estimate(Interval(mean, float(low), float(high), count, len(pairs)), means)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of an experiment's p-values (family-wise error across its findings)."""
+    from statsmodels.stats.multitest import multipletests  # statsmodels: only where findings are judged
+
+    if not p_values:
+        return []
+    return [float(p) for p in multipletests(list(p_values), method="holm")[1]]
+
+
+class Censored(NamedTuple):
+    """The cycle at which runs reached something (systemic infection, say), where some never did within the
+    horizon: their time is only known to exceed it, so no mean is given. `median` is the median over all
+    runs, the unreached counting as later than the horizon: None when half of them or more never reached it."""
+
+    reached: int
+    runs: int
+    horizon: int
+    median: float | None
+
+
+def censored(times: Sequence[float | None], horizon: int) -> Censored:
+    """The censored summary of a time per run (None or beyond `horizon`: not reached)."""
+    reached = sorted(time for time in times if time is not None and time <= horizon)
+    later = [np.inf] * (len(times) - len(reached))
+    median = float(np.median(reached + later)) if times else None
+    return Censored(len(reached), len(times), horizon, None if median is None or np.isinf(median) else median)
 
 
 def over_seeds(

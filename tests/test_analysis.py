@@ -25,11 +25,15 @@ from scipy import stats
 
 from ecosystem.analysis import (
     SYSTEMIC_SHARE,
+    Censored,
     Interval,
+    bootstrap,
     causal_horizon_breaches,
+    censored,
     cluster_bootstrap,
     drifted,
     fit_sis,
+    holm,
     hop_profile,
     infection_summary,
     mean_interval,
@@ -304,7 +308,7 @@ def direct_cluster_bootstrap(clusters, denominators, confidence, resamples, seed
         means.append(total / under)
     pooled = sum(map(sum, clusters)) / sum(map(sum, denominators))
     low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return pooled, low, high
+    return pooled, low, high, means
 
 
 BASES = [[0.9, 0.7, 0.8], [0.3, 0.4], [0.6, 0.65, 0.5, 0.55]]  # bases of unequal seed counts
@@ -315,7 +319,7 @@ def test_cluster_bootstrap_matches_a_direct_implementation(ratio):
     denominators = [[0.5 + 0.1 * k for k in range(len(base))] for base in BASES] if ratio else None
     ones = denominators or [[1.0] * len(base) for base in BASES]
     interval = cluster_bootstrap(BASES, denominators, confidence=0.9, resamples=400, seed=7)
-    mean, low, high = direct_cluster_bootstrap(BASES, ones, 0.9, 400, 7)
+    mean, low, high, _ = direct_cluster_bootstrap(BASES, ones, 0.9, 400, 7)
     assert interval.seeds == 9
     assert (interval.mean, interval.low, interval.high) == (
         pytest.approx(mean),
@@ -328,10 +332,53 @@ def test_cluster_bootstrap_resamples_bases_then_seeds():
     # bases that differ while their seeds agree: the interval spans the bases, as one over seeds alone would not
     spread = cluster_bootstrap([[0.2, 0.2, 0.2], [0.8, 0.8, 0.8]])
     assert spread.mean == pytest.approx(0.5) and spread.low == pytest.approx(0.2) and spread.high == pytest.approx(0.8)
-    assert cluster_bootstrap([[0.4, 0.4], [0.4, 0.4]]) == Interval(*[pytest.approx(0.4)] * 3, 4)
-    assert cluster_bootstrap([[0.4, None], [None]]) == Interval(0.4, None, None, 1)
-    assert cluster_bootstrap([[None]]) == Interval(None, None, None, 0)
-    assert cluster_bootstrap([[1.0, 2.0]], [[0.0, None]]) == Interval(None, None, None, 1)  # a ratio over nothing
+    assert cluster_bootstrap([[0.4, 0.4], [0.4, 0.4]]) == Interval(*[pytest.approx(0.4)] * 3, 4, 2)
+    assert cluster_bootstrap([[0.4, None], [None]]) == Interval(0.4, None, None, 1, 1)
+    assert cluster_bootstrap([[None]]) == Interval(None, None, None, 0, 0)
+    assert cluster_bootstrap([[1.0, 2.0]], [[0.0, None]]) == Interval(None, None, None, 1, 1)  # a ratio over nothing
+
+
+def test_bootstrap_p_values_are_the_shares_of_resampled_means_beyond_a_threshold():
+    estimate = bootstrap(BASES, resamples=400, seed=7)
+    means = direct_cluster_bootstrap(BASES, [[1.0] * len(base) for base in BASES], 0.95, 400, 7)[3]
+    for threshold in (0.4, 0.55, 0.62, 0.7):
+        assert estimate.p_above(threshold) == pytest.approx((sum(m <= threshold for m in means) + 1) / 401)
+        assert estimate.p_below(threshold) == pytest.approx((sum(m >= threshold for m in means) + 1) / 401)
+    # two one-sided tests against ±margin around 0 of differences: the larger of the two one-sided p-values
+    differences = [[value - 0.6 for value in base] for base in BASES]
+    shifted = bootstrap(differences, resamples=400, seed=7)
+    shifted_means = direct_cluster_bootstrap(differences, [[1.0] * len(base) for base in BASES], 0.95, 400, 7)[3]
+    for margin in (0.05, 0.1, 0.3):
+        p_lower = (sum(m <= -margin for m in shifted_means) + 1) / 401
+        p_upper = (sum(m >= margin for m in shifted_means) + 1) / 401
+        assert shifted.p_equivalent(margin) == pytest.approx(max(p_lower, p_upper))
+    assert shifted.p_equivalent(0.3) < 0.05 < shifted.p_equivalent(0.05)  # equivalent only within a wide margin
+    assert bootstrap([[0.5]]).p_above(0) is None  # one value: no test
+
+
+def test_the_95_interval_lies_above_a_threshold_exactly_when_the_doubled_p_value_is_below_0_05():
+    for shift in np.linspace(-0.3, 0.3, 13):
+        estimate = bootstrap([[value + shift for value in base] for base in BASES], resamples=2000, seed=3)
+        low = estimate.interval.low
+        assert (low > 0) == (2 * estimate.p_above(0) < 0.05) or abs(low) < 0.01  # up to the quantile's interpolation
+
+
+def test_holm_equals_a_direct_step_down():
+    p_values = [0.01, 0.04, 0.03, 0.005, 0.2]
+    order = sorted(range(len(p_values)), key=p_values.__getitem__)
+    expected, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        expected[index] = running
+    assert holm(p_values) == pytest.approx(expected)
+    assert holm([0.3]) == [0.3] and holm([]) == []
+
+
+def test_a_time_some_runs_never_reached_is_censored_not_averaged():
+    assert censored([3, 4, None, 5, 11], horizon=10) == Censored(3, 5, 10, 5.0)
+    assert censored([2, None, None, None], horizon=10) == Censored(1, 4, 10, None)  # most never reached it
+    assert censored([2, 3, None, None], horizon=10) == Censored(2, 4, 10, None)  # half: the median is unknown
+    assert censored([], horizon=10) == Censored(0, 0, 10, None)
 
 
 @settings(max_examples=200, deadline=None)
