@@ -16,6 +16,7 @@ SYSTEMIC_SHARE = 0.5  # drift is systemic once at least this share of the unatta
 # Rates are counts over a prompt set; a difference of two of them is compared with this much slack, so that
 # 0.3 - 0.1 (0.19999999999999998 in floating point) counts as the 0.2 it is.
 RATE_TOLERANCE = 1e-9
+ALPHA = 0.05  # the significance level of every test a verdict rests on (95% intervals)
 
 
 def drifted(baseline_refusal: float | pl.Expr, refusal: float | pl.Expr, threshold: float) -> bool | pl.Expr:

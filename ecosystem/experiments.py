@@ -12,8 +12,10 @@ directory holds `experiment.json` (what was run), `sweeps/PART/` (sweep director
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
+import dataclasses
 import datetime
 import hashlib
 import importlib
@@ -39,7 +41,7 @@ from ecosystem.results import (
     write_parquet,
 )
 from ecosystem.sweeps import Sweep, SweepDirectory, SweepProgress, SweepResult, resolve_sweep, run_sweeps
-from ecosystem.verdicts import Analysis
+from ecosystem.verdicts import Analysis, with_holm
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 KEYS = ("title", "claim", "source", "organism", "rule", "parameters", "sweeps", "quick")
@@ -125,12 +127,40 @@ def run_experiment(
     started = time.perf_counter()
     with claimed(out, record):
         cells, results = run_parts(experiment.sweeps, out, progress, ray_address, getattr(module, "run_figures", None))
-        analysis: Analysis = module.analyse(cells, experiment.parameters)
-        verdict = _verdict_record(experiment, analysis, time.perf_counter() - started)
+        analysis = judged(module, cells, experiment.parameters)
+        verdict = _verdict_record(experiment, analysis, time.perf_counter() - started) | runs_record(out, cells)
         write_parquet(out / "cells.parquet", cells)
         write_json(out / "verdict.json", verdict)
         write_experiment_report(out, experiment.spec, verdict, analysis)
     return ExperimentResult(out, verdict, cells, results)
+
+
+def judged(module: Any, cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
+    """An experiment module's rule applied to its cells, with Holm's correction across its findings."""
+    analysis: Analysis = module.analyse(cells, parameters)
+    return dataclasses.replace(analysis, findings=with_holm(analysis.findings))
+
+
+def runs_record(out: Path, cells: pl.DataFrame) -> dict[str, Any]:
+    """What produced the runs of `cells` (in `out/sweeps/`): each distinct provenance (commit, uncommitted
+    changes, CPU, torch threads per group) with its number of runs, since a sweep resumed in another session
+    may mix commits; and the seconds their computation took, runs and their twins and controls (a shared
+    twin once)."""
+    provenances: collections.Counter[str] = collections.Counter()
+    seconds, counted = 0.0, set()
+    for sweep, run in cells.select("sweep", "run").iter_rows():
+        directory = out / "sweeps" / sweep / run
+        manifest = RunDirectory(directory).read_manifest()
+        provenance = manifest.provenance.model_dump() if manifest.provenance else {}
+        provenances[json.dumps(provenance, sort_keys=True)] += 1
+        for arm in (directory, directory / "twin", directory / "control", directory / "control" / "twin"):
+            if arm.resolve() not in counted and (arm / RunDirectory.MANIFEST).is_file():
+                counted.add(arm.resolve())
+                seconds += RunDirectory(arm).read_manifest().seconds.get("total", 0.0)
+    return {
+        "provenance": [{**json.loads(key), "runs": runs} for key, runs in provenances.items()],
+        "compute_seconds": round(seconds, 1),
+    }
 
 
 @contextlib.contextmanager
@@ -212,11 +242,13 @@ def _verdict_record(experiment: Experiment, analysis: Analysis, seconds: float) 
                 "verdict": finding.verdict,
                 "reason": finding.reason,
                 "figures": {label: interval._asdict() for label, interval in finding.figures.items()},
+                "p_value": finding.p_value,
+                "p_holm": finding.p_holm,
             }
             for finding in analysis.findings
         ],
         "seeds": sorted({seed for sweep in experiment.sweeps.values() for seed in sweep.seeds}),
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 1),  # this invocation's; `compute_seconds`: every run's, over all sessions
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "fingerprint": experiment.fingerprint,
         "versions": package_versions(),

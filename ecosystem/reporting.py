@@ -44,7 +44,7 @@ from ecosystem.drawings import (
 )
 from ecosystem.results import Manifest, ResultsError, RunDirectory
 from ecosystem.sweeps import SweepDirectory
-from ecosystem.verdicts import Analysis
+from ecosystem.verdicts import Analysis, describe, p_value, rests_on
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -281,12 +281,18 @@ def write_experiment_report(out: Path, spec: dict[str, Any], verdict: dict[str, 
             f"# Experiment `{verdict['experiment']}`: {spec['title']}{quick}",
             f"> {spec['claim']}\n>\n> — {spec['source']}",
             "## Verdicts",
-            _table(["claim", "verdict"], [[finding.name, f"**{finding.verdict}**"] for finding in analysis.findings]),
+            _table(
+                ["claim", "verdict", "p-value", "Holm-adjusted"],
+                [
+                    [finding.name, f"**{finding.verdict}**", p_value(finding.p_value), p_value(finding.p_holm)]
+                    for finding in analysis.findings
+                ],
+            ),
         ]
         for finding in analysis.findings:
             figures = _table(
-                ["figure", "mean [95% interval]"],
-                [[label, _interval(value, value.seeds)] for label, value in finding.figures.items()],
+                ["figure", "mean [95% interval]", "rests on"],
+                [[label, describe(value), rests_on(value)] for label, value in finding.figures.items()],
             )
             parts += [
                 f"### {finding.name}: **{finding.verdict}**",
@@ -310,11 +316,20 @@ def write_experiment_report(out: Path, spec: dict[str, Any], verdict: dict[str, 
         for chart in analysis.charts:
             parts += [f"## {chart.caption}", _image(folder, chart.name, chart.draw(), chart.caption)]
         seeds = ", ".join(str(seed) for seed in verdict["seeds"])
+        made = "; ".join(
+            f"{made['runs']} runs at commit {str(made.get('commit'))[:10]}"
+            f"{' (uncommitted changes)' * bool(made.get('dirty'))} on {made.get('cpu')}, "
+            f"{made.get('threads')} thread(s) per group"
+            for made in verdict.get("provenance", [])
+        )
         parts += [
             "## Data",
             f"Sweeps: {', '.join(f'`{name}`' for name in spec['sweeps'])} (in `sweeps/`, when run here), seeds "
-            f"{seeds}; every run's figures in `cells.parquet`. Computed in {verdict['seconds']:.0f} s. Exact "
-            "figures depend on the CPU type and thread count; the same machine gives the same figures.",
+            f"{seeds}; every run's figures in `cells.parquet`. Intervals are hierarchical bootstrap intervals "
+            "(bases, then seeds within a base; 95%, percentile) where a figure says it rests on bases, Student-t "
+            f"over seeds otherwise. The runs: {made or 'not recorded'}; they computed for "
+            f"{verdict.get('compute_seconds', 0) / 3600:.1f} hours, this invocation took {verdict['seconds']:.0f} s. "
+            "Exact figures depend on the CPU type and thread count; the same machine gives the same figures.",
         ]
         return "\n\n".join(parts)
 

@@ -5,6 +5,7 @@ returns (`Analysis`: its `Finding`s, `Table`s and `Chart`s) and the helpers its 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from ecosystem.analysis import Interval, mean_interval
+from ecosystem.analysis import ALPHA, Censored, Estimate, Interval, bootstrap, holm, mean_interval
 from ecosystem.drawings import draw_bars, draw_lines
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ class Finding:
     rule: str
     verdict: Verdict
     reason: str  # why this verdict: the comparison that decided it, in words and numbers
-    figures: dict[str, Interval] = field(default_factory=dict)  # label → mean and 95% interval over seeds
+    figures: dict[str, Interval | Censored] = field(default_factory=dict)  # label → mean and 95% interval
+    p_value: float | None = None  # the p-value of the test that decided the verdict (None: no test decided it)
+    p_holm: float | None = None  # that p-value after Holm's correction across the experiment's findings
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,103 @@ class Analysis:
     charts: list[Chart] = field(default_factory=list)
 
 
-# ---- helpers for the rules
+# ---- helpers for the rules (v2): a figure pooled over runs on several bases, its hierarchical bootstrap,
+# effects decided by p-values from it, no effect only by equivalence within a pre-registered margin
+
+BASE = "model_seed"  # the column naming a run's base: its runs form one cluster of the bootstrap
+
+
+def pooled(cells: pl.DataFrame, figure: str) -> Estimate:
+    """The mean of `figure` over the rows of `cells` (one per run) with its hierarchical bootstrap over
+    bases, then runs within a base."""
+    return bootstrap(_clusters(cells.select(BASE, value=figure)))
+
+
+def gap(cells: pl.DataFrame, figure: str, treated: pl.Expr, control: pl.Expr) -> Estimate:
+    """The mean over runs of `figure` in the `treated` rows minus the `control` rows of the same base and seed
+    (paired: one run seed gives both arms the same base and data streams), bootstrapped over bases, then pairs."""
+    keys = [BASE, "seed"]
+    joined = cells.filter(treated).select(*keys, a=figure).join(cells.filter(control).select(*keys, b=figure), keys)
+    return bootstrap(_clusters(joined.select(BASE, value=pl.col("a") - pl.col("b"))))
+
+
+def _clusters(frame: pl.DataFrame) -> list[list[float | None]]:
+    """The `value` column of (BASE, value) rows as one list per base, in base order."""
+    return [group["value"].to_list() for _, group in frame.sort(BASE).group_by(BASE, maintain_order=True)]
+
+
+Side = Literal["above", "below", "within"]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """The outcome of one figure's test against a threshold: `side` is "above" or "below" when its 95%
+    interval lies on that side (`p`: the two-sided bootstrap p-value), "within" when two one-sided tests place
+    it within ±margin of the threshold (`p`: the TOST p-value; this takes precedence, since an effect smaller
+    than the margin is none that the rule counts), None when neither (`p` None)."""
+
+    side: Side | None
+    p: float | None
+
+
+def effect(estimate: Estimate, margin: float, threshold: float = 0.0) -> Effect:
+    """The test of a figure against `threshold`, with `margin` the smallest difference the rule counts."""
+    if estimate.draws is None:
+        return Effect(None, None)
+    equivalent = max(estimate.p_above(threshold - margin), estimate.p_below(threshold + margin))
+    if equivalent < ALPHA:
+        return Effect("within", equivalent)
+    above, below = 2 * estimate.p_above(threshold), 2 * estimate.p_below(threshold)
+    if above < ALPHA:
+        return Effect("above", above)
+    if below < ALPHA:
+        return Effect("below", below)
+    return Effect(None, None)
+
+
+def across(effects: Sequence[Effect], expected: Literal["above", "below"]) -> tuple[Verdict, float | None]:
+    """A claim that an effect lies on the `expected` side, judged in several cells, with the p-value of the
+    decision: holds when it does in every cell (p: the largest, an intersection-union test); holds under
+    conditions when it does in some and in the others is neither reversed nor excluded (p: the smallest times
+    the number of cells, Bonferroni over the union); does not hold when every cell is within the margin or
+    reversed (p: the largest); inconclusive otherwise."""
+    sides = [found.side for found in effects]
+    p_values = [found.p for found in effects]
+    if not effects:
+        return "inconclusive", None
+    if all(side == expected for side in sides):
+        return "holds", max(p_values)
+    if all(side not in (expected, None) for side in sides):
+        return "does not hold", max(p_values)
+    if expected in sides and all(side in (expected, None) for side in sides):
+        shown = [found.p for found in effects if found.side == expected]
+        return "holds under conditions", min(1.0, min(shown) * len(effects))
+    return "inconclusive", None
+
+
+def with_holm(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings with Holm's correction across those decided by a test: each gets `p_holm`, and a verdict
+    whose adjusted p-value is not below ALPHA becomes inconclusive (the reason says so)."""
+    tested = [index for index, finding in enumerate(findings) if finding.p_value is not None]
+    adjusted = dict(zip(tested, holm([findings[index].p_value for index in tested]), strict=True))
+    result = []
+    for index, finding in enumerate(findings):
+        if index not in adjusted:
+            result.append(finding)
+            continue
+        p_holm = adjusted[index]
+        verdict, reason = finding.verdict, finding.reason
+        if p_holm >= ALPHA and verdict != "inconclusive":
+            verdict = "inconclusive"
+            reason += (
+                f"; but after Holm's correction across the {len(tested)} tested findings its p-value is "
+                f"{p_holm:.3f} (unadjusted {finding.p_value:.3f}), not below {ALPHA}: was {finding.verdict}"
+            )
+        result.append(dataclasses.replace(finding, verdict=verdict, reason=reason, p_holm=p_holm))
+    return result
+
+
+# ---- helpers for the v1 rules (Student-t intervals over the seeds of one base)
 
 
 def interval(cells: pl.DataFrame, figure: str) -> Interval:
@@ -159,11 +258,35 @@ def below_zero(gap: Interval, tie: Verdict = "inconclusive") -> Verdict:
     return "inconclusive"
 
 
-def describe(value: Interval) -> str:
-    """`0.42 [0.30, 0.54]`: a mean and its 95% interval, for reasons."""
+def describe(value: Interval | Censored | Estimate) -> str:
+    """`0.42 [0.30, 0.54]`: a mean and its 95% interval, for reasons; a censored time as the runs that
+    reached it by the horizon and their median."""
+    if isinstance(value, Estimate):
+        value = value.interval
+    if isinstance(value, Censored):
+        median = f"median {value.median:g}" if value.median is not None else f"median > {value.horizon}"
+        return f"{median} (reached by {value.reached} of {value.runs} runs within {value.horizon} cycles)"
     if value.mean is None:
         return "-"
     return f"{value.mean:.2f}" + (f" [{value.low:.2f}, {value.high:.2f}]" if value.low is not None else "")
+
+
+def rests_on(value: Interval | Censored) -> str:
+    """What a figure rests on: `3 bases × 5 seeds` (or `15 runs` where bases hold unequal numbers)."""
+    if isinstance(value, Censored):
+        return f"{value.runs} runs"
+    if not value.bases:
+        return f"{value.seeds} seeds"
+    if value.seeds % value.bases == 0:
+        return f"{value.bases} bases × {value.seeds // value.bases} seeds"
+    return f"{value.seeds} runs on {value.bases} bases"
+
+
+def p_value(value: float | None) -> str:
+    """A p-value as reports show it: three decimals, `< 0.001` below that, `-` where no test decided."""
+    if value is None:
+        return "-"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def bar_chart(name: str, caption: str, bars: Sequence[tuple[str, Interval]], ylabel: str) -> Chart:

@@ -78,22 +78,46 @@ def experiments_table(experiments: list[Experiment]) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
+FINDING_COLUMNS = {
+    "name": pl.String,
+    "verdict": pl.String,
+    "p_value": pl.Float64,
+    "p_holm": pl.Float64,
+    "reason": pl.String,
+}
+
+
 def findings_table(experiment: Experiment) -> pl.DataFrame:
-    """A row per finding (claim): its name, verdict and the reason the rule gave."""
-    rows = [{key: finding.get(key) for key in ("name", "verdict", "reason")} for finding in experiment.findings]
-    return pl.DataFrame(rows, schema=dict.fromkeys(("name", "verdict", "reason"), pl.String))
+    """A row per finding (claim): its name, verdict, the p-value of the test that decided it before and after
+    Holm's correction across the experiment (v2 rules; none in earlier records) and the reason the rule gave."""
+    rows = [{key: finding.get(key) for key in FINDING_COLUMNS} for finding in experiment.findings]
+    return pl.DataFrame(rows, schema=FINDING_COLUMNS)
+
+
+FIGURE_COLUMNS = {
+    "figure": pl.String,
+    "mean": pl.Float64,
+    "low": pl.Float64,
+    "high": pl.Float64,
+    "seeds": pl.Int64,
+    "bases": pl.Int64,
+    "median": pl.Float64,
+    "reached": pl.Int64,
+    "runs": pl.Int64,
+}
 
 
 def figures_table(finding: dict[str, Any]) -> pl.DataFrame:
-    """A finding's figures: a row each with its mean, 95% interval and the seeds it rests on, and
-    `past_0_1`: whether the interval runs past [0, 1] (for a share, read such an end as the bound)."""
+    """A finding's figures: a row each with its mean, 95% interval, the seeds and bases it rests on, and
+    `past_0_1`: whether the interval runs past [0, 1] (for a share, read such an end as the bound; v2's
+    bootstrap intervals never do). A censored time (some runs never reached it) has no mean: its median
+    among all runs (`median`, null when half or more never reached it) and how many runs reached it."""
     rows = [
-        {"figure": name, **{part: figure.get(part) for part in ("mean", "low", "high", "seeds")}}
+        {"figure": name, **{part: figure.get(part) for part in FIGURE_COLUMNS if part != "figure"}}
         for name, figure in finding.get("figures", {}).items()
         if isinstance(figure, dict)
     ]
-    schema = {"figure": pl.String, "mean": pl.Float64, "low": pl.Float64, "high": pl.Float64, "seeds": pl.Int64}
-    table = pl.DataFrame(rows, schema=schema)
+    table = pl.DataFrame(rows, schema=FIGURE_COLUMNS)
     # verdict.json does not say which figures are shares: an interval past [0, 1] is flagged for the reader
     return table.with_columns(past_0_1=((pl.col("low") < 0) | (pl.col("high") > 1)).fill_null(False))
 
