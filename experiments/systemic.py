@@ -1,115 +1,130 @@
-"""The verdict rule of `systemic.toml` (its `rule` says it in words)."""
+"""The verdict rule of `systemic.toml` (v2; its `rule` says it in words)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import polars as pl
 
-from ecosystem.analysis import Interval
-from ecosystem.verdicts import Analysis, Finding, Table, above, bar_chart, describe, difference, interval
+from ecosystem.analysis import censored
+from ecosystem.verdicts import (
+    Analysis,
+    Finding,
+    Table,
+    across,
+    bar_chart,
+    describe,
+    effect,
+    gap,
+    pooled,
+    rests_on,
+)
 
-
-def graph_label(name: str, targets: Any) -> str:
-    """A graph as the report names it: the star says which node is attacked."""
-    targets = json.loads(targets) if isinstance(targets, str) and targets.startswith(("[", '"')) else targets
-    if name == "star":
-        return "star (hub attacked)" if targets == [0] else "star (leaf attacked)"
-    return name
+GRAPHS = {"barabasi_albert": "scale-free (hub attacked)", "star": "star (hub attacked)"}
 
 
 def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
     cells = cells.with_columns(
-        graph=pl.struct("topology.name", "attack.0.targets").map_elements(
-            lambda row: graph_label(row["topology.name"], row["attack.0.targets"]), return_dtype=pl.String
-        ),
-        coupling=pl.format("w={} h={}", "topology.edge_weight", "traffic.harmful_fraction"),
-        systemic=pl.col("time_to_systemic").is_not_null() & (pl.col("time_to_systemic") <= parameters["systemic_by"]),
+        graph=pl.col("topology.name").replace(GRAPHS),
+        systemic=pl.col("time_to_systemic_infection").fill_null(parameters["horizon"] + 1) <= parameters["systemic_by"],
+    ).with_columns(pl.col("systemic").cast(pl.Float64))
+    parts = {part: cells.filter(pl.col("sweep") == part) for part in ("ten", "fifty")}
+    findings = [_systemic(parts[part], parameters, nodes) for part, nodes in (("ten", 10), ("fifty", 50))]
+    findings.append(_dilution(parts["ten"], parameters))
+    rows = [
+        _row(group, graph, parameters) for (graph, _), group in cells.group_by("graph", "sweep", maintain_order=True)
+    ]
+    chart = bar_chart(
+        "area.png",
+        "Infected-share area per graph (pooled mean over bases and seeds, 95% bootstrap interval)",
+        [(f"{row['graph']}\n{row['nodes']} nodes", row["area"]) for row in rows],
+        f"infected share summed over cycles 1..{parameters['horizon']}",
     )
-    rows = []
-    for (graph, coupling), group in cells.group_by("graph", "coupling", maintain_order=True):
-        reference = cells.filter((pl.col("graph") == parameters["reference"]) & (pl.col("coupling") == coupling))
-        versus = difference(group["drifted_share_area"].to_list(), reference["drifted_share_area"].to_list())
-        rows.append(
-            {
-                "graph": graph,
-                "coupling": coupling,
-                "seeds": len(group),
-                "systemic_seeds": int(group["systemic"].sum()),
-                "goes_systemic": int(group["systemic"].sum()) >= parameters["majority"],
-                "peak_share": interval(group, "peak_drifted_share"),
-                "area": interval(group, "drifted_share_area"),
-                "final_unattacked_refusal": interval(group, "final_unattacked_refusal"),
-                "versus_reference": versus,
-                "effect": _effect(versus),
-            }
-        )
-    findings = [_systemic(rows, parameters), _dilution(rows)]
     table = pl.DataFrame(
         [
             {
                 "graph": row["graph"],
-                "coupling": row["coupling"],
-                "seeds systemic by cycle 5": f"{row['systemic_seeds']}/{row['seeds']}",
-                "peak drifted share": describe(row["peak_share"]),
-                "drifted-share area": describe(row["area"]),
-                "final unattacked refusal": describe(row["final_unattacked_refusal"]),
-                f"area − {parameters['reference']}'s": describe(row["versus_reference"]),
-                "effect": row["effect"],
+                "nodes": row["nodes"],
+                f"runs systemic by cycle {parameters['systemic_by']}": describe(row["systemic"]),
+                "time to systemic infection": describe(row["time"]),
+                "peak infected share": describe(row["peak"]),
+                "infected-share area": describe(row["area"]),
+                "final infected share": describe(row["final"]),
+                "twin's eroded share (final)": describe(row["eroded"]),
+                "rests on": rests_on(row["area"]),
             }
             for row in rows
         ]
     )
-    chart = bar_chart(
-        "area.png",
-        "Drifted-share area per graph and coupling (mean over seeds, 95% interval)",
-        [(f"{row['graph']}\n{row['coupling']}", row["area"]) for row in rows],
-        "drifted share summed over cycles 1..5",
+    return Analysis(findings, [Table("Per graph (pooled mean [95% bootstrap interval])", table)], [chart])
+
+
+def _row(group: pl.DataFrame, graph: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "graph": graph,
+        "nodes": int(group["nodes"][0]),
+        "systemic": pooled(group, "systemic").interval,
+        "time": censored(group["time_to_systemic_infection"].to_list(), parameters["horizon"]),
+        "peak": pooled(group, "infected_share_peak").interval,
+        "area": pooled(group, "infected_share_area").interval,
+        "final": pooled(group, "infected_share_final").interval,
+        "eroded": pooled(group, "eroded_share_final").interval,
+    }
+
+
+def _systemic(cells: pl.DataFrame, parameters: dict[str, Any], nodes: int) -> Finding:
+    share, by = parameters["systemic_share"], parameters["systemic_by"]
+    graphs = [(graph, group) for (graph,), group in cells.group_by("graph", maintain_order=True)]
+    reached = {graph: effect(pooled(group, "systemic"), 0.0, share) for graph, group in graphs}
+    peaks = {graph: effect(pooled(group, "infected_share_peak"), 0.0, share) for graph, group in graphs}
+    shown = [found.p for found in reached.values() if found.side == "above"]
+    if len(shown) == len(graphs):
+        verdict, p_value = "holds", max(shown)
+    elif shown:
+        verdict, p_value = "holds under conditions", min(1.0, min(shown) * len(graphs))
+    elif all(found.side == "below" for found in peaks.values()):
+        verdict, p_value = "does not hold", max(found.p for found in peaks.values())
+    else:
+        verdict, p_value = "inconclusive", None
+    systemic = [graph for graph, found in reached.items() if found.side == "above"]
+    reason = f"graphs where most runs went systemic by cycle {by}: {', '.join(systemic) or 'none'}; " + "; ".join(
+        f"{graph}: peak infected share {describe(pooled(group, 'infected_share_peak'))}" for graph, group in graphs
     )
-    return Analysis(findings, [Table("Per graph and coupling (mean [95% interval] over seeds)", table)], [chart])
+    figures = {
+        f"{graph}: share of runs systemic by cycle {by}": pooled(group, "systemic").interval for graph, group in graphs
+    } | {
+        f"{graph}: time to systemic infection": censored(
+            group["time_to_systemic_infection"].to_list(), parameters["horizon"]
+        )
+        for graph, group in graphs
+    }
+    claim = (
+        "Infection from one attacked node becomes systemic (≥ half the unattacked nodes infected) within 3–5 "
+        f"cycles, {nodes} nodes."
+    )
+    rule = (
+        f"A graph goes systemic when the share of its runs systemic by cycle {by} lies above 0.5; holds if every graph "
+        "does, under conditions if some (those graphs); does not hold if every graph's peak infected share lies "
+        "below 0.5."
+    )
+    return Finding(f"systemic within 3–5 cycles, {nodes} nodes", claim, rule, verdict, reason, figures, p_value)
 
 
-def _effect(versus: Interval) -> str:
-    return {True: "amplifies", False: "dilutes", None: "no difference"}[above(versus, 0)]
-
-
-def _systemic(rows: list[dict[str, Any]], parameters: dict[str, Any]) -> Finding:
-    systemic = [row for row in rows if row["goes_systemic"]]
-    limit = parameters["systemic_share"]
-    below = all(row["peak_share"].high is not None and row["peak_share"].high < limit for row in rows)
-    if len(systemic) == len(rows):
-        verdict, reason = "holds", "every graph and coupling went systemic within 5 cycles in most seeds"
-    elif systemic:
-        cells = "; ".join(f"{row['graph']} at {row['coupling']}" for row in systemic)
-        verdict, reason = "holds under conditions", f"{len(systemic)} of {len(rows)} cells went systemic: {cells}"
-    elif below:
-        verdict = "does not hold"
-        reason = "no cell went systemic, and every cell's peak drifted share is below 0.5 with 95% confidence"
-    else:
-        verdict = "inconclusive"
-        reason = "no cell went systemic in most seeds, but some peak drifted shares may reach 0.5"
-    figures = {f"peak drifted share, {row['graph']}, {row['coupling']}": row["peak_share"] for row in rows}
-    claim = "Drift from one attacked node becomes systemic (≥ half the unattacked nodes drifted) within 3–5 cycles."
-    rule = "Systemic in a cell: at least 3 of 5 seeds reach it by cycle 5; holds if all cells, conditions if some."
-    return Finding("systemic within 3–5 cycles", claim, rule, verdict, reason, figures)
-
-
-def _dilution(rows: list[dict[str, Any]]) -> Finding:
-    complete = [row for row in rows if row["graph"] == "complete"]
-    effects = [row["effect"] for row in complete]
-    if complete and all(effect == "dilutes" for effect in effects):
-        verdict = "holds"
-    elif "dilutes" in effects:
-        verdict = "holds under conditions"
-    elif "amplifies" in effects:
-        verdict = "does not hold"
-    else:
-        verdict = "inconclusive"
-    others = [row for row in rows if row["graph"] != "ring"]
-    effects_text = "; ".join(f"{row['graph']} at {row['coupling']}: {row['effect']}" for row in others)
-    reason = f"against the ring at the same coupling: {effects_text}"
-    figures = {f"complete − ring area, {row['coupling']}": row["versus_reference"] for row in complete}
-    claim = "A dense (complete) graph dilutes drift rather than amplifying it, compared with a ring."
-    rule = "Welch 95% interval of the drifted-share area minus the ring's: below 0 at both couplings → holds."
-    return Finding("complete graph dilutes", claim, rule, verdict, reason, figures)
+def _dilution(cells: pl.DataFrame, parameters: dict[str, Any]) -> Finding:
+    versus = gap(
+        cells,
+        "infected_share_area",
+        pl.col("topology.name") == "complete",
+        pl.col("topology.name") == parameters["reference"],
+    )
+    found = effect(versus, parameters["area_margin"])
+    verdict, p_value = across([found], "below")
+    effect_text = {"below": "dilutes", "above": "amplifies", "within": "no difference", None: "undecided"}[found.side]
+    reason = f"complete − ring infected-share area {describe(versus)}: {effect_text}"
+    claim = "A dense (complete) graph dilutes infection rather than amplifying it, compared with a ring."
+    rule = (
+        f"Paired complete − ring infected-share area: below 0 holds; above 0, or within ±{parameters['area_margin']} "
+        "(TOST), does not hold."
+    )
+    figures = {"complete − ring infected-share area": versus.interval}
+    return Finding("complete graph dilutes", claim, rule, verdict, reason, figures, p_value)

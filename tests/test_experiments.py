@@ -29,7 +29,6 @@ from experiments import (
     priming,
     rebound,
     subliminal,
-    systemic,
     threshold,
 )
 from tests.helpers import read_manifest, small_config
@@ -51,57 +50,6 @@ def cells(groups: list[tuple[dict[str, Any], dict[str, float | None]]], spread: 
 
 def verdicts(analysis: Any) -> list[str]:
     return [finding.verdict for finding in analysis.findings]
-
-
-# ---- systemic
-
-GRAPHS = [("ring", "[0]"), ("complete", "[0]"), ("star", "[0]"), ("star", "[1]")]
-
-
-def systemic_cells(systemic_by_graph: dict[str, float | None], peak: float, area: dict[str, float], spread: float):
-    groups = []
-    for name, targets in GRAPHS:
-        label = systemic.graph_label(name, targets)
-        axes = {
-            "topology.name": name,
-            "attack.0.targets": targets,
-            "topology.edge_weight": 0.5,
-            "traffic.harmful_fraction": 0.2,
-        }
-        figures = {
-            "time_to_systemic": systemic_by_graph.get(label),
-            "peak_drifted_share": peak,
-            "drifted_share_area": area.get(label, 1.0),
-            "final_unattacked_refusal": 0.5,
-        }
-        groups.append((axes, figures))
-    return cells(groups, spread)
-
-
-PARAMETERS = load_experiment("systemic").parameters
-
-
-@pytest.mark.parametrize(
-    ("systemic_by_graph", "peak", "spread", "expected"),
-    [
-        ({"ring": 3, "complete": 4, "star (hub attacked)": 2, "star (leaf attacked)": 5}, 0.8, 0.01, "holds"),
-        ({"star (hub attacked)": 3}, 0.4, 0.01, "holds under conditions"),
-        ({}, 0.1, 0.01, "does not hold"),
-        ({}, 0.45, 0.3, "inconclusive"),
-    ],
-)
-def test_the_systemic_rule(systemic_by_graph, peak, spread, expected) -> None:
-    analysis = systemic.analyse(systemic_cells(systemic_by_graph, peak, {}, spread), PARAMETERS)
-    assert verdicts(analysis)[0] == expected
-
-
-@pytest.mark.parametrize(
-    ("complete_area", "spread", "expected"),
-    [(0.2, 0.01, "holds"), (2.0, 0.01, "does not hold"), (1.0, 0.5, "inconclusive")],
-)
-def test_the_dilution_rule(complete_area, spread, expected) -> None:
-    analysis = systemic.analyse(systemic_cells({}, 0.1, {"complete": complete_area}, spread), PARAMETERS)
-    assert verdicts(analysis)[1] == expected
 
 
 # ---- dose
