@@ -24,6 +24,7 @@ GRAPHS = {"barabasi_albert": "scale-free (hub attacked)", "star": "star (hub att
 
 
 def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
+    parameters = parameters | {"horizon": int(cells["cycles"].max())}  # the censoring time: the runs' last cycle
     cells = cells.with_columns(
         graph=pl.col("topology.name").replace(GRAPHS),
         systemic=pl.col("time_to_systemic_infection").fill_null(parameters["horizon"] + 1) <= parameters["systemic_by"],

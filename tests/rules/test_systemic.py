@@ -24,6 +24,7 @@ def systemic_cells(time: dict[str, int | None], peak: dict[str, float], area: di
                 "infected_share_area": area[graph],
                 "infected_share_final": peak[graph],
                 "eroded_share_final": 0.1,
+                "cycles": 10,
             },
         )
         for part, nodes, graphs in (("ten", 10, TEN), ("fifty", 50, ["barabasi_albert", "ring"]))
