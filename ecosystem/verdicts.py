@@ -65,10 +65,11 @@ class Analysis:
 BASE = "model_seed"  # the column naming a run's base: its runs form one cluster of the bootstrap
 
 
-def pooled(cells: pl.DataFrame, figure: str) -> Estimate:
+def pooled(cells: pl.DataFrame, figure: str, seed: int = 0) -> Estimate:
     """The mean of `figure` over the rows of `cells` (one per run) with its hierarchical bootstrap over
-    bases, then runs within a base."""
-    return bootstrap(_clusters(cells.select(BASE, value=figure)))
+    bases, then runs within a base (its draws from `seed`: figures bootstrapped to be compared as independent
+    need different seeds)."""
+    return bootstrap(_clusters(cells.select(BASE, value=figure)), seed=seed)
 
 
 def gap(cells: pl.DataFrame, figure: str, treated: pl.Expr, control: pl.Expr) -> Estimate:
@@ -77,6 +78,18 @@ def gap(cells: pl.DataFrame, figure: str, treated: pl.Expr, control: pl.Expr) ->
     keys = [BASE, "seed"]
     joined = cells.filter(treated).select(*keys, a=figure).join(cells.filter(control).select(*keys, b=figure), keys)
     return bootstrap(_clusters(joined.select(BASE, value=pl.col("a") - pl.col("b"))))
+
+
+def apart(a: Estimate, b: Estimate) -> Estimate:
+    """The difference of two independently bootstrapped figures (arms with no run in common, bootstrapped from
+    different seeds), `a - b`, draw by draw, with its 95% percentile interval."""
+    if a.draws is None or b.draws is None:
+        mean = None if None in (a.interval.mean, b.interval.mean) else a.interval.mean - b.interval.mean
+        return Estimate(Interval(mean, None, None, min(a.interval.seeds, b.interval.seeds)))
+    draws = a.draws[: len(b.draws)] - b.draws[: len(a.draws)]
+    low, high = np.quantile(draws, [0.025, 0.975])
+    seeds = min(a.interval.seeds, b.interval.seeds)
+    return Estimate(Interval(a.interval.mean - b.interval.mean, float(low), float(high), seeds), draws)
 
 
 def _clusters(frame: pl.DataFrame) -> list[list[float | None]]:

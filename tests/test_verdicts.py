@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from ecosystem.analysis import cluster_bootstrap
-from ecosystem.verdicts import Effect, Finding, across, effect, gap, pooled, with_holm
+from ecosystem.verdicts import Effect, Finding, across, apart, effect, gap, pooled, with_holm
 from tests.rules import cells
 
 
@@ -78,3 +78,14 @@ def test_holm_makes_a_verdict_inconclusive_when_its_adjusted_p_value_is_not_belo
     judged = with_holm([finding("holds", 0.03), finding("holds under conditions", 0.04), finding("holds", 0.2)])
     assert [f.verdict for f in judged] == ["inconclusive"] * 3
     assert "Holm" in judged[0].reason and "was holds" in judged[0].reason
+
+
+def test_two_independent_arms_differ_draw_by_draw():
+    a = pooled(cells([({}, {"x": 0.7})], spread=0.1), "x", seed=0)
+    b = pooled(cells([({}, {"x": 0.4})], spread=0.1), "x", seed=1)
+    difference = apart(a, b)
+    assert difference.interval.mean == pytest.approx(a.interval.mean - b.interval.mean)
+    assert list(difference.draws) == pytest.approx(list(a.draws - b.draws))
+    # independent: the difference's interval is wider than either arm's, narrower than their sum
+    widths = [estimate.interval.high - estimate.interval.low for estimate in (a, b)]
+    assert max(widths) < difference.interval.high - difference.interval.low < sum(widths)
