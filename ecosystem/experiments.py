@@ -144,10 +144,11 @@ def judged(module: Any, cells: pl.DataFrame, parameters: dict[str, Any]) -> Anal
 def runs_record(out: Path, cells: pl.DataFrame) -> dict[str, Any]:
     """What produced the runs of `cells` (in `out/sweeps/`): each distinct provenance (commit, uncommitted
     changes, CPU, torch threads per group) with its number of runs, since a sweep resumed in another session
-    may mix commits; and the seconds their computation took, runs and their twins and controls (a shared
-    twin once)."""
+    may mix commits; and the seconds their computation took per part and in all, runs with their twins and
+    controls (a twin that runs share counted once)."""
     provenances: collections.Counter[str] = collections.Counter()
-    seconds, counted = 0.0, set()
+    seconds: collections.Counter[str] = collections.Counter()
+    counted = set()
     for sweep, run in cells.select("sweep", "run").iter_rows():
         directory = out / "sweeps" / sweep / run
         manifest = RunDirectory(directory).read_manifest()
@@ -156,10 +157,11 @@ def runs_record(out: Path, cells: pl.DataFrame) -> dict[str, Any]:
         for arm in (directory, directory / "twin", directory / "control", directory / "control" / "twin"):
             if arm.resolve() not in counted and (arm / RunDirectory.MANIFEST).is_file():
                 counted.add(arm.resolve())
-                seconds += RunDirectory(arm).read_manifest().seconds.get("total", 0.0)
+                seconds[sweep] += RunDirectory(arm).read_manifest().seconds.get("total", 0.0)
     return {
         "provenance": [{**json.loads(key), "runs": runs} for key, runs in provenances.items()],
-        "compute_seconds": round(seconds, 1),
+        "compute_seconds": round(sum(seconds.values()), 1),
+        "compute_seconds_per_part": {part: round(value, 1) for part, value in seconds.items()},
     }
 
 

@@ -322,13 +322,17 @@ def write_experiment_report(out: Path, spec: dict[str, Any], verdict: dict[str, 
             f"{made.get('threads')} thread(s) per group"
             for made in verdict.get("provenance", [])
         )
+        hours = ", ".join(
+            f"`{part}` {seconds / 3600:.2f} h" for part, seconds in verdict.get("compute_seconds_per_part", {}).items()
+        )
         parts += [
             "## Data",
             f"Sweeps: {', '.join(f'`{name}`' for name in spec['sweeps'])} (in `sweeps/`, when run here), seeds "
             f"{seeds}; every run's figures in `cells.parquet`. Intervals are hierarchical bootstrap intervals "
             "(bases, then seeds within a base; 95%, percentile) where a figure says it rests on bases, Student-t "
             f"over seeds otherwise. The runs: {made or 'not recorded'}; they computed for "
-            f"{verdict.get('compute_seconds', 0) / 3600:.1f} hours, this invocation took {verdict['seconds']:.0f} s. "
+            f"{verdict.get('compute_seconds', 0) / 3600:.1f} hours ({hours}), this invocation took "
+            f"{verdict['seconds']:.0f} s. "
             "Exact figures depend on the CPU type and thread count; the same machine gives the same figures.",
         ]
         return "\n\n".join(parts)

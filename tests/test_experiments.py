@@ -509,26 +509,38 @@ def test_the_threshold_rules(onsets, beta, expected) -> None:
 
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_quick_experiment_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
-    out = tmp_path / "accumulate"
-    result = CliRunner().invoke(app, ["experiment", "accumulate", "--quick", "--out", str(out)])
+    out = tmp_path / "chain"
+    result = CliRunner().invoke(app, ["experiment", "chain", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     verdict = json.loads((out / "verdict.json").read_text())
-    assert verdict["quick"] is True and verdict["experiment"] == "accumulate"
-    assert [finding["verdict"] in VERDICTS for finding in verdict["findings"]] == [True, True]
-    assert all(figure["seeds"] == 2 for finding in verdict["findings"] for figure in finding["figures"].values())
+    assert verdict["quick"] is True and verdict["experiment"] == "chain"
+    findings = verdict["findings"]
+    assert [finding["verdict"] in VERDICTS for finding in findings] == [True] * 4
+    # each figure says what it rests on: 2 bases of 1 seed per cell in the quick version
+    assert {(figure["bases"], figure["seeds"]) for finding in findings for figure in finding["figures"].values()} == {
+        (2, 2)
+    }
+    tested = [finding for finding in findings if finding["p_value"] is not None]
+    assert all(finding["p_value"] <= finding["p_holm"] <= 1 for finding in tested)
+    assert all(finding["verdict"] == "inconclusive" for finding in findings if finding["p_value"] is None)
+    (made,) = verdict["provenance"]  # one commit, CPU and thread count made every run
+    assert made["runs"] == 4 and made["threads"] == 1 and made["cpu"]
+    assert verdict["compute_seconds"] == pytest.approx(sum(verdict["compute_seconds_per_part"].values()))
     report = (out / "report" / "report.md").read_text()
-    assert report.startswith("# Experiment `accumulate`") and "(quick" in report
-    assert "## What the quick version changed" in report and "| sweep `received` | `base.cycles` | `2` |" in report
+    assert report.startswith("# Experiment `chain`") and "(quick" in report
+    assert "## What the quick version changed" in report and "| sweep `chain` | `base.cycles` | `2` |" in report
+    assert "| claim | verdict | p-value | Holm-adjusted |" in report
+    assert "2 bases \N{MULTIPLICATION SIGN} 1 seeds" in report
     cells_written = pl.read_parquet(out / "cells.parquet")
-    assert cells_written["sweep"].unique().to_list() == ["received"]
-    assert sorted(cells_written["training.received"].to_list()) == ["accumulate"] * 2 + ["replace"] * 2
+    assert cells_written["sweep"].unique().to_list() == ["chain"]
+    assert sorted(cells_written["training.steps"].to_list()) == [20, 20, 60, 60]
 
-    again = CliRunner().invoke(app, ["experiment", "accumulate", "--quick", "--out", str(out)])
+    again = CliRunner().invoke(app, ["experiment", "chain", "--quick", "--out", str(out)])
     assert again.exit_code == 0, again.output
     assert pl.read_parquet(out / "cells.parquet").drop("run").equals(cells_written.drop("run"))
 
-    other = CliRunner().invoke(app, ["experiment", "dose", "--quick", "--out", str(out)])
-    assert other.exit_code == 2 and "holds a run of experiment 'accumulate' (quick)" in other.stderr
+    other = CliRunner().invoke(app, ["experiment", "systemic", "--quick", "--out", str(out)])
+    assert other.exit_code == 2 and "holds a run of experiment 'chain' (quick)" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
 
 
