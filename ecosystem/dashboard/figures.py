@@ -423,13 +423,14 @@ def _counted(rows: pl.DataFrame, figure: str) -> str:
     """What a line's intervals rest on, as its legend says: n=3 runs on 1 base, or n=2..3 runs where some
     cycles have fewer."""
     counted = rows.filter(pl.col(f"{figure}_seeds") > 0)  # a cycle without the metric (train_loss at cycle 0)
-    runs, bases = (_span(counted[f"{figure}_{part}"]) for part in ("seeds", "bases"))
-    return f"n={runs} runs on {bases} base{'' if bases == '1' else 's'}"
+    runs, bases = (_how_many(counted[f"{figure}_{part}"], unit) for part, unit in (("seeds", "run"), ("bases", "base")))
+    return f"n={runs} on {bases}"
 
 
-def _span(counts: pl.Series) -> str:
+def _how_many(counts: pl.Series, unit: str) -> str:
+    """3 runs, 1 base, or 2..3 runs where the count varies."""
     low, high = counts.min() or 0, counts.max() or 0
-    return f"{high}" if low == high else f"{low}..{high}"
+    return f"{high if low == high else f'{low}..{high}'} {unit}{'' if high == 1 else 's'}"
 
 
 def interval_figure(
