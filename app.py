@@ -37,6 +37,10 @@ read_metrics = st.cache_data(max_entries=32, show_spinner=False)(runs.read_metri
 read_edges = st.cache_data(max_entries=32, show_spinner=False)(runs.read_edges)
 read_transmission = st.cache_data(max_entries=32, show_spinner=False)(runs.read_transmission)
 read_sweep_results = st.cache_data(max_entries=8, show_spinner=False)(sweeps.read_results)
+# A sweep's intervals bootstrap each cell (and cycle): computed once per sweep and choice, not at every rerun.
+metric_over_seeds = st.cache_data(max_entries=32, show_spinner=False)(sweeps.metric_over_seeds)
+cells_table = st.cache_data(max_entries=32, show_spinner=False)(sweeps.cells_table)
+figure_over_axis = st.cache_data(max_entries=32, show_spinner=False)(sweeps.figure_over_axis)
 # A graph's node positions, cached by its nodes and weighted edges (streamlit cannot hash a graph itself).
 layout = st.cache_data(
     max_entries=32,
@@ -559,7 +563,7 @@ def sweep_curves(sweep: sweeps.Sweep, metrics: pl.DataFrame, cells: pl.DataFrame
             "group cells by", sweep.axes, default=sweep.axes, key=f"sweep_groups:{sweep.name}", help=GROUPS_HELP
         )
     keys = groups or ["cell"]
-    curves = sweeps.metric_over_seeds(metrics, cells, metric, keys)
+    curves = metric_over_seeds(metrics, cells, metric, keys)
     with right:
         chart(
             figures.interval_figure(curves, keys, metric, sweeps.metric_per_run(metrics, metric, keys)), "sweep_curves"
@@ -572,7 +576,7 @@ def sweep_cells(sweep: sweeps.Sweep, cells: pl.DataFrame) -> None:
     options = sweeps.figure_columns(cells, sweep.axes)
     preferred = [figure for figure in sweeps.CELL_FIGURES if figure in options]
     shown = st.multiselect("figures", options, default=preferred, key=f"sweep_figures:{sweep.name}")
-    table(sweeps.cells_table(cells, sweep.axes, shown), key="cells")
+    table(cells_table(cells, sweep.axes, shown), key="cells")
     st.caption(
         "a row per cell: each figure's mean over seeds, its 95% bootstrap interval (low, high: resampling the "
         "bases, then the seeds on each) and the seeds and bases it rests on; a seed where a figure never happened "
@@ -595,7 +599,7 @@ def figure_against_axis(cells: pl.DataFrame, axes: list[str], options: list[str]
     axis = middle.selectbox("against", axes, key=f"{key}:axis")
     others = [other for other in axes if other != axis]
     groups = right.multiselect("a line per", others, default=others, key=f"{key}:groups")
-    summary = sweeps.figure_over_axis(cells, axis, figure, groups)
+    summary = figure_over_axis(cells, axis, figure, groups)
     chart(figures.figure_against_axis(cells, summary, axis, figure, groups), key=f"{key}:chart")
 
 
