@@ -37,6 +37,10 @@ read_metrics = st.cache_data(max_entries=32, show_spinner=False)(runs.read_metri
 read_edges = st.cache_data(max_entries=32, show_spinner=False)(runs.read_edges)
 read_transmission = st.cache_data(max_entries=32, show_spinner=False)(runs.read_transmission)
 read_sweep_results = st.cache_data(max_entries=8, show_spinner=False)(sweeps.read_results)
+# A sweep's intervals bootstrap each cell (and cycle): computed once per sweep and choice, not at every rerun.
+metric_over_seeds = st.cache_data(max_entries=32, show_spinner=False)(sweeps.metric_over_seeds)
+cells_table = st.cache_data(max_entries=32, show_spinner=False)(sweeps.cells_table)
+figure_over_axis = st.cache_data(max_entries=32, show_spinner=False)(sweeps.figure_over_axis)
 # A graph's node positions, cached by its nodes and weighted edges (streamlit cannot hash a graph itself).
 layout = st.cache_data(
     max_entries=32,
@@ -120,9 +124,9 @@ CHECKPOINT_HELP = (
     "(README, Real-LLM mode); vllm needs vLLM installed."
 )
 BAND_NOTE = (
-    "thin lines: each run (its mean over nodes); thick line: their mean; band: its 95% Student-t interval over "
-    "the runs (none with one run). n: the runs each line rests on. A rate's band is kept inside [0, 1]; where "
-    "the interval ran past, the legend says clipped, and the band is only a bound."
+    "thin lines: each run (its mean over nodes); thick line: their mean; band: its 95% bootstrap interval "
+    "(resampling the bases the runs were on, then the runs on each; none with one run), which stays within the "
+    "values the runs took. n: the runs each line rests on, and their bases."
 )
 
 
@@ -399,7 +403,8 @@ def compare_view(by_name: dict[str, runs.Run], selected: runs.Run) -> None:
         chart(figures.compare_figure(frames, metric), key="compare")
     else:
         values = dict(zip(frames, differences.row(by_predicate=pl.col("setting") == key)[1:], strict=True))
-        curves, per_run = runs.over_runs(frames, metric, key, values)
+        bases = {name: runs.base_of(by_name[name]) for name in frames}
+        curves, per_run = runs.over_runs(frames, metric, key, values, bases)
         chart(figures.interval_figure(curves, [key], metric, per_run), key="compare")
         st.caption(BAND_NOTE)
     st.subheader("Configuration differences")
@@ -545,11 +550,11 @@ def sweep_view(runs_dir: Path) -> None:
         st.info(str(error))
         return
     write_report(sweep.path, key="sweep_report")
-    sweep_curves(sweep, results.metrics)
+    sweep_curves(sweep, results.metrics, results.cells)
     sweep_cells(sweep, results.cells)
 
 
-def sweep_curves(sweep: sweeps.Sweep, metrics: pl.DataFrame) -> None:
+def sweep_curves(sweep: sweeps.Sweep, metrics: pl.DataFrame, cells: pl.DataFrame) -> None:
     left, right = st.columns([1, 3])
     with left:
         options = sweeps.sweep_metric_columns(metrics, sweep.axes)
@@ -558,7 +563,7 @@ def sweep_curves(sweep: sweeps.Sweep, metrics: pl.DataFrame) -> None:
             "group cells by", sweep.axes, default=sweep.axes, key=f"sweep_groups:{sweep.name}", help=GROUPS_HELP
         )
     keys = groups or ["cell"]
-    curves = sweeps.metric_over_seeds(metrics, metric, keys)
+    curves = metric_over_seeds(metrics, cells, metric, keys)
     with right:
         chart(
             figures.interval_figure(curves, keys, metric, sweeps.metric_per_run(metrics, metric, keys)), "sweep_curves"
@@ -571,11 +576,11 @@ def sweep_cells(sweep: sweeps.Sweep, cells: pl.DataFrame) -> None:
     options = sweeps.figure_columns(cells, sweep.axes)
     preferred = [figure for figure in sweeps.CELL_FIGURES if figure in options]
     shown = st.multiselect("figures", options, default=preferred, key=f"sweep_figures:{sweep.name}")
-    table(sweeps.cells_table(cells, sweep.axes, shown), key="cells")
+    table(cells_table(cells, sweep.axes, shown), key="cells")
     st.caption(
-        "a row per cell: each figure's mean over seeds, its 95% interval (low, high; a rate's kept inside [0, 1], "
-        "`_clipped` where it ran past) and the seeds it rests on; a seed where a figure never happened (such as "
-        "time_to_systemic) is left out, and `_censored` counts them"
+        "a row per cell: each figure's mean over seeds, its 95% bootstrap interval (low, high: resampling the "
+        "bases, then the seeds on each) and the seeds and bases it rests on; a seed where a figure never happened "
+        "(such as time_to_systemic) is left out, and `_censored` counts them"
     )
     figure_against_axis(cells, sweep.axes, options, key=f"sweep_axis:{sweep.name}")
     with st.expander("every run (cells.parquet)"):
@@ -594,7 +599,7 @@ def figure_against_axis(cells: pl.DataFrame, axes: list[str], options: list[str]
     axis = middle.selectbox("against", axes, key=f"{key}:axis")
     others = [other for other in axes if other != axis]
     groups = right.multiselect("a line per", others, default=others, key=f"{key}:groups")
-    summary = sweeps.figure_over_axis(cells, axis, figure, groups)
+    summary = figure_over_axis(cells, axis, figure, groups)
     chart(figures.figure_against_axis(cells, summary, axis, figure, groups), key=f"{key}:chart")
 
 

@@ -480,16 +480,33 @@ def censored(times: Sequence[float | None], horizon: int) -> Censored:
     return Censored(len(reached), len(times), horizon, None if median is None or np.isinf(median) else median)
 
 
+BASE = "model_seed"  # the column that names a run's base (as cells.parquet does): runs on one base are a cluster
+CURVE_RESAMPLES = 2_000  # for a curve over cycles, a bootstrap per cycle: drawn as a band, fewer resamples do
+
+
+def with_bases(runs: pl.DataFrame, cells: pl.DataFrame) -> pl.DataFrame:
+    """`runs` (rows keyed by a sweep's `cell` and `seed`, such as per-cycle figures) with each run's base
+    joined from the sweep's `cells`; as they are where `cells` names no base (a sweep from before bases)."""
+    if BASE not in cells.columns:
+        return runs
+    return runs.join(cells.select("cell", "seed", BASE), on=["cell", "seed"], how="left", maintain_order="left")
+
+
 def over_seeds(
-    runs: pl.DataFrame, axes: Sequence[str], figures: Sequence[str], confidence: float = 0.95
+    runs: pl.DataFrame, axes: Sequence[str], figures: Sequence[str], confidence: float = 0.95, resamples: int = 10_000
 ) -> pl.DataFrame:
-    """One row per cell (a combination of the `axes` columns) from one row per (cell, seed): for each
-    figure, `{figure}_mean`, `_low`, `_high` and `_seeds` as `mean_interval` gives them."""
+    """One row per cell (a combination of the `axes` columns) from one row per run: for each figure,
+    `{figure}_mean`, `_low`, `_high`, `_seeds` and `_bases` as `cluster_bootstrap` gives them, the cell's runs
+    grouped in clusters by their base (the `BASE` column; all of them one cluster where `runs` has none).
+    The clusters go by base and their values in order, so that an interval does not depend on the order of
+    the rows."""
     rows = []
     for cell, group in runs.group_by(axes, maintain_order=True):
         row = dict(zip(axes, cell, strict=True))
+        bases = group.sort(BASE).partition_by(BASE, maintain_order=True) if BASE in group.columns else [group]
         for figure in figures:
-            interval = mean_interval(group[figure].to_list(), confidence)
+            clusters = [base[figure].sort().to_list() for base in bases]
+            interval = cluster_bootstrap(clusters, confidence=confidence, resamples=resamples)
             row |= {f"{figure}_{part}": value for part, value in interval._asdict().items()}
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None).sort(axes)

@@ -260,8 +260,6 @@ CELL_FIGURES = {  # the figures of a sweep's per-cell table, and their column na
 def _cells_table(cells: pl.DataFrame, axes: list[str]) -> Table:
     """A row per cell of a sweep: its axis values and the mean over its seeds of a few figures at the
     last cycle (those the runs have: an infected share needs twins)."""
-    from ecosystem.analysis import over_seeds  # scipy: only once there are cells
-
     axes = axes or ["cell"]  # a sweep of seeds only: one cell
     figures = [name for name in CELL_FIGURES if name in cells.columns and cells[name].is_not_null().any()]
     table = Table(title="per cell, mean over seeds at the last cycle")
@@ -269,9 +267,10 @@ def _cells_table(cells: pl.DataFrame, axes: list[str]) -> Table:
         table.add_column(Text(axis), overflow="fold")
     for column in ["seeds", *(CELL_FIGURES[name] for name in figures)]:
         table.add_column(column, justify="right")
-    for row in over_seeds(cells, axes, ["seed", *figures]).iter_rows(named=True):  # seed_seeds: the cell's runs
+    means = cells.group_by(axes).agg(pl.len().alias("seeds"), pl.col(figures).mean()).sort(axes)
+    for row in means.iter_rows(named=True):
         values = (Text(str(row[axis])) for axis in axes)
-        table.add_row(*values, str(row["seed_seeds"]), *(_figure(row[f"{name}_mean"]) for name in figures))
+        table.add_row(*values, str(row["seeds"]), *(_figure(row[name]) for name in figures))
     return table
 
 

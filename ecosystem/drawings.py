@@ -24,7 +24,7 @@ CYCLE_LABEL = "cycle"
 REFUSAL_LABEL = "refusal rate (share of held-out harmful prompts)"
 SHARE_LABEL = "share of unattacked nodes"
 REFUSAL_COLOURS = "RdYlGn"  # red is bad: low refusal
-BAND_NOTE = "line: mean over seeds; band: 95% Student-t interval"
+BAND_NOTE = "line: mean over seeds; band: 95% bootstrap interval (bases, then seeds)"
 
 
 # ---- a run's and a sweep's report

@@ -22,14 +22,17 @@ import networkx as nx
 import polars as pl
 
 from ecosystem.analysis import (
+    BASE,
+    CURVE_RESAMPLES,
     SYSTEMIC_SHARE,
     Interval,
     SISFit,
+    cluster_bootstrap,
     fit_sis,
     hop_profile,
-    mean_interval,
     over_seeds,
     per_cycle,
+    with_bases,
 )
 from ecosystem.config import Config, flatten
 from ecosystem.drawings import (
@@ -86,6 +89,11 @@ INFECTION_FIGURES = {
     "causal_horizon_breaches": "node-cycles that differ from the twin before the poison could reach them (must be 0)",
 }
 GAMMA = "\N{GREEK SMALL LETTER GAMMA}"  # by name: ruff would take the letter for a "y"
+INTERVAL_NOTE = (
+    "The interval is a hierarchical bootstrap's: it resamples a cell's bases (model seeds), then the seeds on "
+    "each, and holds the central 95% of the resampled means, so it stays within the values the seeds took. "
+    "What it rests on: each cell's seeds and bases in the table above, and (k of n seeds) where some had no value."
+)
 FIT_FIGURES = {  # SISFit's estimates, as the tables name them
     "beta": "β (infection per drifted in-neighbour, per unit of edge weight)",
     "gamma": f"{GAMMA} (recovery per cycle)",
@@ -247,8 +255,9 @@ def _twin_sections(run: Run, folder: Path) -> list[str]:
 def write_sweep_report(sweep: Sweep, folder: Path) -> str:
     """Draw a sweep's figures into `folder`; returns the report's Markdown, which names each of them."""
     labels = _cell_labels(sweep)
-    curves = _curves_over_seeds(sweep.metrics)
-    seeds = sweep.cells.group_by("cell").len()
+    curves = _curves_over_seeds(sweep.metrics, sweep.cells)
+    bases = pl.col(BASE).n_unique() if BASE in sweep.cells.columns else pl.lit(1, pl.UInt32)  # before bases: one
+    seeds = sweep.cells.group_by("cell").agg(seeds=pl.len(), bases=bases)
     cells = sweep.cells.select("cell", *sweep.axes).unique("cell").join(seeds, on="cell").sort("cell")
     hops = {labels[cell]: hop_profile(sweep.metrics.filter(pl.col("cell") == cell)) for cell in sorted(labels)}
     return "\n\n".join(
@@ -256,8 +265,11 @@ def write_sweep_report(sweep: Sweep, folder: Path) -> str:
             f"# Report: sweep {sweep.path.name}",
             f"{len(cells)} cells over {', '.join(f'`{axis}`' for axis in sweep.axes) or 'no axis'}, "
             f"{len(sweep.cells)} runs.",
-            _table(["cell", *sweep.axes, "seeds"], [[_number(value) for value in row] for row in cells.rows()]),
-            f"## Cascade figures (mean over seeds [95% interval])\n\n{_sweep_figures(sweep, labels)}",
+            _table(
+                ["cell", *sweep.axes, "seeds", "bases"], [[_number(value) for value in row] for row in cells.rows()]
+            ),
+            f"## Cascade figures (mean over seeds [95% bootstrap interval])\n\n{INTERVAL_NOTE}",
+            _sweep_figures(sweep, labels),
             "## Drifted share",
             _image(folder, "drifted-share.png", draw_drifted_share(curves, labels), "drifted share per cell"),
             "## Refusal over cycles",
@@ -451,10 +463,17 @@ def _run_curves(metrics: pl.DataFrame) -> pl.DataFrame:
     return _curves_over_seeds(metrics.with_columns(cell=pl.lit(0), seed=pl.lit(0)))
 
 
-def _curves_over_seeds(metrics: pl.DataFrame) -> pl.DataFrame:
-    """Per (cell, cycle), the mean and interval over seeds of `per_cycle`'s drifted share and refusals."""
-    runs = [per_cycle(rows).with_columns(cell=pl.lit(cell)) for (cell, _), rows in metrics.group_by("cell", "seed")]
-    return over_seeds(pl.concat(runs), ["cell", "cycle"], ["drifted_share", "unattacked_refusal", "attacked_refusal"])
+def _curves_over_seeds(metrics: pl.DataFrame, cells: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per (cell, cycle), the mean and interval over seeds of `per_cycle`'s drifted share and refusals, the
+    seeds grouped by their base as a sweep's `cells` name them (one base without)."""
+    runs = pl.concat(
+        per_cycle(rows).with_columns(cell=pl.lit(cell, pl.Int64), seed=pl.lit(seed, pl.Int64))
+        for (cell, seed), rows in metrics.group_by("cell", "seed")
+    )
+    figures = ["drifted_share", "unattacked_refusal", "attacked_refusal"]
+    return over_seeds(
+        runs if cells is None else with_bases(runs, cells), ["cell", "cycle"], figures, resamples=CURVE_RESAMPLES
+    )
 
 
 def _cell_labels(sweep: Sweep) -> dict[int, str]:
@@ -485,16 +504,19 @@ def _figure_interval(cell: dict[str, Any], figure: str) -> Interval:
 
 
 def _sweep_fits(sweep: Sweep, labels: dict[int, str]) -> str:
-    """Fit each run, then per cell the mean and interval of each estimate over the seeds that have one."""
-    fits: dict[int, list[SISFit]] = {}
+    """Fit each run, then per cell the mean and interval of each estimate over the seeds that have one,
+    the seeds grouped by their base (`cluster_bootstrap`)."""
+    by_base: dict[int, dict[Any, list[SISFit]]] = {}  # per cell, the fits of its runs on each base
     for row in sweep.cells.sort("cell", "seed").iter_rows(named=True):
         rows = sweep.metrics.filter((pl.col("cell") == row["cell"]) & (pl.col("seed") == row["seed"]))
-        fits.setdefault(row["cell"], []).append(fit_sis(rows, sweep.graphs[row["cell"], row["seed"]]))
+        fit = fit_sis(rows, sweep.graphs[row["cell"], row["seed"]])
+        by_base.setdefault(row["cell"], {}).setdefault(row.get(BASE), []).append(fit)
+    fits = {cell: [fit for runs in bases.values() for fit in runs] for cell, bases in by_base.items()}
     table = _table(
         ["cell", *FIT_FIGURES.values(), "seeds without a full estimate"],
         [
             [labels[cell]]
-            + [_interval(mean_interval(getattr(fit, name) for fit in runs), len(runs)) for name in FIT_FIGURES]
+            + [_interval(_fit_interval(by_base[cell], name), len(runs)) for name in FIT_FIGURES]
             + [f"{sum(fit.reason is not None for fit in runs)} of {len(runs)}"]
             for cell, runs in sorted(fits.items())
         ],
@@ -504,8 +526,16 @@ def _sweep_fits(sweep: Sweep, labels: dict[int, str]) -> str:
         for cell, runs in sorted(fits.items())
         for reason, count in Counter(fit.reason for fit in runs if fit.reason).items()
     ]
-    note = "Each entry: mean over the seeds that could be estimated [95% interval] (how many, where some could not)."
+    note = (
+        "Each entry: mean over the seeds that could be estimated [95% bootstrap interval, bases then seeds] "
+        "(how many, where some could not)."
+    )
     return "\n\n".join([note, table, *(["Why not:\n\n" + "\n".join(reasons)] if reasons else [])])
+
+
+def _fit_interval(by_base: dict[Any, list[SISFit]], name: str) -> Interval:
+    """An estimate's mean over a cell's runs with its hierarchical bootstrap interval (bases, then seeds)."""
+    return cluster_bootstrap([[getattr(fit, name) for fit in runs] for runs in by_base.values()])
 
 
 def _fit_section(fit: SISFit) -> str:

@@ -42,6 +42,7 @@ from ecosystem.analysis import (
     spectral_radius,
     summarize,
     transmission_tree,
+    with_bases,
     with_twin,
 )
 
@@ -392,23 +393,44 @@ def test_cluster_bootstrap_of_rates_stays_within_0_and_1(clusters):
         assert 0 <= interval.low <= interval.high <= 1
 
 
-def test_over_seeds():
+def test_over_seeds_resamples_each_cells_bases_then_the_seeds_on_each():
     runs = pl.DataFrame(
         {
-            "topology": ["ring"] * 3 + ["star"] * 3,
-            "dose": [10] * 6,
-            "seed": [0, 1, 2] * 2,
-            "peak_drifted_share": [0.25, 0.5, 0.75, 1.0, 1.0, 0.5],
-            "time_to_systemic": [None, 3, None, 2, 2, 4],
+            "topology": ["ring"] * 5 + ["star"] * 3,
+            "dose": [10] * 8,
+            "seed": [0, 1, 2, 3, 4, 0, 1, 2],
+            "model_seed": [0, 1, 0, 1, 0, 0, 0, 0],
+            "peak_drifted_share": [0.37, 0.94, 0.12, 0.61, 0.55, 1.0, 1.0, 0.5],
+            "time_to_systemic": [None, 3, None, 5, None, 2, 2, 4],
         }
     )
     cells = over_seeds(runs, ["topology", "dose"], ["peak_drifted_share", "time_to_systemic"])
     assert cells["topology"].to_list() == ["ring", "star"]
-    ring = cells.row(0, named=True)
-    expected = mean_interval([0.25, 0.5, 0.75])
-    assert (ring["peak_drifted_share_mean"], ring["peak_drifted_share_low"]) == (expected.mean, expected.low)
-    assert ring["peak_drifted_share_high"] == expected.high and ring["peak_drifted_share_seeds"] == 3
-    assert (ring["time_to_systemic_mean"], ring["time_to_systemic_low"], ring["time_to_systemic_seeds"]) == (3, None, 1)
+    ring, star = cells.rows(named=True)
+    expected = cluster_bootstrap([[0.12, 0.37, 0.55], [0.61, 0.94]])  # a cluster per base, its values in order
+    assert [ring[f"peak_drifted_share_{part}"] for part in Interval._fields] == list(expected)
+    assert (expected.seeds, expected.bases) == (5, 2) and 0.12 <= expected.low < expected.mean < expected.high <= 0.94
+    star_share = [star[f"peak_drifted_share_{part}"] for part in Interval._fields]
+    assert star_share == list(cluster_bootstrap([[0.5, 1.0, 1.0]]))  # the rows' order does not matter
+    shuffled = over_seeds(runs.reverse(), ["topology", "dose"], ["peak_drifted_share", "time_to_systemic"])
+    assert shuffled.equals(cells)
+    # a seed that never reached systemic infection is left out, its base too where none of its seeds did
+    assert [ring[f"time_to_systemic_{part}"] for part in Interval._fields] == list(cluster_bootstrap([[3, 5]]))
+    assert (ring["time_to_systemic_seeds"], ring["time_to_systemic_bases"]) == (2, 1)
+    # without a base column, a cell's runs are one base
+    pooled = over_seeds(runs.drop("model_seed"), ["topology"], ["peak_drifted_share"]).row(0, named=True)
+    assert (pooled["peak_drifted_share_low"], pooled["peak_drifted_share_high"]) == tuple(
+        cluster_bootstrap([[0.12, 0.37, 0.55, 0.61, 0.94]])[1:3]
+    )
+    assert (pooled["peak_drifted_share_seeds"], pooled["peak_drifted_share_bases"]) == (5, 1)
+
+
+def test_with_bases_joins_each_runs_base_from_a_sweeps_cells():
+    cells = pl.DataFrame({"cell": [0, 0, 1], "seed": [0, 1, 0], "model_seed": [0, 1, 0], "final": [0.1, 0.2, 0.3]})
+    per_cycle = pl.DataFrame({"cell": [0, 0, 0, 1], "seed": [0, 0, 1, 0], "cycle": [0, 1, 0, 0]})
+    assert with_bases(per_cycle, cells).columns == ["cell", "seed", "cycle", "model_seed"]
+    assert with_bases(per_cycle, cells)["model_seed"].to_list() == [0, 0, 1, 0]
+    assert with_bases(per_cycle, cells.drop("model_seed")).equals(per_cycle)  # a sweep from before bases
 
 
 def states_frame(states: np.ndarray, sources: np.ndarray) -> pl.DataFrame:

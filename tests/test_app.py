@@ -23,10 +23,10 @@ import numpy as np
 import polars as pl
 import pytest
 import tomli_w
-from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 from ecosystem import load_config, load_sweep, sweep
+from ecosystem.analysis import CURVE_RESAMPLES, Interval, cluster_bootstrap
 from ecosystem.dashboard import figures, launch
 from ecosystem.results import RunDirectory, Status
 from ecosystem.sweeps import SweepDirectory
@@ -596,21 +596,22 @@ def open_sweeps(runs_dir: Path) -> AppTest:
     return at
 
 
-def by_hand_over_seeds(metrics: pl.DataFrame, metric: str) -> dict[int, tuple[float, float, float]]:
-    """Per cycle: each run's mean of `metric` over its nodes, then their mean over seeds with its 95%
-    Student-t interval, (mean, low, high); cycles where the metric is null left out."""
-    nodes: dict[tuple[int, int], list[float]] = {}
+def bootstrapped_over_seeds(metrics: pl.DataFrame, cells: pl.DataFrame, metric: str) -> dict[int, Interval]:
+    """Per cycle: each run's mean of `metric` over its nodes, grouped by the run's base (`model_seed` in
+    cells.parquet), then their mean over seeds with the hierarchical bootstrap's 95% interval, its clusters
+    by base and their values in order, as the curves resample them; cycles where the metric is null left out."""
+    base = {(row["cell"], row["seed"]): row["model_seed"] for row in cells.to_dicts()}
+    nodes: dict[tuple[int, int, int], list[float]] = {}
     for row in metrics.to_dicts():
         if row[metric] is not None:
-            nodes.setdefault((row["cycle"], row["seed"]), []).append(row[metric])
-    runs: dict[int, list[float]] = {}
-    for (cycle, _), values in sorted(nodes.items()):
-        runs.setdefault(cycle, []).append(statistics.fmean(values))
-    intervals = {}
-    for cycle, means in runs.items():
-        mean, half = statistics.fmean(means), stats.t.ppf(0.975, len(means) - 1) * statistics.stdev(means)
-        intervals[cycle] = (mean, mean - half / math.sqrt(len(means)), mean + half / math.sqrt(len(means)))
-    return intervals
+            nodes.setdefault((row["cycle"], row["cell"], row["seed"]), []).append(row[metric])
+    runs: dict[int, dict[int, list[float]]] = {}
+    for (cycle, cell, seed), values in nodes.items():
+        runs.setdefault(cycle, {}).setdefault(base[cell, seed], []).append(statistics.fmean(values))
+    return {
+        cycle: cluster_bootstrap([sorted(by_base[key]) for key in sorted(by_base)], resamples=CURVE_RESAMPLES)
+        for cycle, by_base in runs.items()
+    }
 
 
 def by_hand_per_run(metrics: pl.DataFrame, metric: str) -> list[list[float | None]]:
@@ -656,10 +657,11 @@ def test_sweep_view_draws_each_cells_mean_over_seeds_with_its_interval_band(with
     at = open_sweeps(with_sweep)
     at.selectbox(key="sweep_metric").set_value("train_loss").run()  # null at cycle 0: no fine-tune yet
     traces = {trace["name"]: trace for trace in figure(at, "sweep_curves")["data"]}
-    metrics = load_sweep(with_sweep / "doses").metrics
+    result = load_sweep(with_sweep / "doses")
+    metrics, cells = result.metrics, result.cells
     for dose in (10, 50):
-        expected = by_hand_over_seeds(metrics.filter(pl.col(DOSES) == dose), "train_loss")
-        mean, band = traces[f"{DOSES}={dose} (n=2)"], traces[f"{DOSES}={dose}: 95% interval"]
+        expected = bootstrapped_over_seeds(metrics.filter(pl.col(DOSES) == dose), cells, "train_loss")
+        mean, band = traces[f"{DOSES}={dose} (n=2 runs on 1 base)"], traces[f"{DOSES}={dose}: 95% interval"]
         assert (mean["x"], mean["y"][0]) == ([0, 1, 2], None)
         assert band["mode"] == "lines"  # no dots at the band's corners
         each = traces[f"{DOSES}={dose}: each run"]  # the two seeds' own lines, gaps between them
@@ -667,17 +669,17 @@ def test_sweep_view_draws_each_cells_mean_over_seeds_with_its_interval_band(with
         assert [y for y in each["y"] if y is not None] == pytest.approx(
             [v for s in per_seed for v in s if v is not None]
         )
-        assert mean["y"][1:] == pytest.approx([expected[cycle][0] for cycle in (1, 2)])
+        assert mean["y"][1:] == pytest.approx([expected[cycle].mean for cycle in (1, 2)])
         # the band: along the high ends, back along the low ones
         assert (band["fill"], band["x"]) == ("toself", [1, 2, 2, 1])
-        assert band["y"] == pytest.approx([expected[1][2], expected[2][2], expected[2][1], expected[1][1]])
-        assert expected[2][1] < expected[2][0] < expected[2][2]  # the seeds differ: a band of some width
+        assert band["y"] == pytest.approx([expected[1].high, expected[2].high, expected[2].low, expected[1].low])
+        assert expected[2].low < expected[2].mean < expected[2].high  # the seeds differ: a band of some width
 
     at.multiselect(key="sweep_groups:doses").set_value([]).run()  # no axis chosen: a line per cell
     names = [trace["name"] for trace in figure(at, "sweep_curves")["data"]]
     assert names == [
-        *("cell=0: 95% interval", "cell=0: each run", "cell=0 (n=2)"),
-        *("cell=1: 95% interval", "cell=1: each run", "cell=1 (n=2)"),
+        *("cell=0: 95% interval", "cell=0: each run", "cell=0 (n=2 runs on 1 base)"),
+        *("cell=1: 95% interval", "cell=1: each run", "cell=1 (n=2 runs on 1 base)"),
     ]
     assert figure(at, "sweep_curves")["layout"]["yaxis"].get("range") is None  # a loss is not a rate
 
@@ -685,7 +687,7 @@ def test_sweep_view_draws_each_cells_mean_over_seeds_with_its_interval_band(with
     shown = figure(at, "sweep_curves")
     assert shown["layout"]["yaxis"]["range"] == [-0.02, 1.02]  # a rate's axis: fixed to [0, 1]
     bands = [trace for trace in shown["data"] if trace["name"].endswith("95% interval")]
-    assert all(0 <= y <= 1 for band in bands for y in band["y"])  # its intervals kept inside it
+    assert all(0 <= y <= 1 for band in bands for y in band["y"])  # its intervals inside it
 
 
 def test_sweep_view_shows_its_cells_with_their_figures_over_seeds(with_sweep: Path) -> None:
@@ -696,21 +698,21 @@ def test_sweep_view_shows_its_cells_with_their_figures_over_seeds(with_sweep: Pa
     for row in table:
         seeds = cells.filter(pl.col("cell") == row["cell"])
         assert row["final_mean_refusal_mean"] == pytest.approx(seeds["final_mean_refusal"].mean())
-        assert row["final_mean_refusal_seeds"] == 2
+        assert (row["final_mean_refusal_seeds"], row["final_mean_refusal_bases"]) == (2, 1)
 
     at.multiselect(key="sweep_figures:doses").set_value(["drifted_share_area"]).run()
     table = at.dataframe[1].value
     assert list(table.columns) == [
         "cell",
         DOSES,
-        *(f"drifted_share_area_{part}" for part in ("mean", "low", "high", "seeds")),
+        *(f"drifted_share_area_{part}" for part in ("mean", "low", "high", "seeds", "bases")),
     ]
     assert at.dataframe[2].value["run"].tolist() == cells["run"].to_list()  # every run, in an expander
 
     # a figure against an axis: each run a point, the mean over seeds per dose with its interval
     at.selectbox(key="sweep_axis:doses:figure").set_value("final_mean_refusal").run()
     traces = {trace["name"]: trace for trace in figure(at, "sweep_axis:doses:chart")["data"]}
-    points, mean = traces["final_mean_refusal: each run"], traces["final_mean_refusal: mean (n=2)"]
+    points, mean = traces["final_mean_refusal: each run"], traces["final_mean_refusal: mean (n=2 runs on 1 base)"]
     assert sorted(zip(points["x"], points["y"], strict=True)) == sorted(
         cells.select(DOSES, "final_mean_refusal").rows()
     )

@@ -18,7 +18,6 @@ from streamlit.testing.v1 import AppTest
 
 from ecosystem import load_config, run
 from ecosystem.analysis import clean_cost, defense_effect
-from ecosystem.dashboard import columns
 from ecosystem.results import RunDirectory
 from tests.helpers import TINY, read_metrics
 from tests.test_app import APP, ROOT, chart_keys, copy_run, figure, mean_by_cycle, open_app, show, status_caption, texts
@@ -77,10 +76,9 @@ def test_the_runs_table_filters_sorts_groups_and_offers_each_table_as_csv(three_
     groups = {row["traffic.harmful_fraction"]: row for row in at.dataframe[1].value.to_dict("records")}
     assert (groups[0.1]["runs"], groups[0.3]["runs"]) == (2, 1)
     assert groups[0.1]["final_mean_refusal_mean"] == pytest.approx(0.35)
-    assert groups[0.1]["final_mean_refusal_seeds"] == 2
-    # 0.2 and 0.5 over two runs: a Student-t interval of ±1.9 kept inside [0, 1], and flagged
-    assert (groups[0.1]["final_mean_refusal_low"], groups[0.1]["final_mean_refusal_high"]) == (0.0, 1.0)
-    assert groups[0.1]["final_mean_refusal_clipped"]
+    assert (groups[0.1]["final_mean_refusal_seeds"], groups[0.1]["final_mean_refusal_bases"]) == (2, 1)
+    # 0.2 and 0.5 over two runs on one base: the bootstrap's interval stays within them (Student-t's was ±1.9)
+    assert (groups[0.1]["final_mean_refusal_low"], groups[0.1]["final_mean_refusal_high"]) == pytest.approx((0.2, 0.5))
 
     buttons = [button for button in at.get("download_button") if button.proto.label == "CSV"]
     assert [button.proto.id.rsplit("-", 1)[-1] for button in buttons] == ["csv:runs", "csv:groups"]  # a CSV per table
@@ -117,8 +115,12 @@ def test_compare_groups_runs_by_a_setting_with_bands_on_a_fixed_rate_axis(three_
 
     at.selectbox(key="compare_group").set_value("traffic.harmful_fraction").run()
     traces = {trace["name"]: trace for trace in figure(at, "compare")["data"]}
-    assert {"traffic.harmful_fraction=0.1 (n=2)", "traffic.harmful_fraction=0.3 (n=1)"} <= set(traces)
-    mean = traces["traffic.harmful_fraction=0.1 (n=2)"]
+    # the runs are copies of one run: one base (from each run's summary)
+    assert {
+        "traffic.harmful_fraction=0.1 (n=2 runs on 1 base)",
+        "traffic.harmful_fraction=0.3 (n=1 run on 1 base)",
+    } <= set(traces)
+    mean = traces["traffic.harmful_fraction=0.1 (n=2 runs on 1 base)"]
     assert mean["y"] == pytest.approx(list(mean_by_cycle(three_runs / "a", lambda r: r["refusal_rate"]).values()))
 
 
@@ -222,20 +224,3 @@ def test_an_unreadable_verdict_is_listed_with_the_reason(tmp_path: Path) -> None
     at = open_app(tmp_path)
     assert at.dataframe[0].value.to_dict("records")[0]["title"] == "unreadable"
     assert "verdict.json is unreadable" in texts(at.warning)
-
-
-def test_rate_intervals_are_kept_inside_0_1_and_flagged() -> None:
-    frame = pl.DataFrame(
-        {
-            "refusal_rate_low": [-1.58, 0.2],
-            "refusal_rate_high": [2.62, 0.4],
-            "train_loss_low": [-1.0, 0.1],
-            "train_loss_high": [3.0, 0.2],
-        }
-    )
-    clipped = columns.clip_rate_intervals(frame, ["refusal_rate", "train_loss"])
-    assert clipped["refusal_rate_low"].to_list() == [0.0, 0.2]
-    assert clipped["refusal_rate_high"].to_list() == [1.0, 0.4]
-    assert clipped["refusal_rate_clipped"].to_list() == [True, False]
-    assert clipped["train_loss_low"].to_list() == [-1.0, 0.1]  # not a rate: as computed
-    assert "train_loss_clipped" not in clipped.columns

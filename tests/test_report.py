@@ -84,6 +84,8 @@ def test_a_sweep_report_gives_intervals_over_seeds_per_cell(sweep_directory: Pat
     report = ecosystem.report(sweep_directory)
     markdown = assert_renders(report)
     assert set(images(markdown)) == {"drifted-share.png", "refusal.png", "hops.png"}
+    assert f"| cell | {AXIS} | seeds | bases |" in markdown  # what each cell's intervals rest on
+    assert "hierarchical bootstrap" in markdown
     header = f"| figure | cell 0, {AXIS}=5 | cell 1, {AXIS}=40 |"
     assert header in markdown
     # no attack gets through 5 steps: every seed refuses everything, an interval of zero width

@@ -1,10 +1,8 @@
 """What the dashboard knows about the columns it shows: which are rates (shares in [0, 1], drawn on fixed
-axes and colour scales and with intervals kept inside that range), their colour scales, and the one-line
-definitions that tooltips show (as README "Results" defines them)."""
+axes and colour scales), their colour scales, and the one-line definitions that tooltips show (as README
+"Results" defines them)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import polars as pl
 
@@ -154,22 +152,7 @@ def definition(name: str) -> str | None:
     return DEFINITIONS.get(name)
 
 
-def clip_rate_intervals(frame: pl.DataFrame, figures: Sequence[str]) -> pl.DataFrame:
-    """Keep the intervals of rates inside [0, 1]: a Student-t interval over few seeds can reach far
-    outside (-1.58 to 2.62 for a refusal rate over 2 seeds). `{figure}_clipped` says where it did;
-    the interval shown is then only a bound, not a 95% interval."""
-    low, high = RATE_BOUNDS
-    clipped = []
-    for figure in figures:
-        if not is_rate(figure) or f"{figure}_low" not in frame.columns:
-            continue
-        bounds = pl.col(f"{figure}_low", f"{figure}_high")
-        outside = (pl.col(f"{figure}_low") < low) | (pl.col(f"{figure}_high") > high)
-        clipped += [bounds.clip(low, high), outside.fill_null(False).alias(f"{figure}_clipped")]
-    return frame.with_columns(clipped) if clipped else frame
-
-
-PARTS = ("_mean", "_low", "_high", "_seeds", "_clipped", "_censored")
+PARTS = ("_mean", "_low", "_high", "_seeds", "_bases", "_censored")
 
 
 def column_help(name: str) -> str | None:
@@ -182,9 +165,9 @@ def column_help(name: str) -> str | None:
 
 PART_MEANINGS = (
     "the mean over runs",
-    "the low end of its 95% Student-t interval (a rate's kept at 0 or above)",
-    "the high end of its 95% Student-t interval (a rate's kept at 1 or below)",
+    "the low end of its 95% bootstrap interval (resampling the bases, then the runs on each)",
+    "the high end of its 95% bootstrap interval (resampling the bases, then the runs on each)",
     "the runs the mean rests on",
-    "the interval ran past [0, 1] and was clipped: read it as a bound only",
+    "the bases (model seeds) those runs were on",
     "runs that never reached it within their cycles (left out of the mean)",
 )

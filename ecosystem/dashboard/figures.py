@@ -419,11 +419,18 @@ def _label(groups: Sequence[str], values: Sequence[Any]) -> str:
     return ", ".join(f"{group}={value}" for group, value in zip(groups, values, strict=True))
 
 
-def _counted(seeds: pl.Series) -> str:
-    """The runs a curve rests on, as its legend says: n=3, or n=2..3 where some cycles have fewer."""
-    counted = seeds.filter(seeds > 0)  # a cycle without the metric (train_loss at cycle 0) counts no runs
-    low, high = counted.min() or 0, counted.max() or 0
-    return f"n={high}" if low == high else f"n={low}..{high}"
+def _counted(rows: pl.DataFrame, figure: str) -> str:
+    """What a line's intervals rest on, as its legend says: n=3 runs on 1 base, or n=2..3 runs where some
+    cycles have fewer."""
+    counted = rows.filter(pl.col(f"{figure}_seeds") > 0)  # a cycle without the metric (train_loss at cycle 0)
+    runs, bases = (_how_many(counted[f"{figure}_{part}"], unit) for part, unit in (("seeds", "run"), ("bases", "base")))
+    return f"n={runs} on {bases}"
+
+
+def _how_many(counts: pl.Series, unit: str) -> str:
+    """3 runs, 1 base, or 2..3 runs where the count varies."""
+    low, high = counts.min() or 0, counts.max() or 0
+    return f"{high if low == high else f'{low}..{high}'} {unit}{'' if high == 1 else 's'}"
 
 
 def interval_figure(
@@ -432,14 +439,12 @@ def interval_figure(
     """`metric` over cycles from `metric_over_seeds`: per group, its runs as thin lines (`runs`: a row
     per group, `run` and cycle with the run's `value`), the mean as a thick line and its 95% interval
     over the runs as a band where there are two runs or more. The legend gives the runs each group
-    rests on (n), and says where a rate's interval was clipped to [0, 1]."""
+    rests on and their bases (n)."""
     figure = go.Figure()
-    clipped = f"{metric}_clipped" in curves.columns
     for index, (values, rows) in enumerate(curves.sort("cycle").group_by(groups, maintain_order=True)):
         label = _label(groups, values)
         shade = colour(index)
-        flagged = clipped and bool(rows[f"{metric}_clipped"].any())
-        name = f"{label} ({_counted(rows[f'{metric}_seeds'])}{', interval clipped to [0, 1]' if flagged else ''})"
+        name = f"{label} ({_counted(rows, metric)})"
         band = rows.drop_nulls(f"{metric}_low")
         figure.add_trace(
             go.Scatter(
@@ -498,7 +503,7 @@ def figure_against_axis(
 ) -> go.Figure:
     """A sweep's `figure` against the values of one `axis` (a dose-response chart): per group (the
     other axes chosen), each run as a faint point, and the mean over runs with its 95% interval
-    (`summary`: `over_seeds` by the groups and the axis, rates clipped). A figure a run never reached
+    (`summary`: `over_seeds` by the groups and the axis). A figure a run never reached
     (`columns.CENSORED`) is drawn at the run's last cycle as an open triangle: its value is later than that."""
     chart = go.Figure()
     for index, (values, rows) in enumerate(_groups(summary.sort(axis), groups)):
@@ -533,8 +538,6 @@ def figure_against_axis(
                 )
             )
         mean, low, high = (rows[f"{figure}_{part}"] for part in ("mean", "low", "high"))
-        flagged = f"{figure}_clipped" in rows.columns and bool(rows[f"{figure}_clipped"].any())
-        counted = _counted(rows[f"{figure}_seeds"])
         chart.add_trace(
             go.Scatter(
                 x=rows[axis].to_list(),
@@ -548,7 +551,7 @@ def figure_against_axis(
                     "arrayminus": (mean - low).to_list(),
                     "thickness": 2,
                 },
-                name=f"{label}: mean ({counted}{', interval clipped to [0, 1]' if flagged else ''})",
+                name=f"{label}: mean ({_counted(rows, figure)})",
                 legendgroup=label,
             )
         )

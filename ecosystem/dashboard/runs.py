@@ -15,9 +15,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import polars as pl
 
-from ecosystem.analysis import mean_per_cycle, over_seeds, summarize
+from ecosystem.analysis import BASE, CURVE_RESAMPLES, mean_per_cycle, over_seeds, summarize
 from ecosystem.config import Config
-from ecosystem.dashboard.columns import clip_rate_intervals
 from ecosystem.dashboard.launch import LAUNCHED, listing, log_tail
 from ecosystem.results import EXPERIMENT_RECORD, Manifest, ResultsError, RunDirectory, Status
 from ecosystem.sweeps import SweepDirectory
@@ -308,12 +307,12 @@ def sort_runs(table: pl.DataFrame, column: str, descending: bool) -> pl.DataFram
 
 
 def group_runs(table: pl.DataFrame, key: str, figures: list[str]) -> pl.DataFrame:
-    """A row per value of `key`: its runs counted, and each figure's mean over them with its 95%
-    interval (a rate's kept inside [0, 1] and flagged `_clipped` where it was not)."""
+    """A row per value of `key`: its runs counted, and each figure's mean over them with its 95% interval
+    (`over_seeds`: the runs grouped by their base, `model_seed`, where the table has it)."""
     grouped = over_seeds(table, [key], figures)
     counts = table.group_by(key).agg(runs=pl.len())
     joined = grouped.join(counts, on=key, how="left", nulls_equal=True)
-    return clip_rate_intervals(joined.select(key, "runs", pl.exclude(key, "runs")), figures)
+    return joined.select(key, "runs", pl.exclude(key, "runs"))
 
 
 class ResultsFile(NamedTuple):
@@ -441,19 +440,28 @@ def defense_cost(manifest: Manifest | None) -> tuple[float, float] | None:
     return seconds["control_run"], seconds["total"]
 
 
+def base_of(run: Run) -> int | None:
+    """The model seed of a run's own base, from its summary: None before the run ends, or with a real model."""
+    return summary_figures(run.directory).get(BASE)
+
+
 def over_runs(
-    frames: dict[str, pl.DataFrame], metric: str, key: str, values: dict[str, Any]
+    frames: dict[str, pl.DataFrame], metric: str, key: str, values: dict[str, Any], bases: dict[str, int | None]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Runs grouped by their value of `key` (`values`, by run): per group and cycle the mean of `metric`
-    over its runs with its interval (as `sweeps.metric_over_seeds`), and each run's own line (`run`,
-    the key, `cycle`, `value`). A run's line is its mean over nodes."""
+    over its runs with its interval (as `sweeps.metric_over_seeds`, the runs grouped by their base: `bases`,
+    by run, as `base_of` gives them), and each run's own line (`run`, the key, `cycle`, `value`). A run's
+    line is its mean over nodes."""
     per_run = pl.concat(
         [
             mean_per_cycle(frame, metric).select(
-                "cycle", value=pl.col(metric), run=pl.lit(name), **{key: pl.lit(_setting(values.get(name)))}
+                "cycle",
+                value=pl.col(metric),
+                run=pl.lit(name),
+                **{key: pl.lit(_setting(values.get(name))), BASE: pl.lit(bases.get(name), pl.Int64)},
             )
             for name, frame in frames.items()
         ]
     )
-    curves = over_seeds(per_run.rename({"value": metric}), [key, "cycle"], [metric])
-    return clip_rate_intervals(curves, [metric]), per_run
+    curves = over_seeds(per_run.rename({"value": metric}), [key, "cycle"], [metric], resamples=CURVE_RESAMPLES)
+    return curves, per_run

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from ecosystem.analysis import over_seeds
-from ecosystem.dashboard.columns import CENSORED, clip_rate_intervals
+from ecosystem.analysis import BASE, CURVE_RESAMPLES, over_seeds, with_bases
+from ecosystem.dashboard.columns import CENSORED
 from ecosystem.dashboard.runs import (
     FINAL_FIGURES,
     LABELS,
@@ -133,8 +133,8 @@ def sweep_metric_columns(metrics: pl.DataFrame, axes: list[str]) -> list[str]:
 
 
 def figure_columns(cells: pl.DataFrame, axes: list[str]) -> list[str]:
-    """The cascade figures of cells.parquet: its numeric columns but the cell, seed and axis columns."""
-    return [name for name, dtype in cells.schema.items() if dtype.is_numeric() and name not in (*KEYS, *axes)]
+    """The cascade figures of cells.parquet: its numeric columns but the cell, seed, axis and base columns."""
+    return [name for name, dtype in cells.schema.items() if dtype.is_numeric() and name not in (*KEYS, *axes, BASE)]
 
 
 def metric_per_run(metrics: pl.DataFrame, metric: str, keys: list[str]) -> pl.DataFrame:
@@ -147,21 +147,20 @@ def metric_per_run(metrics: pl.DataFrame, metric: str, keys: list[str]) -> pl.Da
     )
 
 
-def metric_over_seeds(metrics: pl.DataFrame, metric: str, keys: list[str]) -> pl.DataFrame:
+def metric_over_seeds(metrics: pl.DataFrame, cells: pl.DataFrame, metric: str, keys: list[str]) -> pl.DataFrame:
     """Per group (a combination of the `keys` columns: axes, or `cell`) and cycle, the mean of `metric`
-    with its interval over the runs, from each run's mean over its nodes. Columns: the keys, `cycle`,
-    and `{metric}_mean`, `_low`, `_high`, `_seeds` as `over_seeds` gives them, and for a rate
-    `_clipped` (`columns.clip_rate_intervals`); cells that differ only in other axes are pooled, so
-    `_seeds` counts their runs."""
-    per_run = metric_per_run(metrics, metric, keys).rename({"value": metric})
-    return clip_rate_intervals(over_seeds(per_run, [*keys, "cycle"], [metric]), [metric])
+    with its interval over the runs, from each run's mean over its nodes, the runs grouped by their base
+    (from `cells`). Columns: the keys, `cycle`, and `{metric}_mean`, `_low`, `_high`, `_seeds`, `_bases`
+    as `over_seeds` gives them; cells that differ only in other axes are pooled, so `_seeds` counts their runs."""
+    per_run = with_bases(metric_per_run(metrics, metric, keys).rename({"value": metric}), cells)
+    return over_seeds(per_run, [*keys, "cycle"], [metric], resamples=CURVE_RESAMPLES)
 
 
 def cells_table(cells: pl.DataFrame, axes: list[str], figures: list[str]) -> pl.DataFrame:
-    """A row per cell: its axis values and, for each figure, the mean over seeds with its 95% interval
-    (a rate's clipped to [0, 1], and flagged); for a figure a run may never reach (time_to_systemic),
-    `_censored` counts the seeds that did not, within the run: the mean is over the others."""
-    table = clip_rate_intervals(over_seeds(cells, ["cell", *axes], figures), figures)
+    """A row per cell: its axis values and, for each figure, the mean over seeds with its 95% interval and the
+    seeds and bases it rests on; for a figure a run may never reach (time_to_systemic), `_censored` counts
+    the seeds that did not, within the run: the mean is over the others."""
+    table = over_seeds(cells, ["cell", *axes], figures)
     censored = [pl.col(figure).null_count().alias(f"{figure}_censored") for figure in figures if figure in CENSORED]
     if not censored:
         return table
@@ -170,4 +169,4 @@ def cells_table(cells: pl.DataFrame, axes: list[str], figures: list[str]) -> pl.
 
 def figure_over_axis(cells: pl.DataFrame, axis: str, figure: str, groups: list[str]) -> pl.DataFrame:
     """`figure`'s mean over runs with its 95% interval per value of `axis` and of the `groups` axes."""
-    return clip_rate_intervals(over_seeds(cells, [*groups, axis], [figure]), [figure])
+    return over_seeds(cells, [*groups, axis], [figure])
