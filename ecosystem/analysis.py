@@ -364,8 +364,8 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> I
 class Estimate:
     """A figure pooled over runs grouped by base, with its hierarchical bootstrap (`cluster_bootstrap`): the
     percentile interval, and one-sided p-values read from the same resampled means. A p-value is the share of
-    resampled means on the far side of a threshold, at least 1 / (resamples + 1): "above 0" has p < 0.025
-    exactly when the 95% interval lies above 0."""
+    resampled means on the far side of a threshold, at least 1 / (resamples + 1) and at least 0.5^n for n values:
+    "above 0" has p < 0.025 exactly when the 95% interval lies above 0 (with enough values to allow it)."""
 
     interval: Interval
     draws: np.ndarray | None = None  # the resampled means (None with fewer than two values)
@@ -387,7 +387,9 @@ class Estimate:
         return max(self.p_above(-margin), self.p_below(margin))
 
     def _share(self, far: np.ndarray) -> float:
-        return float((far.sum() + 1) / (len(far) + 1))
+        # Never below 0.5^n, the exact sign test's p-value with all n runs on one side: a bootstrap of a few runs
+        # (or of runs that all agree, at a floor or a ceiling) cannot be surer than that.
+        return max(float((far.sum() + 1) / (len(far) + 1)), 0.5**self.interval.seeds)
 
 
 def cluster_bootstrap(

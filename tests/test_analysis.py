@@ -355,6 +355,9 @@ def test_bootstrap_p_values_are_the_shares_of_resampled_means_beyond_a_threshold
         assert shifted.p_equivalent(margin) == pytest.approx(max(p_lower, p_upper))
     assert shifted.p_equivalent(0.3) < 0.05 < shifted.p_equivalent(0.05)  # equivalent only within a wide margin
     assert bootstrap([[0.5]]).p_above(0) is None  # one value: no test
+    # runs that all agree: no surer than the sign test with every run on one side
+    assert bootstrap([[0.0, 0.0], [0.0, 0.0]]).p_equivalent(0.1) == 0.5**4
+    assert bootstrap([[0.0] * 5] * 3).p_equivalent(0.1) == pytest.approx(1 / 10_001)
 
 
 def test_the_95_interval_lies_above_a_threshold_exactly_when_the_doubled_p_value_is_below_0_05():

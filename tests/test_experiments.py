@@ -555,7 +555,7 @@ def test_an_unknown_experiment_is_refused_naming_the_available_ones(tmp_path: Pa
 def test_every_experiment_file_resolves_in_full_and_quick(name: str) -> None:
     for quick in (False, True):
         experiment = load_experiment(name, quick)
-        assert experiment.spec["rule"].strip().startswith("Pre-registered before any full run.")
+        assert experiment.spec["rule"].strip().startswith("Pre-registered before any full run")
         assert all(part["seeds"] >= 5 or quick for part in experiment.spec["sweeps"].values())
 
 
