@@ -19,7 +19,6 @@ from ecosystem.experiments import load_experiment, names
 from ecosystem.progress import Stage, StageStart
 from ecosystem.verdicts import VERDICTS
 from experiments import (
-    accumulate,
     coupling,
     defenses,
     domains,
@@ -172,42 +171,6 @@ def test_the_defense_rows_are_inconclusive_when_nothing_was_lost_or_intervals_ar
     # seconds of 1.0 ± 0.6: every overhead's interval is wider than 0.5
     no_loss = defense_cells({label: 1.0 for label in DEFENSE_CELLS}, {}, dict.fromkeys(DEFENSE_CELLS, 1.0), 0.6)
     assert verdicts(defenses.analyse(no_loss, DEFENSE_PARAMETERS)) == ["inconclusive"] * 4
-
-
-# ---- accumulate
-
-
-@pytest.mark.parametrize(
-    ("area", "refusal", "expected"),
-    [
-        ((0.5, 2.0), (0.5, 0.9), ["holds", "holds"]),
-        ((2.0, 0.5), (0.9, 0.5), ["does not hold", "does not hold"]),
-        ((1.0, 1.0), (0.8, 0.8), ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_accumulate_rules(area, refusal, expected) -> None:
-    groups = [
-        (
-            {"training.received": mode},
-            {
-                "drifted_share_area": area[index],
-                "peak_drifted_share": 0.5,
-                "final_mean_refusal": refusal[index],
-                "final_unattacked_refusal": refusal[index],
-                "final_attacked_refusal": 0.1,
-                "helpfulness_retained": 1.0,
-            },
-        )
-        for index, mode in enumerate(("accumulate", "replace"))
-    ]
-    assert verdicts(accumulate.analyse(cells(groups, 0.05), {})) == expected
-
-
-def test_no_drift_in_either_mode_is_inconclusive_for_bounding_and_refutes_entrenching() -> None:
-    groups = [
-        ({"training.received": mode}, dict.fromkeys(accumulate.FIGURES, 0.0)) for mode in ("accumulate", "replace")
-    ]
-    assert verdicts(accumulate.analyse(cells(groups, 0.0), {})) == ["inconclusive", "does not hold"]
 
 
 # ---- priming
