@@ -19,7 +19,6 @@ from ecosystem.experiments import load_experiment, names
 from ecosystem.progress import Stage, StageStart
 from ecosystem.verdicts import VERDICTS
 from experiments import (
-    coupling,
     defenses,
     domains,
     dose,
@@ -393,38 +392,6 @@ def rebound_cells(figures: dict[str, tuple[float, float, float]], spread: float)
 )
 def test_the_rebound_rules(figures, spread, expected) -> None:
     assert verdicts(rebound.analyse(rebound_cells(figures, spread), {"margin": 0.1, "degraded": 0.3})) == expected
-
-
-# ---- coupling
-
-
-@pytest.mark.parametrize(
-    ("areas", "spread", "expected"),
-    [
-        (
-            {(0.5, 0.2): 2.0, (1.0, 0.4): 0.2, (0.5, 0.4): 0.5, (1.0, 0.2): 3.0},
-            0.05,
-            ["holds", "holds", "does not hold"],
-        ),
-        ({(0.5, 0.2): 1.0, (1.0, 0.4): 1.0, (0.5, 0.4): 1.0, (1.0, 0.2): 1.0}, 0.5, ["inconclusive"] * 3),
-    ],
-)
-def test_the_coupling_rules(areas, spread, expected) -> None:
-    groups = [
-        (
-            {"topology.edge_weight": weight, "traffic.harmful_fraction": share},
-            {
-                "drifted_share_area": area,
-                "peak_drifted_share": 0.5,
-                "final_unattacked_refusal": 0.8,
-                "final_attacked_refusal": 0.1,
-            },
-        )
-        for (weight, share), area in areas.items()
-    ]
-    # the same spread in every cell (seed by seed): identical cells differ by exactly 0, within wide intervals
-    frame = cells(groups, 0.0).with_columns(pl.col("drifted_share_area") + (pl.col("seed") - 2) * spread)
-    assert verdicts(coupling.analyse(frame, {})) == expected
 
 
 # ---- threshold
