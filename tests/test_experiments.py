@@ -27,7 +27,6 @@ from experiments import (
     priming,
     rebound,
     subliminal,
-    threshold,
 )
 from tests.helpers import read_manifest, small_config
 
@@ -392,46 +391,6 @@ def rebound_cells(figures: dict[str, tuple[float, float, float]], spread: float)
 )
 def test_the_rebound_rules(figures, spread, expected) -> None:
     assert verdicts(rebound.analyse(rebound_cells(figures, spread), {"margin": 0.1, "degraded": 0.3})) == expected
-
-
-# ---- threshold
-
-RADIUS = {"ring": 2.0, "barabasi_albert": 3.5, "complete": 7.0}
-
-
-def threshold_cells(onsets: dict[str, float | None], beta: float | None, gamma: float):
-    """Peak shares above 0 from each family's onset on, and a fit with the given beta and gamma."""
-    groups = []
-    for family, onset in onsets.items():
-        for weight in (0.125, 0.25, 0.5, 1.0):
-            spreading = onset is not None and weight >= onset
-            figures = {
-                "peak_drifted_share": 0.5 if spreading else 0.0,
-                "beta": beta,
-                "gamma": gamma,
-                "unweighted_radius": RADIUS[family],
-            }
-            groups.append(({"topology.name": family, "topology.edge_weight": weight}, figures))
-    return cells(groups, 0.0).with_columns(
-        peak_drifted_share=pl.when(pl.col("peak_drifted_share") > 0)
-        .then(pl.col("peak_drifted_share") + pl.col("seed") * 0.01)
-        .otherwise(0.0)
-    )
-
-
-@pytest.mark.parametrize(
-    ("onsets", "beta", "expected"),
-    [
-        # gamma / (beta * radius) with gamma 0.5, beta 1: 0.25 (ring), 0.14 (scale-free), 0.07 (complete)
-        ({"ring": 0.25, "barabasi_albert": 0.25, "complete": 0.125}, 1.0, ["holds", "holds"]),
-        ({"ring": 0.125, "barabasi_albert": 1.0, "complete": 1.0}, 1.0, ["holds under conditions", "does not hold"]),
-        ({"ring": None, "barabasi_albert": None, "complete": None}, 1.0, ["does not hold", "inconclusive"]),
-        ({"ring": 0.5, "barabasi_albert": 0.5, "complete": 0.5}, None, ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_threshold_rules(onsets, beta, expected) -> None:
-    analysis = threshold.analyse(threshold_cells(onsets, beta, 0.5), load_experiment("threshold").parameters)
-    assert verdicts(analysis) == expected
 
 
 # ---- end to end, and training.received
