@@ -1,4 +1,4 @@
-"""The verdict rule of `coupling.toml` (its `rule` says it in words)."""
+"""The verdict rule of `coupling.toml` (v2; its `rule` says it in words)."""
 
 from __future__ import annotations
 
@@ -6,39 +6,100 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.verdicts import Analysis, Finding, Table, bar_chart, below_zero, describe, difference, interval
+from ecosystem.analysis import Estimate
+from ecosystem.verdicts import (
+    Analysis,
+    Effect,
+    Finding,
+    Table,
+    across,
+    bar_chart,
+    describe,
+    effect,
+    gap,
+    pooled,
+    rests_on,
+)
 
-WEIGHT, SHARE, AREA = "topology.edge_weight", "traffic.harmful_fraction", "drifted_share_area"
-COMPARISONS = [  # (name, claim, treated cell as (edge weight, harmful share)), each against CONTROL
-    ("stronger exchange protects", "Weight 1.0 with 40% harmful traffic drifts less than 0.5 with 20%.", (1.0, 0.4)),
-    ("more harmful traffic protects", "40% harmful traffic drifts less than 20%, at edge weight 0.5.", (0.5, 0.4)),
-    ("a larger edge weight protects", "Edge weight 1.0 drifts less than 0.5, at 20% harmful traffic.", (1.0, 0.2)),
-]
-CONTROL = (0.5, 0.2)
+WEIGHT, SHARE, AREA = "topology.edge_weight", "traffic.harmful_fraction", "infected_share_area"
+WEAK, STRONG = (0.5, 0.2), (1.0, 0.4)  # (edge weight, harmful share): v1 systemic's two couplings
+SIDES = {"below": "below 0", "above": "above 0", "within": "within the margin", None: "undecided"}
+FIGURES = {
+    "infected_share_area": "infected-share area",
+    "infected_share_peak": "peak infected share",
+    "infected_share_final": "final infected share",
+    "eroded_share_final": "twin's eroded share (final)",
+    "twin_final_mean_refusal": "twin's final mean refusal",
+}
 
 
-def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:  # noqa: ARG001 (no thresholds)
-    def cell(key: tuple[float, float]) -> pl.DataFrame:
-        return cells.filter((pl.col(WEIGHT) == key[0]) & (pl.col(SHARE) == key[1]))
-
-    findings = []
-    for name, claim, treated in COMPARISONS:
-        gap = difference(cell(treated)[AREA].to_list(), cell(CONTROL)[AREA].to_list())
-        rule = f"Drifted-share area at (w, h) = {treated} minus at {CONTROL}: interval below 0 → holds; above → not."
-        reason = f"difference {describe(gap)}"
-        findings.append(Finding(name, claim, rule, below_zero(gap), reason, {f"area {treated} − area {CONTROL}": gap}))
-    keys = sorted({(row[WEIGHT], row[SHARE]) for row in cells.iter_rows(named=True)})
-    figures = ("drifted_share_area", "peak_drifted_share", "final_unattacked_refusal", "final_attacked_refusal")
+def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
+    margin = parameters["area_margin"]
+    weights, shares = sorted(cells[WEIGHT].unique()), sorted(cells[SHARE].unique())
+    stronger = _versus(cells, STRONG, WEAK)
+    share_effects = {f"edge weight {w:g}": _versus(cells, (w, shares[-1]), (w, shares[0])) for w in weights}
+    weight_effects = {f"harmful share {h:g}": _versus(cells, (weights[-1], h), (weights[0], h)) for h in shares}
+    findings = [
+        _finding(
+            "stronger exchange protects",
+            "Edge weight 1.0 with 40% harmful traffic infects less than 0.5 with 20% (v1 systemic's two couplings).",
+            f"Area at {STRONG} minus at {WEAK}, paired",
+            {f"{STRONG} − {WEAK}": stronger},
+            margin,
+        ),
+        _finding(
+            "more harmful traffic protects",
+            "40% harmful traffic infects less than 20%, at either edge weight.",
+            "Area at harmful share 0.4 minus at 0.2, paired, at each edge weight",
+            share_effects,
+            margin,
+        ),
+        _finding(
+            "a larger edge weight protects",
+            "Edge weight 1.0 infects less than 0.5, at either harmful share.",
+            "Area at edge weight 1.0 minus at 0.5, paired, at each harmful share",
+            weight_effects,
+            margin,
+        ),
+    ]
+    keys = [(w, h) for w in weights for h in shares]
     table = pl.DataFrame(
         [
-            {"edge weight": w, "harmful share": h, **{f: describe(interval(cell((w, h)), f)) for f in figures}}
+            {
+                "edge weight": w,
+                "harmful share": h,
+                **{label: describe(pooled(_cell(cells, (w, h)), figure)) for figure, label in FIGURES.items()},
+                "rests on": rests_on(pooled(_cell(cells, (w, h)), AREA).interval),
+            }
             for w, h in keys
         ]
     )
     chart = bar_chart(
         "area.png",
-        "Drifted-share area per cell (mean over seeds, 95% interval)",
-        [(f"w={w} h={h}", interval(cell((w, h)), AREA)) for w, h in keys],
-        "drifted share summed over cycles",
+        "Infected-share area per cell (pooled mean over bases and seeds, 95% bootstrap interval)",
+        [(f"w={w:g} h={h:g}", pooled(_cell(cells, (w, h)), AREA).interval) for w, h in keys],
+        "infected share summed over cycles 1..10",
     )
-    return Analysis(findings, [Table("Per cell (mean [95% interval] over seeds)", table)], [chart])
+    return Analysis(findings, [Table("Per cell (pooled mean [95% bootstrap interval])", table)], [chart])
+
+
+def _cell(cells: pl.DataFrame, key: tuple[float, float]) -> pl.DataFrame:
+    return cells.filter((pl.col(WEIGHT) == key[0]) & (pl.col(SHARE) == key[1]))
+
+
+def _versus(cells: pl.DataFrame, treated: tuple[float, float], control: tuple[float, float]) -> Estimate:
+    """The infected-share area at `treated` (edge weight, harmful share) minus at `control`, paired."""
+    at = {key: (pl.col(WEIGHT) == key[0]) & (pl.col(SHARE) == key[1]) for key in (treated, control)}
+    return gap(cells, AREA, at[treated], at[control])
+
+
+def _finding(name: str, claim: str, compared: str, differences: dict[str, Estimate], margin: float) -> Finding:
+    """The claim that each difference lies below 0 (protects), judged across them."""
+    effects: dict[str, Effect] = {label: effect(value, margin) for label, value in differences.items()}
+    verdict, p_value = across(list(effects.values()), "below")
+    reason = "; ".join(
+        f"{label}: {describe(differences[label])} ({SIDES[found.side]})" for label, found in effects.items()
+    )
+    rule = f"{compared}: below 0 everywhere holds; above 0 or within ±{margin:g} (TOST) everywhere does not hold."
+    figures = {f"area difference, {label}": value.interval for label, value in differences.items()}
+    return Finding(name, claim, rule, verdict, reason, figures, p_value)

@@ -19,8 +19,6 @@ from ecosystem.experiments import load_experiment, names
 from ecosystem.progress import Stage, StageStart
 from ecosystem.verdicts import VERDICTS
 from experiments import (
-    accumulate,
-    coupling,
     defenses,
     domains,
     dose,
@@ -29,7 +27,6 @@ from experiments import (
     priming,
     rebound,
     subliminal,
-    threshold,
 )
 from tests.helpers import read_manifest, small_config
 
@@ -172,42 +169,6 @@ def test_the_defense_rows_are_inconclusive_when_nothing_was_lost_or_intervals_ar
     # seconds of 1.0 ± 0.6: every overhead's interval is wider than 0.5
     no_loss = defense_cells({label: 1.0 for label in DEFENSE_CELLS}, {}, dict.fromkeys(DEFENSE_CELLS, 1.0), 0.6)
     assert verdicts(defenses.analyse(no_loss, DEFENSE_PARAMETERS)) == ["inconclusive"] * 4
-
-
-# ---- accumulate
-
-
-@pytest.mark.parametrize(
-    ("area", "refusal", "expected"),
-    [
-        ((0.5, 2.0), (0.5, 0.9), ["holds", "holds"]),
-        ((2.0, 0.5), (0.9, 0.5), ["does not hold", "does not hold"]),
-        ((1.0, 1.0), (0.8, 0.8), ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_accumulate_rules(area, refusal, expected) -> None:
-    groups = [
-        (
-            {"training.received": mode},
-            {
-                "drifted_share_area": area[index],
-                "peak_drifted_share": 0.5,
-                "final_mean_refusal": refusal[index],
-                "final_unattacked_refusal": refusal[index],
-                "final_attacked_refusal": 0.1,
-                "helpfulness_retained": 1.0,
-            },
-        )
-        for index, mode in enumerate(("accumulate", "replace"))
-    ]
-    assert verdicts(accumulate.analyse(cells(groups, 0.05), {})) == expected
-
-
-def test_no_drift_in_either_mode_is_inconclusive_for_bounding_and_refutes_entrenching() -> None:
-    groups = [
-        ({"training.received": mode}, dict.fromkeys(accumulate.FIGURES, 0.0)) for mode in ("accumulate", "replace")
-    ]
-    assert verdicts(accumulate.analyse(cells(groups, 0.0), {})) == ["inconclusive", "does not hold"]
 
 
 # ---- priming
@@ -430,78 +391,6 @@ def rebound_cells(figures: dict[str, tuple[float, float, float]], spread: float)
 )
 def test_the_rebound_rules(figures, spread, expected) -> None:
     assert verdicts(rebound.analyse(rebound_cells(figures, spread), {"margin": 0.1, "degraded": 0.3})) == expected
-
-
-# ---- coupling
-
-
-@pytest.mark.parametrize(
-    ("areas", "spread", "expected"),
-    [
-        (
-            {(0.5, 0.2): 2.0, (1.0, 0.4): 0.2, (0.5, 0.4): 0.5, (1.0, 0.2): 3.0},
-            0.05,
-            ["holds", "holds", "does not hold"],
-        ),
-        ({(0.5, 0.2): 1.0, (1.0, 0.4): 1.0, (0.5, 0.4): 1.0, (1.0, 0.2): 1.0}, 0.5, ["inconclusive"] * 3),
-    ],
-)
-def test_the_coupling_rules(areas, spread, expected) -> None:
-    groups = [
-        (
-            {"topology.edge_weight": weight, "traffic.harmful_fraction": share},
-            {
-                "drifted_share_area": area,
-                "peak_drifted_share": 0.5,
-                "final_unattacked_refusal": 0.8,
-                "final_attacked_refusal": 0.1,
-            },
-        )
-        for (weight, share), area in areas.items()
-    ]
-    # the same spread in every cell (seed by seed): identical cells differ by exactly 0, within wide intervals
-    frame = cells(groups, 0.0).with_columns(pl.col("drifted_share_area") + (pl.col("seed") - 2) * spread)
-    assert verdicts(coupling.analyse(frame, {})) == expected
-
-
-# ---- threshold
-
-RADIUS = {"ring": 2.0, "barabasi_albert": 3.5, "complete": 7.0}
-
-
-def threshold_cells(onsets: dict[str, float | None], beta: float | None, gamma: float):
-    """Peak shares above 0 from each family's onset on, and a fit with the given beta and gamma."""
-    groups = []
-    for family, onset in onsets.items():
-        for weight in (0.125, 0.25, 0.5, 1.0):
-            spreading = onset is not None and weight >= onset
-            figures = {
-                "peak_drifted_share": 0.5 if spreading else 0.0,
-                "beta": beta,
-                "gamma": gamma,
-                "unweighted_radius": RADIUS[family],
-            }
-            groups.append(({"topology.name": family, "topology.edge_weight": weight}, figures))
-    return cells(groups, 0.0).with_columns(
-        peak_drifted_share=pl.when(pl.col("peak_drifted_share") > 0)
-        .then(pl.col("peak_drifted_share") + pl.col("seed") * 0.01)
-        .otherwise(0.0)
-    )
-
-
-@pytest.mark.parametrize(
-    ("onsets", "beta", "expected"),
-    [
-        # gamma / (beta * radius) with gamma 0.5, beta 1: 0.25 (ring), 0.14 (scale-free), 0.07 (complete)
-        ({"ring": 0.25, "barabasi_albert": 0.25, "complete": 0.125}, 1.0, ["holds", "holds"]),
-        ({"ring": 0.125, "barabasi_albert": 1.0, "complete": 1.0}, 1.0, ["holds under conditions", "does not hold"]),
-        ({"ring": None, "barabasi_albert": None, "complete": None}, 1.0, ["does not hold", "inconclusive"]),
-        ({"ring": 0.5, "barabasi_albert": 0.5, "complete": 0.5}, None, ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_threshold_rules(onsets, beta, expected) -> None:
-    analysis = threshold.analyse(threshold_cells(onsets, beta, 0.5), load_experiment("threshold").parameters)
-    assert verdicts(analysis) == expected
 
 
 # ---- end to end, and training.received
