@@ -445,7 +445,9 @@ def test_every_experiment_file_resolves_in_full_and_quick(name: str) -> None:
     for quick in (False, True):
         experiment = load_experiment(name, quick)
         assert experiment.spec["rule"].strip().startswith("Pre-registered before any full run")
-        assert all(part["seeds"] >= 5 or quick for part in experiment.spec["sweeps"].values())
+        for part in experiment.spec["sweeps"].values():
+            real = part.get("base", {}).get("world.kind") == "checkpoint"  # a real model is one base
+            assert quick or part["seeds"] >= (3 if real else 9), "v2: 3 bases of 3 seeds at least (a real model: 3)"
 
 
 def test_accumulating_nodes_train_on_every_pair_they_have_received(tmp_path: Path) -> None:
