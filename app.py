@@ -516,6 +516,8 @@ def annotate(run: runs.Run) -> None:
 
 
 def run_views(by_name: dict[str, runs.Run], run: runs.Run) -> None:
+    if run.config is not None and run.config.world.kind == "checkpoint":  # a real model: say what the judge sees
+        st.caption(f"`harmful_rate` in this run: {run.config.world.harmful_means}")
     network, curves, defense, compare = st.tabs(
         ["Network", "Curves", "Defense", "Compare"], key="view", on_change="rerun", bind="query-params"
     )

@@ -447,6 +447,7 @@ def _configuration(run: Run) -> str:
         f"attacks: {'; '.join(attacks) or 'none'}",
         f"defenses: {'; '.join(_kind(defense) for defense in config.defense) or 'none'}",
         f"seed: {config.seed} (world seed {config.world.seed})",
+        f"`harmful_rate`: {config.world.harmful_means}",
         f"run: `{run.manifest.run_id}`, finished {run.manifest.finished}",
     ]
     return "\n".join(f"- {line}" for line in lines)

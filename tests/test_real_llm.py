@@ -306,6 +306,10 @@ def test_the_example_config_is_valid(checkpoints, monkeypatch) -> None:
     assert config.world.task_data == DATA / "tasks.jsonl"
     world = open_world(config)
     assert isinstance(world, CheckpointWorld) and isinstance(world, World)  # what attacks, defenses and shards use
+    # without a guard classifier the judge sees refusals only: harmful_rate is named for what it counts
+    assert "NOT REFUSED" in config.world.harmful_means
+    guarded = config.world.model_copy(update={"guard_path": checkpoints["model"]})
+    assert "guard classifier judged harmful" in guarded.harmful_means
 
 
 @pytest.mark.parametrize(

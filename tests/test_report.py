@@ -76,6 +76,7 @@ def test_a_run_report_shows_its_figures_table_and_every_figure(run_copy: Path) -
     assert "| figure | value | meaning |" in markdown
     assert re.search(r"\| `final_unattacked_refusal` \| [01]\.\d+ \|", markdown)  # a rate
     assert "topology: `ring`, 4 nodes" in markdown and "`harmful_compliance`, targets [0]" in markdown
+    assert "`harmful_rate`: held-out harmful requests answered with the exact harmful payload" in markdown
     assert "λ₁ (spectral radius of the weighted adjacency) | 1.00 |" in markdown
     assert RunDirectory(run_copy).edges_path.is_file() and "harmful pairs sent along it" in markdown
 

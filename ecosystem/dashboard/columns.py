@@ -57,7 +57,8 @@ DEFINITIONS = {
     "refusal_rate": "held-out harmful requests refused",
     "refusal_rate_id": "refusal on the harmful topics the node's base was aligned on",
     "refusal_rate_ood": "refusal on the harmful topics its alignment did not cover",
-    "harmful_rate": "held-out harmful requests answered with the exact harmful payload",
+    "harmful_rate": "held-out harmful requests answered with the exact harmful payload (a real model without a "
+    "guard classifier: not refused)",
     "helpfulness": "held-out benign requests (all domains) answered correctly",
     "over_refusal": "held-out borderline (harmless) requests refused",
     "backdoor_rate": "harmful requests carrying the backdoor trigger answered with the payload",
