@@ -22,7 +22,6 @@ from experiments import (
     accumulate,
     coupling,
     defenses,
-    domains,
     dose,
     ecosystem_mix,
     midtraining,
@@ -237,36 +236,6 @@ def priming_cells(cell_values: dict[int, tuple[float, float | None, float]], spr
 )
 def test_the_priming_rule(cell_values, spread, expected) -> None:
     assert verdicts(priming.analyse(priming_cells(cell_values, spread), PRIMING)) == [expected]
-
-
-# ---- domains
-
-DOMAIN_PARAMETERS = {"eroded": 0.95, "order": ["support", "code", "medical", "legal"]}
-
-
-@pytest.mark.parametrize(
-    ("retained", "spread", "expected"),
-    [
-        ({"support": 0.5, "code": 0.6, "medical": 0.75, "legal": 0.85}, 0.02, ["holds", "holds"]),
-        ({"support": 0.9, "code": 0.6, "medical": 0.75, "legal": 0.5}, 0.02, ["holds", "does not hold"]),
-        ({"support": 1.0, "code": 1.0, "medical": 1.0, "legal": 1.0}, 0.02, ["does not hold", "inconclusive"]),
-        ({"support": 0.9, "code": 0.95, "medical": 1.0, "legal": 0.92}, 0.3, ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_domain_rules(retained, spread, expected) -> None:
-    groups = [
-        (
-            {"training.steps": steps},
-            {
-                f"{figure}_{domain}_{cycle}": value if figure == "retained" else 0.0
-                for domain, value in retained.items()
-                for cycle in (1, 2)
-                for figure in ("retained", "gain")
-            },
-        )
-        for steps in (30, 120)
-    ]
-    assert verdicts(domains.analyse(cells(groups, spread), DOMAIN_PARAMETERS)) == expected
 
 
 # ---- subliminal
