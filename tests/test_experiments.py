@@ -27,7 +27,6 @@ from experiments import (
     midtraining,
     priming,
     rebound,
-    subliminal,
     threshold,
 )
 from tests.helpers import read_manifest, small_config
@@ -236,26 +235,6 @@ def priming_cells(cell_values: dict[int, tuple[float, float | None, float]], spr
 )
 def test_the_priming_rule(cell_values, spread, expected) -> None:
     assert verdicts(priming.analyse(priming_cells(cell_values, spread), PRIMING)) == [expected]
-
-
-# ---- subliminal
-
-
-@pytest.mark.parametrize(
-    ("same", "other", "spread", "expected"),
-    [
-        (0.5, 0.0, 0.05, ["holds", "holds"]),
-        (0.5, 0.5, 0.05, ["holds", "does not hold"]),
-        (0.0, 0.0, 0.02, ["does not hold", "inconclusive"]),
-        (0.1, 0.0, 0.3, ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_subliminal_rules(same, other, spread, expected) -> None:
-    groups = [
-        ({"attack.0.examples": dose}, {"drop_same": same * bool(dose), "drop_other": other * bool(dose)})
-        for dose in (0, 50, 500)
-    ]
-    assert verdicts(subliminal.analyse(cells(groups, spread), {"margin": 0.1})) == expected
 
 
 # ---- midtraining
