@@ -23,7 +23,6 @@ from experiments import (
     coupling,
     defenses,
     dose,
-    ecosystem_mix,
     midtraining,
     priming,
     rebound,
@@ -303,37 +302,6 @@ def midtraining_cells(
 )
 def test_the_midtraining_rules(ood, final, spread, swing, expected) -> None:
     analysis = midtraining.analyse(midtraining_cells(ood, final, spread, swing), {"margin": 0.1})
-    assert verdicts(analysis) == expected
-
-
-# ---- ecosystem_mix
-
-MIX_ROBUST = {"star": ([1, 2, 3], [1, 2, 3, 4, 5, 6]), "ring": ([2, 5, 8], [1, 2, 4, 5, 7, 8])}
-
-
-def mix_cells(control: float, robust: float, others: dict[int, float], spread: float) -> pl.DataFrame:
-    """Per graph: the control (every unattacked node loses `control`) and each robust share (its robust nodes lose
-    `robust`, the others `others[share]`)."""
-    groups = []
-    for graph, shares in MIX_ROBUST.items():
-        groups.append(({"sweep": graph, ecosystem_mix.ROBUST: []}, {f"loss_{k}": control for k in range(1, 10)}))
-        for nodes in shares:
-            losses = {f"loss_{k}": robust if k in nodes else others[len(nodes)] for k in range(1, 10)}
-            groups.append(({"sweep": graph, ecosystem_mix.ROBUST: nodes}, losses))
-    return cells(groups, spread)
-
-
-@pytest.mark.parametrize(
-    ("control", "robust", "others", "spread", "expected"),
-    [
-        (0.8, 0.0, {3: 0.4, 6: 0.1}, 0.05, ["holds"] * 4),  # robust nodes resist and shield the rest, more with more
-        (0.8, 0.0, {3: 0.8, 6: 0.8}, 0.05, ["holds", "does not hold", "holds", "does not hold"]),  # no herd effect
-        (0.8, 0.8, {3: 0.8, 6: 0.8}, 0.05, ["does not hold", "inconclusive", "does not hold", "inconclusive"]),
-        (0.1, 0.0, {3: 0.0, 6: 0.0}, 0.02, ["inconclusive"] * 4),  # drift did not spread: no valid graph
-    ],
-)
-def test_the_ecosystem_mix_rules(control, robust, others, spread, expected) -> None:
-    analysis = ecosystem_mix.analyse(mix_cells(control, robust, others, spread), {"margin": 0.1, "spread": 0.2})
     assert verdicts(analysis) == expected
 
 
