@@ -1,4 +1,4 @@
-"""The verdict rule of `ecosystem_mix.toml` (its `rule` says it in words)."""
+"""The verdict rule of `ecosystem_mix.toml` (v2; its `rule` says it in words)."""
 
 from __future__ import annotations
 
@@ -6,131 +6,168 @@ from typing import Any
 
 import polars as pl
 
-from ecosystem.analysis import Interval, mean_interval
+from ecosystem.analysis import Estimate
 from ecosystem.results import RunDirectory
-from ecosystem.verdicts import Analysis, Finding, Table, above, bar_chart, describe, everywhere
+from ecosystem.verdicts import (
+    Analysis,
+    Effect,
+    Finding,
+    Table,
+    across,
+    bar_chart,
+    describe,
+    effect,
+    gap,
+    pooled,
+    rests_on,
+)
 
 ROBUST = "defense.0.nodes"  # the anchored nodes of a cell; none in the control
-UNATTACKED = range(1, 10)  # node 0 is attacked (ecosystem_mix.toml)
+ATTACKED = 0  # ecosystem_mix.toml attacks node 0
+UNATTACKED = range(1, 10)
+LATER_FROM = 6  # the excess is averaged over cycles 6..10 (the last cycle, in a shorter quick run)
 SETS = {"R": "robust nodes", "U": "other unattacked nodes", "W": "all unattacked nodes"}
 
 
 def run_figures(directory: RunDirectory) -> dict[str, float | None]:
-    """`loss_K` for each unattacked node K: its cycle-0 refusal minus its mean refusal over the later cycles."""
-    metrics = directory.read_result().metrics.filter(~pl.col("attacked"))
-    start = metrics.filter(pl.col("cycle") == 0).select("node", before="refusal_rate")
-    later = metrics.filter(pl.col("cycle") > 0).group_by("node").agg(after=pl.col("refusal_rate").mean())
-    losses = start.join(later, "node").sort("node")
-    return {f"loss_{node}": before - after for node, before, after in losses.iter_rows()}
+    """`excess_K` for each node K: its excess refusal loss over the twin averaged over the later cycles."""
+    metrics = directory.read_result().metrics
+    later = metrics.filter(pl.col("cycle") >= min(LATER_FROM, metrics["cycle"].max()))
+    per_node = later.group_by("node").agg(pl.col("excess_refusal_loss").mean()).sort("node")
+    return {f"excess_{node}": excess for node, excess in per_node.iter_rows()}
 
 
 def analyse(cells: pl.DataFrame, parameters: dict[str, Any]) -> Analysis:
     margin = parameters["margin"]
-    cells = cells.with_columns(robust_count=pl.col(ROBUST).list.len())
-    rows, grows = [], []
-    for (graph,), part in sorted(cells.group_by("sweep"), key=lambda item: item[0]):
-        control = part.filter(pl.col("robust_count") == 0)
-        spread = mean_interval(control.select(_mean_loss(UNATTACKED))[:, 0].to_list())
-        valid = spread.mean is not None and spread.mean >= parameters["spread"]
-        per_seed, effects = {}, {}
-        for count in sorted(part.filter(pl.col("robust_count") > 0)["robust_count"].unique()):
-            treated = part.filter(pl.col("robust_count") == count)
-            robust = treated[ROBUST][0].to_list()
-            others = [node for node in UNATTACKED if node not in robust]
-            per_seed[count] = {
-                name: _effect(control, treated, nodes)
-                for name, nodes in (("R", robust), ("U", others), ("W", list(UNATTACKED)))
-            }
-            effects[count] = {name: mean_interval(values.to_list()) for name, values in per_seed[count].items()}
-            rows.append({"graph": graph, "robust": robust, "valid": valid, "spread": spread, **effects[count]})
-        if valid:
-            few, many = sorted(per_seed)
-            both_resisted = all(above(effects[n]["R"], 0) for n in (few, many))
-            grows.append(
-                {
-                    "graph": graph,
-                    "W": mean_interval((per_seed[many]["W"] - per_seed[few]["W"]).to_list()),
-                    "U": mean_interval((per_seed[many]["U"] - per_seed[few]["U"]).to_list()) if both_resisted else None,
-                }
-            )
-    valid_rows = [row for row in rows if row["valid"]]
-    resisted = [row for row in valid_rows if above(row["R"], 0)]
-    herd_growth = [row for row in grows if row["U"] is not None]
-
-    def cell(row: dict) -> str:
-        return f"{row['graph']}, {len(row['robust'])} robust"
-
-    def verdict(values: list[Interval]) -> str:
-        return everywhere(values, margin) if values else "inconclusive"
-
+    cells = cells.with_columns(robust_count=pl.col(ROBUST).list.len(), W=_mean_excess(UNATTACKED))
+    graphs = [
+        _graph(graph, part, parameters) for (graph,), part in sorted(cells.group_by("sweep"), key=lambda item: item[0])
+    ]
+    counted = [graph for graph in graphs if graph["counted"]]
+    cells_counted = [share for graph in counted for share in graph["shares"]]
+    resisted = [share for share in cells_counted if share["R"][1].side == "above"]
+    protected_both = [graph for graph in counted if all(share["R"][1].side == "above" for share in graph["shares"])]
     findings = [
-        Finding(
+        _judged(
             "robust nodes resist",
-            "Anchored nodes lose less refusal than the same nodes unanchored (the precondition of herd protection).",
-            f"Loss control − anchored on the robust nodes, paired by seed: above 0 in every valid cell → holds; "
-            f"within ±{margin} in all → does not hold.",
-            verdict([row["R"] for row in valid_rows]),
-            "; ".join(f"{cell(row)}: {describe(row['R'])}" for row in valid_rows) or "no valid graph",
-            {f"robust nodes, {cell(row)}": row["R"] for row in valid_rows},
+            "Anchored nodes are infected less than the same nodes unanchored (the precondition of herd protection).",
+            "Protection (control − anchored, paired) of the robust nodes",
+            [(share["label"], share["R"]) for share in cells_counted],
+            margin,
+            "no graph where infection spread",
         ),
-        Finding(
+        _judged(
             "herd protection",
-            "The unattacked nodes that are not robust lose less refusal when other nodes are robust.",
-            "Loss control − anchored on the other unattacked nodes, in the cells where the robust nodes resisted: "
-            "above 0 in every such cell → holds.",
-            verdict([row["U"] for row in resisted]),
-            "; ".join(f"{cell(row)}: {describe(row['U'])}" for row in resisted) or "no cell qualifies",
-            {f"other nodes, {cell(row)}": row["U"] for row in resisted},
+            "The unattacked nodes that are not robust are infected less when other nodes are robust.",
+            "Protection (control − anchored, paired) of the other unattacked nodes, where the robust nodes resisted,",
+            [(share["label"], share["U"]) for share in resisted],
+            margin,
+            "no cell where the robust nodes resisted",
         ),
-        Finding(
-            "a larger robust share, less spread",
-            "With 6 robust nodes of 9 the whole graph loses less refusal than with 3.",
-            "Effect on all unattacked nodes at 6 − at 3 robust nodes, paired by seed: above 0 in every valid graph → "
-            "holds.",
-            verdict([row["W"] for row in grows]),
-            "; ".join(f"{row['graph']}: {describe(row['W'])}" for row in grows) or "no valid graph",
-            {f"whole graph, 6 − 3 robust, {row['graph']}": row["W"] for row in grows},
+        _judged(
+            "a larger robust share, less infection",
+            "With 6 robust nodes of 9 the whole graph is infected less than with 3.",
+            "Infection of all unattacked nodes with 3 robust minus with 6, paired,",
+            [(graph["graph"], graph["larger"]) for graph in counted],
+            margin,
+            "no graph where infection spread",
         ),
-        Finding(
+        _judged(
             "herd protection grows with the share",
-            "The other nodes are protected more with 6 robust nodes than with 3.",
-            "Effect on the other unattacked nodes at 6 − at 3 robust nodes, paired by seed, where the robust nodes "
-            "resisted at both shares: above 0 in every such graph → holds.",
-            verdict([row["U"] for row in herd_growth]),
-            "; ".join(f"{row['graph']}: {describe(row['U'])}" for row in herd_growth) or "no graph qualifies",
-            {f"other nodes, 6 − 3 robust, {row['graph']}": row["U"] for row in herd_growth},
+            "The nodes anchored at neither share are infected less with 6 robust nodes than with 3.",
+            "Infection of the nodes anchored at neither share with 3 robust minus with 6, paired, where the robust "
+            "nodes resisted at both shares,",
+            [(graph["graph"], graph["growth"]) for graph in protected_both],
+            margin,
+            "no graph where the robust nodes resisted at both shares",
         ),
     ]
+    rows = [
+        {
+            "graph": graph["graph"],
+            "anchored": ", ".join(map(str, share["robust"])),
+            "infection spread (control, all unattacked)": describe(graph["spread"]),
+            "counted": graph["counted"],
+            **{label: describe(share[name][0]) for name, label in SETS.items()},
+            "attacked node (control − anchored)": describe(share["hub"]),
+            "rests on": rests_on(share["W"][0].interval),
+        }
+        for graph in graphs
+        for share in graph["shares"]
+    ]
     table = Table(
-        "Per graph and robust share: control − anchored loss of refusal, paired by seed (mean [95% interval]); "
-        "spread is the control's loss over all unattacked nodes",
-        pl.DataFrame(
-            [
-                {
-                    "graph": row["graph"],
-                    "anchored": ", ".join(map(str, row["robust"])),
-                    "spread (control)": describe(row["spread"]),
-                    "valid": row["valid"],
-                    **{label: describe(row[name]) for name, label in SETS.items()},
-                }
-                for row in rows
-            ]
-        ),
+        "Per graph and robust share: protection (control − anchored excess refusal loss over the twin, cycles 6–10, "
+        "paired by base and seed; pooled mean [95% bootstrap interval]); the spread is the control's infection",
+        pl.DataFrame(rows),
     )
     chart = bar_chart(
         "ecosystem_mix.png",
-        "Refusal loss prevented by anchoring a share of nodes (control − anchored), per node set (95% interval)",
-        [(f"{cell(row)}\n{SETS[name]}", row[name]) for row in rows for name in SETS],
-        "loss prevented",
+        "Infection prevented by anchoring a share of nodes (control − anchored excess over the twin), per node set "
+        "(pooled mean over bases and seeds, 95% bootstrap interval)",
+        [
+            (f"{share['label']}\n{SETS[name]}", share[name][0].interval)
+            for graph in graphs
+            for share in graph["shares"]
+            for name in SETS
+        ],
+        "infection prevented",
     )
     return Analysis(findings, [table], [chart])
 
 
-def _mean_loss(nodes: Any) -> pl.Expr:
-    return pl.mean_horizontal([f"loss_{node}" for node in nodes])
+def _graph(graph: str, part: pl.DataFrame, parameters: dict[str, Any]) -> dict[str, Any]:
+    """One graph's figures: its control's spread, and per robust share its protection of each node set; the
+    comparison of the two shares."""
+    margin = parameters["margin"]
+    control = pl.col("robust_count") == 0
+    spread = pooled(part.filter(control), "W")
+    shares = []
+    for count in sorted(part.filter(~control)["robust_count"].unique()):
+        anchored = pl.col("robust_count") == count
+        robust = part.filter(anchored)[ROBUST][0].to_list()
+        others = [node for node in UNATTACKED if node not in robust]
+        part = part.with_columns(R=_mean_excess(robust), U=_mean_excess(others))
+        protection = {name: gap(part, name, control, anchored) for name in SETS}
+        shares.append(
+            {
+                "label": f"{graph}, {count} robust",
+                "robust": robust,
+                "anchored": anchored,
+                **{name: (value, effect(value, margin)) for name, value in protection.items()},
+                "hub": gap(part, f"excess_{ATTACKED}", control, anchored),
+            }
+        )
+    few, many = shares[0], shares[-1]
+    neither = [node for node in UNATTACKED if node not in few["robust"] + many["robust"]]
+    part = part.with_columns(neither=_mean_excess(neither))
+    larger = gap(part, "W", few["anchored"], many["anchored"])
+    growth = gap(part, "neither", few["anchored"], many["anchored"])
+    return {
+        "graph": graph,
+        "spread": spread,
+        "counted": effect(spread, 0.0, parameters["spread"]).side == "above",
+        "shares": shares,
+        "larger": (larger, effect(larger, margin)),
+        "growth": (growth, effect(growth, margin)),
+    }
 
 
-def _effect(control: pl.DataFrame, treated: pl.DataFrame, nodes: list[int]) -> pl.Series:
-    """Per seed (in seed order), the control's mean loss over `nodes` minus the treated run's."""
-    joined = control.select("seed", a=_mean_loss(nodes)).join(treated.select("seed", b=_mean_loss(nodes)), "seed")
-    return joined.sort("seed").select(pl.col("a") - pl.col("b"))[:, 0]
+def _judged(
+    name: str, claim: str, what: str, cells: list[tuple[str, tuple[Estimate, Effect]]], margin: float, none: str
+) -> Finding:
+    """A claim that `what` lies above 0, judged across `cells` (label, (estimate, effect))."""
+    rule = f"{what} above 0 in every cell holds; within ±{margin} or below 0 in every cell does not hold."
+    figures = {label: value.interval for label, (value, _) in cells}
+    if not cells:
+        return Finding(name, claim, rule, "inconclusive", none, figures)
+    verdict, p_value = across([found for _, (_, found) in cells], "above")
+    reason = "; ".join(f"{label}: {describe(value)} ({_side(found)})" for label, (value, found) in cells)
+    return Finding(name, claim, rule, verdict, reason, figures, p_value)
+
+
+def _side(found: Effect) -> str:
+    return {"above": "above 0", "below": "below 0", "within": "within the margin", None: "undecided"}[found.side]
+
+
+def _mean_excess(nodes: Any) -> pl.Expr:
+    return pl.mean_horizontal([f"excess_{node}" for node in nodes])

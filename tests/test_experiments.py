@@ -20,13 +20,10 @@ from ecosystem.progress import Stage, StageStart
 from ecosystem.verdicts import VERDICTS
 from experiments import (
     defenses,
-    domains,
     dose,
-    ecosystem_mix,
     midtraining,
     priming,
     rebound,
-    subliminal,
 )
 from tests.helpers import read_manifest, small_config
 
@@ -200,56 +197,6 @@ def test_the_priming_rule(cell_values, spread, expected) -> None:
     assert verdicts(priming.analyse(priming_cells(cell_values, spread), PRIMING)) == [expected]
 
 
-# ---- domains
-
-DOMAIN_PARAMETERS = {"eroded": 0.95, "order": ["support", "code", "medical", "legal"]}
-
-
-@pytest.mark.parametrize(
-    ("retained", "spread", "expected"),
-    [
-        ({"support": 0.5, "code": 0.6, "medical": 0.75, "legal": 0.85}, 0.02, ["holds", "holds"]),
-        ({"support": 0.9, "code": 0.6, "medical": 0.75, "legal": 0.5}, 0.02, ["holds", "does not hold"]),
-        ({"support": 1.0, "code": 1.0, "medical": 1.0, "legal": 1.0}, 0.02, ["does not hold", "inconclusive"]),
-        ({"support": 0.9, "code": 0.95, "medical": 1.0, "legal": 0.92}, 0.3, ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_domain_rules(retained, spread, expected) -> None:
-    groups = [
-        (
-            {"training.steps": steps},
-            {
-                f"{figure}_{domain}_{cycle}": value if figure == "retained" else 0.0
-                for domain, value in retained.items()
-                for cycle in (1, 2)
-                for figure in ("retained", "gain")
-            },
-        )
-        for steps in (30, 120)
-    ]
-    assert verdicts(domains.analyse(cells(groups, spread), DOMAIN_PARAMETERS)) == expected
-
-
-# ---- subliminal
-
-
-@pytest.mark.parametrize(
-    ("same", "other", "spread", "expected"),
-    [
-        (0.5, 0.0, 0.05, ["holds", "holds"]),
-        (0.5, 0.5, 0.05, ["holds", "does not hold"]),
-        (0.0, 0.0, 0.02, ["does not hold", "inconclusive"]),
-        (0.1, 0.0, 0.3, ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_subliminal_rules(same, other, spread, expected) -> None:
-    groups = [
-        ({"attack.0.examples": dose}, {"drop_same": same * bool(dose), "drop_other": other * bool(dose)})
-        for dose in (0, 50, 500)
-    ]
-    assert verdicts(subliminal.analyse(cells(groups, spread), {"margin": 0.1})) == expected
-
-
 # ---- midtraining
 
 ALIGNMENT_SIZES = (250, 1000, 4000)
@@ -316,37 +263,6 @@ def midtraining_cells(
 )
 def test_the_midtraining_rules(ood, final, spread, swing, expected) -> None:
     analysis = midtraining.analyse(midtraining_cells(ood, final, spread, swing), {"margin": 0.1})
-    assert verdicts(analysis) == expected
-
-
-# ---- ecosystem_mix
-
-MIX_ROBUST = {"star": ([1, 2, 3], [1, 2, 3, 4, 5, 6]), "ring": ([2, 5, 8], [1, 2, 4, 5, 7, 8])}
-
-
-def mix_cells(control: float, robust: float, others: dict[int, float], spread: float) -> pl.DataFrame:
-    """Per graph: the control (every unattacked node loses `control`) and each robust share (its robust nodes lose
-    `robust`, the others `others[share]`)."""
-    groups = []
-    for graph, shares in MIX_ROBUST.items():
-        groups.append(({"sweep": graph, ecosystem_mix.ROBUST: []}, {f"loss_{k}": control for k in range(1, 10)}))
-        for nodes in shares:
-            losses = {f"loss_{k}": robust if k in nodes else others[len(nodes)] for k in range(1, 10)}
-            groups.append(({"sweep": graph, ecosystem_mix.ROBUST: nodes}, losses))
-    return cells(groups, spread)
-
-
-@pytest.mark.parametrize(
-    ("control", "robust", "others", "spread", "expected"),
-    [
-        (0.8, 0.0, {3: 0.4, 6: 0.1}, 0.05, ["holds"] * 4),  # robust nodes resist and shield the rest, more with more
-        (0.8, 0.0, {3: 0.8, 6: 0.8}, 0.05, ["holds", "does not hold", "holds", "does not hold"]),  # no herd effect
-        (0.8, 0.8, {3: 0.8, 6: 0.8}, 0.05, ["does not hold", "inconclusive", "does not hold", "inconclusive"]),
-        (0.1, 0.0, {3: 0.0, 6: 0.0}, 0.02, ["inconclusive"] * 4),  # drift did not spread: no valid graph
-    ],
-)
-def test_the_ecosystem_mix_rules(control, robust, others, spread, expected) -> None:
-    analysis = ecosystem_mix.analyse(mix_cells(control, robust, others, spread), {"margin": 0.1, "spread": 0.2})
     assert verdicts(analysis) == expected
 
 
