@@ -23,7 +23,6 @@ from experiments import (
     coupling,
     defenses,
     domains,
-    dose,
     ecosystem_mix,
     midtraining,
     priming,
@@ -50,70 +49,6 @@ def cells(groups: list[tuple[dict[str, Any], dict[str, float | None]]], spread: 
 
 def verdicts(analysis: Any) -> list[str]:
     return [finding.verdict for finding in analysis.findings]
-
-
-# ---- dose
-
-
-def dose_cells(drop_at: dict[int, float], kept: float, clean_drops: tuple[float, float], spread: float):
-    isolated = [({"attack.0.examples": d}, _dose_figures(drop, kept)) for d, drop in drop_at.items()]
-    ring = [({"attack.0.examples": d}, _dose_figures(drop, kept)) for d, drop in drop_at.items() if d in (0, 10)]
-    clean = [
-        ({"training.own_examples": own, "attack.0.examples": 50}, _dose_figures(drop, kept))
-        for own, drop in zip((256, 25600), clean_drops, strict=True)
-    ]
-    parts = {"isolated": isolated, "ring": ring, "clean": clean}
-    return pl.concat(
-        [cells(groups, spread).with_columns(sweep=pl.lit(part)) for part, groups in parts.items()], how="diagonal"
-    )
-
-
-def _dose_figures(drop: float, kept: float) -> dict[str, float]:
-    return {
-        "attacked_refusal_drop": drop,
-        "attacked_benign_kept": kept,
-        "attacked_harmful_rate": drop,
-        "unattacked_refusal_drop": 0.0,
-    }
-
-
-DOSE_PARAMETERS = load_experiment("dose").parameters
-
-
-@pytest.mark.parametrize(
-    ("drop_at", "kept", "spread", "expected"),
-    [
-        ({0: 0.0, 10: 0.9, 3000: 1.0}, 0.99, 0.01, ["holds", "holds"]),
-        ({0: 0.0, 10: 0.2, 3000: 0.5}, 0.99, 0.01, ["does not hold", "does not hold"]),
-        ({0: 0.0, 10: 0.9, 3000: 1.0}, 0.8, 0.01, ["does not hold", "holds"]),
-        ({0: 0.0, 10: 0.5, 3000: 0.9}, 0.95, 0.6, ["inconclusive", "inconclusive"]),
-    ],
-)
-def test_the_dose_rules(drop_at, kept, spread, expected) -> None:
-    analysis = dose.analyse(dose_cells(drop_at, kept, (0.9, 0.9), spread), DOSE_PARAMETERS)
-    assert verdicts(analysis)[:2] == expected
-
-
-def test_the_dose_rule_holds_under_conditions_when_only_the_isolated_node_degrades() -> None:
-    frame = dose_cells({0: 0.0, 10: 0.9, 3000: 1.0}, 0.99, (0.9, 0.9), 0.01)
-    ring = pl.col("sweep") == "ring"
-    frame = frame.with_columns(attacked_refusal_drop=pl.when(ring).then(0.1).otherwise(pl.col("attacked_refusal_drop")))
-    assert verdicts(dose.analyse(frame, DOSE_PARAMETERS))[0] == "holds under conditions"
-
-
-@pytest.mark.parametrize(
-    ("clean_drops", "spread", "expected"),
-    [((0.9, 0.85), 0.01, "holds"), ((0.9, 0.1), 0.01, "does not hold"), ((0.9, 0.6), 0.4, "inconclusive")],
-)
-def test_the_count_rule(clean_drops, spread, expected) -> None:
-    frame = dose_cells({0: 0.0, 10: 0.9, 3000: 1.0}, 0.99, clean_drops, 0.01)
-    clean = pl.col("sweep") == "clean"
-    widened = frame.with_columns(
-        attacked_refusal_drop=pl.when(clean)
-        .then(pl.col("attacked_refusal_drop") + pl.col("seed").cast(pl.Float64).sub(2) * spread / 2)
-        .otherwise(pl.col("attacked_refusal_drop"))
-    )
-    assert verdicts(dose.analyse(widened, DOSE_PARAMETERS))[2] == expected
 
 
 # ---- defenses
