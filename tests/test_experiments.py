@@ -21,7 +21,6 @@ from ecosystem.verdicts import VERDICTS
 from experiments import (
     accumulate,
     coupling,
-    defenses,
     domains,
     ecosystem_mix,
     midtraining,
@@ -49,64 +48,6 @@ def cells(groups: list[tuple[dict[str, Any], dict[str, float | None]]], spread: 
 
 def verdicts(analysis: Any) -> list[str]:
     return [finding.verdict for finding in analysis.findings]
-
-
-# ---- defenses
-
-DEFENSE_CELLS = {
-    "none": [],
-    "guard_filter": [{"kind": "guard_filter"}],
-    "rehearsal": [{"kind": "rehearsal"}],
-    "anchor": [{"kind": "anchor"}],
-    "quarantine": [{"kind": "quarantine"}],
-    "triad": [{"kind": "anchor"}, {"kind": "quarantine"}, {"kind": "rehearsal"}],
-}
-
-
-def defense_cells(refusal: dict[str, float], help_: dict[str, float], seconds: dict[str, float], spread: float):
-    groups = [
-        (
-            {"defense": json.dumps(value)},
-            {
-                "baseline_mean_refusal": 1.0,
-                "final_mean_refusal": refusal.get(label, 0.5),
-                "final_helpfulness": help_.get(label, 0.9),
-                "final_over_refusal": 0.1,
-                "cycle_seconds": seconds.get(label, 100.0),
-            },
-        )
-        for label, value in DEFENSE_CELLS.items()
-    ]
-    return cells(groups, spread)
-
-
-DEFENSE_PARAMETERS = load_experiment("defenses").parameters
-
-
-def test_the_defense_rows_hold_where_every_figure_is_in_its_claimed_range() -> None:
-    frame = defense_cells(
-        {"anchor": 0.93, "rehearsal": 0.98, "quarantine": 0.7, "triad": 0.99},
-        {"anchor": 0.72},
-        {"guard_filter": 103.0, "rehearsal": 140.0},
-        0.005,
-    )
-    assert verdicts(defenses.analyse(frame, DEFENSE_PARAMETERS)) == ["holds", "holds", "holds", "holds"]
-
-
-def test_the_defense_rows_do_not_hold_where_a_figure_is_outside_its_range() -> None:
-    frame = defense_cells(
-        {"anchor": 0.6, "rehearsal": 0.7, "quarantine": 0.9, "triad": 0.8},
-        {"anchor": 0.9},
-        {"guard_filter": 150.0, "rehearsal": 101.0},
-        0.005,
-    )
-    assert verdicts(defenses.analyse(frame, DEFENSE_PARAMETERS)) == ["does not hold"] * 4
-
-
-def test_the_defense_rows_are_inconclusive_when_nothing_was_lost_or_intervals_are_wide() -> None:
-    # seconds of 1.0 ± 0.6: every overhead's interval is wider than 0.5
-    no_loss = defense_cells({label: 1.0 for label in DEFENSE_CELLS}, {}, dict.fromkeys(DEFENSE_CELLS, 1.0), 0.6)
-    assert verdicts(defenses.analyse(no_loss, DEFENSE_PARAMETERS)) == ["inconclusive"] * 4
 
 
 # ---- accumulate
