@@ -24,7 +24,6 @@ from experiments import (
     domains,
     ecosystem_mix,
     midtraining,
-    priming,
     rebound,
     subliminal,
     threshold,
@@ -84,35 +83,6 @@ def test_no_drift_in_either_mode_is_inconclusive_for_bounding_and_refutes_entren
         ({"training.received": mode}, dict.fromkeys(accumulate.FIGURES, 0.0)) for mode in ("accumulate", "replace")
     ]
     assert verdicts(accumulate.analyse(cells(groups, 0.0), {})) == ["inconclusive", "does not hold"]
-
-
-# ---- priming
-
-PRIMING = {"censored": 7, "jailbroken": 0.5}
-
-
-def priming_cells(cell_values: dict[int, tuple[float, float | None, float]], spread: float) -> pl.DataFrame:
-    """Per steps cell: (primed refusal after the attack, primed cycles to 0.9, never-aligned cycles; None: never)."""
-    groups = []
-    for steps, (after, primed_cycles, naive_cycles) in cell_values.items():
-        figures = {"primed_after_attack": after, "naive_after_attack": 0.0, "primed_reached": 1.0, "naive_reached": 0.5}
-        figures |= {f"primed_cycles_{k}": primed_cycles for k in range(4)}
-        figures |= {f"naive_cycles_{k}": naive_cycles for k in range(4)}
-        groups.append(({"training.steps": steps}, figures))
-    return cells(groups, spread)
-
-
-@pytest.mark.parametrize(
-    ("cell_values", "spread", "expected"),
-    [
-        ({20: (0.0, 1.0, None), 60: (0.1, 1.0, 4.0)}, 0.1, "holds"),
-        ({20: (0.0, 1.0, 1.0), 60: (0.1, 1.0, 4.0)}, 0.1, "holds under conditions"),
-        ({20: (0.0, 3.0, 1.0), 60: (0.1, 2.0, 2.0)}, 0.0, "does not hold"),
-        ({20: (0.9, 1.0, None), 60: (0.95, 1.0, None)}, 0.0, "inconclusive"),  # the attack never jailbroke
-    ],
-)
-def test_the_priming_rule(cell_values, spread, expected) -> None:
-    assert verdicts(priming.analyse(priming_cells(cell_values, spread), PRIMING)) == [expected]
 
 
 # ---- domains
