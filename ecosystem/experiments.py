@@ -41,7 +41,7 @@ from ecosystem.results import (
     write_parquet,
 )
 from ecosystem.sweeps import Sweep, SweepDirectory, SweepProgress, SweepResult, resolve_sweep, run_sweeps
-from ecosystem.verdicts import Analysis, with_holm
+from ecosystem.verdicts import Analysis, Finding, with_holm
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 KEYS = ("title", "claim", "source", "organism", "rule", "parameters", "sweeps", "quick")
@@ -224,6 +224,20 @@ def _with_run_figures(
     return pl.concat([cells, pl.DataFrame(figures, infer_schema_length=None)], how="horizontal")
 
 
+def finding_record(finding: Finding) -> dict[str, Any]:
+    """A finding as verdict.json holds it."""
+    return {
+        "name": finding.name,
+        "claim": finding.claim,
+        "rule": finding.rule,
+        "verdict": finding.verdict,
+        "reason": finding.reason,
+        "figures": {label: value._asdict() for label, value in finding.figures.items()},
+        "p_value": finding.p_value,
+        "p_holm": finding.p_holm,
+    }
+
+
 def _verdict_record(experiment: Experiment, analysis: Analysis, seconds: float) -> dict[str, Any]:
     spec = experiment.spec
     return {
@@ -236,19 +250,7 @@ def _verdict_record(experiment: Experiment, analysis: Analysis, seconds: float) 
         "organism": spec.get("organism"),
         "rule": spec["rule"],
         "parameters": experiment.parameters,
-        "findings": [
-            {
-                "name": finding.name,
-                "claim": finding.claim,
-                "rule": finding.rule,
-                "verdict": finding.verdict,
-                "reason": finding.reason,
-                "figures": {label: interval._asdict() for label, interval in finding.figures.items()},
-                "p_value": finding.p_value,
-                "p_holm": finding.p_holm,
-            }
-            for finding in analysis.findings
-        ],
+        "findings": [finding_record(finding) for finding in analysis.findings],
         "seeds": sorted({seed for sweep in experiment.sweeps.values() for seed in sweep.seeds}),
         "seconds": round(seconds, 1),  # this invocation's; `compute_seconds`: every run's, over all sessions
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -146,6 +146,19 @@ def across(effects: Sequence[Effect], expected: Literal["above", "below"]) -> tu
     return "inconclusive", None
 
 
+def every(effects: Sequence[Effect], expected: Literal["above", "below"]) -> tuple[Verdict, float | None]:
+    """A claim that needs the effect on the `expected` side in every cell at once (an ordering, a combination
+    beating each of its parts), with the p-value of the decision: holds when it is there in every cell (p: the
+    largest); does not hold when some cell is within the margin or reversed (p: the smallest such times the number
+    of cells); inconclusive otherwise."""
+    if effects and all(found.side == expected for found in effects):
+        return "holds", max(found.p for found in effects)
+    refuting = [found.p for found in effects if found.side is not None and found.side != expected]
+    if refuting:
+        return "does not hold", min(1.0, min(refuting) * len(effects))
+    return "inconclusive", None
+
+
 def with_holm(findings: Sequence[Finding]) -> list[Finding]:
     """The findings with Holm's correction across those decided by a test: each gets `p_holm`, and a verdict
     whose adjusted p-value is not below ALPHA becomes inconclusive (the reason says so)."""

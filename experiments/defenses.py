@@ -17,6 +17,7 @@ from ecosystem.verdicts import (
     bar_chart,
     describe,
     effect,
+    every,
     gap,
     p_value,
     pooled,
@@ -181,17 +182,9 @@ def _triad(cells: pl.DataFrame, parameters: dict[str, Any]) -> Finding:
     triad = pl.col("label") == "triad"
     gaps = {part: gap(cells, "defense_protection", triad, pl.col("label") == part) for part in PARTS}
     effects = {part: effect(value, parameters["protection_margin"]) for part, value in gaps.items()}
-    refuting = [found.p for found in effects.values() if found.side in ("below", "within")]
     infection = pooled(cells.filter(triad), "undefended_infection")  # every cell's control is the same run
     infected = effect(infection, parameters["protection_margin"]).side == "above"
-    if not infected:
-        verdict, p = "inconclusive", None
-    elif all(found.side == "above" for found in effects.values()):
-        verdict, p = "holds", max(found.p for found in effects.values())
-    elif refuting:
-        verdict, p = "does not hold", min(1.0, min(refuting) * len(effects))
-    else:
-        verdict, p = "inconclusive", None
+    verdict, p = every(list(effects.values()), "above") if infected else ("inconclusive", None)
     words = {"above": "the triad protects more", "below": "the part protects more", "within": "as well", None: "?"}
     reason = "; ".join(
         f"triad − {part}: {describe(value)} ({words[effects[part].side]})" for part, value in gaps.items()

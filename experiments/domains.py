@@ -18,6 +18,7 @@ from ecosystem.verdicts import (
     across,
     describe,
     effect,
+    every,
     line_chart,
     pooled,
     rests_on,
@@ -164,14 +165,7 @@ def _ordering(cells: pl.DataFrame, retained: dict[str, Estimate], cycle: int, pa
         for low, high in pairwise(order)
     }  # the claim puts `high` above `low`; the gap is paired within a run
     effects = {pair: effect(value, margin) for pair, value in gaps.items()}
-    verdict: Verdict
-    refuted = [found.p for found in effects.values() if found.side in ("below", "within")]
-    if all(found.side == "above" for found in effects.values()):
-        verdict, p_value = "holds", max(found.p for found in effects.values())
-    elif refuted:
-        verdict, p_value = "does not hold", min(1.0, min(refuted) * len(effects))
-    else:
-        verdict, p_value = "inconclusive", None
+    verdict, p_value = every(list(effects.values()), "above")
     observed = sorted(DOMAINS, key=lambda domain: retained[domain].interval.mean)
     word = {"above": "above 0", "below": "reversed", "within": "tied", None: "undecided"}
     claim = "Retention orders the domains customer service < code < medical < legal."

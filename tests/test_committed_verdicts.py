@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ecosystem.experiments import EXPERIMENTS, judged, load_experiment
+from ecosystem.experiments import EXPERIMENTS, finding_record, judged, load_experiment
 
 COMMITTED = sorted(path.parent for path in (EXPERIMENTS / "results").glob("*/verdict.json"))
 
@@ -27,31 +27,19 @@ def test_a_committed_verdict_recomputes_from_its_cells(results: Path) -> None:
     assert committed["fingerprint"] == experiment.fingerprint, "the rule file changed after its results"
     module = importlib.import_module(f"experiments.{results.name}")
     analysis = judged(module, pl.read_parquet(results / "cells.parquet"), experiment.parameters)
-    recomputed = [
-        {
-            "name": finding.name,
-            "verdict": finding.verdict,
-            "reason": finding.reason,
-            "figures": {label: value._asdict() for label, value in finding.figures.items()},
-            "p_value": finding.p_value,
-            "p_holm": finding.p_holm,
-        }
-        for finding in analysis.findings
-    ]
-    expected = [
-        {key: finding.get(key) for key in ("name", "verdict", "reason", "figures", "p_value", "p_holm")}
-        for finding in committed["findings"]
-    ]
+    recomputed = [finding_record(finding) for finding in analysis.findings]
+    expected = committed["findings"]
     assert _rounded(recomputed) == _rounded(expected)
 
 
 def _rounded(value):
-    """Floats to 12 significant digits (the last bits may differ between numpy builds); an Interval's `bases`
-    left out where None (records made before it was recorded have none)."""
+    """Floats to 12 significant digits (the last bits may differ between numpy builds); `bases`, `p_value` and
+    `p_holm` left out where None (records made before they were recorded have none)."""
     if isinstance(value, float):
         return float(f"{value:.12g}")
     if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items() if not (key == "bases" and item is None)}
+        recent = ("bases", "p_value", "p_holm")
+        return {key: _rounded(item) for key, item in value.items() if key not in recent or item is not None}
     if isinstance(value, list):
         return [_rounded(item) for item in value]
     return value

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from ecosystem.analysis import cluster_bootstrap
-from ecosystem.verdicts import Effect, Finding, across, apart, effect, gap, pooled, with_holm
+from ecosystem.verdicts import Effect, Finding, across, apart, effect, every, gap, pooled, with_holm
 from tests.rules import cells
 
 
@@ -89,3 +89,16 @@ def test_two_independent_arms_differ_draw_by_draw():
     # independent: the difference's interval is wider than either arm's, narrower than their sum
     widths = [estimate.interval.high - estimate.interval.low for estimate in (a, b)]
     assert max(widths) < difference.interval.high - difference.interval.low < sum(widths)
+
+
+@pytest.mark.parametrize(
+    ("effects", "verdict", "p"),
+    [
+        ([ABOVE, Effect("above", 0.004)], "holds", 0.01),
+        ([ABOVE, WITHIN, NONE], "does not hold", 0.09),  # one cell refutes a claim that needs all of them
+        ([ABOVE, NONE], "inconclusive", None),
+        ([], "inconclusive", None),
+    ],
+)
+def test_a_claim_needing_every_cell(effects, verdict, p):
+    assert every(effects, "above") == (verdict, pytest.approx(p) if p else None)
