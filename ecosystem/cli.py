@@ -316,6 +316,10 @@ def experiment_command(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="attach to a Ray cluster ('auto' or host:port)")
     ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="set a config key in every sweep's base, e.g. --set generation.engine=vllm"),
+    ] = None,
 ) -> None:
     """Run a named experiment (its sweeps, resumed where they stopped), apply its pre-registered verdict
     rule, and write OUT/verdict.json, OUT/cells.parquet and OUT/report/report.md."""
@@ -324,7 +328,7 @@ def experiment_command(
     out = out or Path("experiment-results") / (f"{name}-quick" if quick else name)
     try:
         with _sweep_progress() as report:
-            result = run_experiment(name, out, quick, report, ray_address)
+            result = run_experiment(name, out, quick, report, ray_address, overrides or ())
     except USER_ERRORS as error:
         _refuse(error)
     except OSError as error:

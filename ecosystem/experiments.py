@@ -21,7 +21,7 @@ import hashlib
 import importlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import polars as pl
 import tomli_w
 
 from ecosystem.bases.cache import check_cache
-from ecosystem.config import ConfigError, read_toml
+from ecosystem.config import ConfigError, read_toml, split_override
 from ecosystem.reporting import write_experiment_report
 from ecosystem.results import (
     EXPERIMENT_RECORD,
@@ -80,8 +80,11 @@ def names() -> list[str]:
     return sorted(path.stem for path in EXPERIMENTS.glob("*.toml"))
 
 
-def load_experiment(name: str, quick: bool = False) -> Experiment:
-    """The experiment `name`, checked: its keys, and every sweep's runs (as `cascade sweep` checks them)."""
+def load_experiment(name: str, quick: bool = False, overrides: Sequence[str] = ()) -> Experiment:
+    """The experiment `name`, checked: its keys, and every sweep's runs (as `cascade sweep` checks them). Each
+    of `overrides` (`key=value`, as `cascade run --set` takes them) is set in every sweep's base, the place a
+    run on other hardware changes (the engine, GPUs per host); a key that a sweep varies is refused. They are
+    part of the experiment (its fingerprint, `spec["overrides"]`): a run with them is another experiment."""
     path = EXPERIMENTS / f"{name}.toml"
     if name not in names():
         raise ConfigError(f"no experiment {name!r}; available: {', '.join(names())}")
@@ -93,11 +96,27 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
     quick_changes = spec.pop("quick", {})
     if quick:
         spec = _merged(spec, quick_changes)
+    if overrides:
+        spec = _overridden(spec, overrides, name)
     sweeps = {
         part: resolve_sweep(tomli_w.dumps(table), table, path, f"experiment {name}, sweep {part}")
         for part, table in spec["sweeps"].items()
     }  # every run's configuration checked
     return Experiment(name, spec, quick, sweeps, quick_changes)
+
+
+def _overridden(spec: dict[str, Any], overrides: Sequence[str], name: str) -> dict[str, Any]:
+    """`spec` with each `key=value` of `overrides` set in every sweep's base, and listed under `overrides`."""
+    spec = copy.deepcopy(spec)
+    for override in overrides:
+        key, value = split_override(override)
+        for part, table in spec["sweeps"].items():
+            varied = {axis for axes in [table.get("grid", {}), *table.get("zip", [])] for axis in axes}
+            if key in varied or key == "seed":
+                raise ConfigError(f"experiment {name}: --set {key}: sweep {part} varies it; it cannot be overridden")
+            table.setdefault("base", {})[key] = value
+    spec["overrides"] = list(overrides)
+    return spec
 
 
 def _merged(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -117,10 +136,12 @@ def run_experiment(
     quick: bool = False,
     progress: Callable[[SweepProgress], None] | None = None,
     ray_address: str | None = None,
+    overrides: Sequence[str] = (),
 ) -> ExperimentResult:
     """Run the experiment `name` into `out`: its sweeps (resumed where they stopped), then the rule and
-    the report. A directory holding another experiment, or another version of this one, is refused."""
-    experiment = load_experiment(name, quick)
+    the report. A directory holding another experiment, or another version of this one (other overrides
+    included), is refused."""
+    experiment = load_experiment(name, quick, overrides)
     out = Path(out)
     record = {"experiment": name, "quick": quick, "fingerprint": experiment.fingerprint, "spec": experiment.spec}
     module = importlib.import_module(f"experiments.{name}")
@@ -250,6 +271,7 @@ def _verdict_record(experiment: Experiment, analysis: Analysis, seconds: float) 
         "organism": spec.get("organism"),
         "rule": spec["rule"],
         "parameters": experiment.parameters,
+        "overrides": spec.get("overrides", []),  # `--set`: keys set in every sweep's base
         "findings": [finding_record(finding) for finding in analysis.findings],
         "seeds": sorted({seed for sweep in experiment.sweeps.values() for seed in sweep.seeds}),
         "seconds": round(seconds, 1),  # this invocation's; `compute_seconds`: every run's, over all sessions

@@ -321,6 +321,9 @@ def write_experiment_report(out: Path, spec: dict[str, Any], verdict: dict[str, 
                 "the experiment file's `[quick]` table merged over it: these settings replaced the file's.",
                 _table(["in", "setting", "quick value"], _quick_rows(quick_changes)),
             ]
+        if overrides := verdict.get("overrides"):
+            settings = ", ".join(f"`{override}`" for override in overrides)
+            parts += ["## Settings given with `--set`", f"Every sweep's base had {settings} set (`verdict.json`)."]
         parts += ["## The rule as pre-registered", spec["rule"].strip()]
         for table in analysis.tables:
             rows = [[_number(value) for value in row] for row in table.frame.rows()]

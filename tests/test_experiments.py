@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ecosystem import run
 from ecosystem.cli import app
+from ecosystem.config import ConfigError
 from ecosystem.engine import resume
 from ecosystem.experiments import load_experiment, names
 from ecosystem.progress import Stage, StageStart
@@ -235,3 +236,22 @@ def test_an_accumulating_run_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_
     resumed = resume(tmp_path / "stopped")
     assert [r.after_cycle for r in read_manifest(tmp_path / "stopped").resumed] == [1]
     assert resumed.metrics.equals(run(config, tmp_path / "uninterrupted").metrics)
+
+
+def test_settings_given_with_set_go_into_every_sweeps_base_and_make_another_experiment() -> None:
+    plain = load_experiment("transfer")
+    on_gpu = load_experiment("transfer", overrides=["generation.engine=vllm", "hosting.num_gpus=1"])
+    assert on_gpu.fingerprint != plain.fingerprint and on_gpu.spec["overrides"] == [
+        "generation.engine=vllm",
+        "hosting.num_gpus=1",
+    ]
+    for sweep in on_gpu.sweeps.values():
+        assert {run.config.generation.engine for run in sweep.runs} == {"vllm"}
+    assert {run.config.hosting.num_gpus for run in on_gpu.sweeps["smollm2"].runs} == {1.0}
+    # the real model's own evaluation size gives way to the override, the organism's too
+    bigger = load_experiment("transfer", overrides=["evaluation.prompts_per_set=100"])
+    assert {run.config.evaluation.prompts_per_set for run in bigger.sweeps["smollm2"].runs} == {100}
+    with pytest.raises(ConfigError, match="sweep organism varies it"):
+        load_experiment("transfer", overrides=["cycles=3"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_experiment("transfer", overrides=["training.nosuch=3"])

