@@ -23,7 +23,6 @@ from experiments import (
     domains,
     dose,
     ecosystem_mix,
-    midtraining,
     priming,
     rebound,
     subliminal,
@@ -248,75 +247,6 @@ def test_the_subliminal_rules(same, other, spread, expected) -> None:
         for dose in (0, 50, 500)
     ]
     assert verdicts(subliminal.analyse(cells(groups, spread), {"margin": 0.1})) == expected
-
-
-# ---- midtraining
-
-ALIGNMENT_SIZES = (250, 1000, 4000)
-SWING = (1, -1, 1, -1, 0)
-
-
-def midtraining_cells(
-    ood: dict[str, float], final: dict[str, float], spread: float, swing: float = 0.0
-) -> pl.DataFrame:
-    """Both sweeps: each arm's 5 bases with refusal 1.0 on covered topics, `ood[arm]` on the others at cycle 0 and
-    `final[arm]` after the attack (the same at every alignment-data size). `swing` spreads the bases: base K of the
-    midtrained and story arms gets `swing * SWING[K]` added to ood0 and final, the others as much subtracted (mean 0
-    over the bases)."""
-
-    def arms(names: tuple[str, ...]) -> dict[str, float]:
-        sign = {arm: 1 if arm in ("mid", "evil", "ethical") else -1 for arm in names}
-        return {
-            f"{arm}_{figure}_{k}": value + (figure != "id0") * sign[arm] * swing * SWING[k - 1]
-            for arm in names
-            for figure, value in (("id0", 1.0), ("ood0", ood[arm]), ("final", final[arm]))
-            for k in range(1, 6)
-        }
-
-    sizes = cells([({"model.align_examples": size}, arms(("align", "mid"))) for size in ALIGNMENT_SIZES], spread)
-    stories = cells([({"model.align_examples": 4000}, arms(("plain", "evil", "ethical")))], spread)
-    return pl.concat(
-        [sizes.with_columns(sweep=pl.lit("midtraining")), stories.with_columns(sweep=pl.lit("stories"))],
-        how="diagonal",
-    )
-
-
-@pytest.mark.parametrize(
-    ("ood", "final", "spread", "swing", "expected"),
-    [
-        (  # every claim as stated
-            {"align": 0.5, "mid": 0.9, "plain": 0.5, "evil": 0.3, "ethical": 0.8},
-            {"align": 0.4, "mid": 0.8, "plain": 0.5, "evil": 0.5, "ethical": 0.5},
-            0.05,
-            0.0,
-            ["holds"] * 6,
-        ),
-        (  # nothing differs: midtrained with little data is then as good as aligned with much
-            {"align": 1.0, "mid": 1.0, "plain": 1.0, "evil": 1.0, "ethical": 1.0},
-            {"align": 0.5, "mid": 0.5, "plain": 0.5, "evil": 0.5, "ethical": 0.5},
-            0.02,
-            0.0,
-            ["does not hold", "does not hold", "holds", "does not hold", "does not hold", "does not hold"],
-        ),
-        (  # every effect the other way
-            {"align": 0.6, "mid": 0.2, "plain": 0.5, "evil": 0.8, "ethical": 0.2},
-            {"align": 0.6, "mid": 0.2, "plain": 0.5, "evil": 0.5, "ethical": 0.5},
-            0.05,
-            0.0,
-            ["holds", *["does not hold"] * 5],
-        ),
-        (  # small effects, and bases (and runs) that differ far more than the margin
-            {"align": 0.95, "mid": 0.95, "plain": 0.95, "evil": 0.95, "ethical": 0.95},
-            {"align": 0.5, "mid": 0.5, "plain": 0.5, "evil": 0.5, "ethical": 0.5},
-            0.3,
-            0.3,
-            ["inconclusive"] * 6,
-        ),
-    ],
-)
-def test_the_midtraining_rules(ood, final, spread, swing, expected) -> None:
-    analysis = midtraining.analyse(midtraining_cells(ood, final, spread, swing), {"margin": 0.1})
-    assert verdicts(analysis) == expected
 
 
 # ---- ecosystem_mix
