@@ -24,7 +24,6 @@ from experiments import (
     dose,
     ecosystem_mix,
     priming,
-    rebound,
     subliminal,
 )
 from tests.helpers import read_manifest, small_config
@@ -278,49 +277,6 @@ def mix_cells(control: float, robust: float, others: dict[int, float], spread: f
 def test_the_ecosystem_mix_rules(control, robust, others, spread, expected) -> None:
     analysis = ecosystem_mix.analyse(mix_cells(control, robust, others, spread), {"margin": 0.1, "spread": 0.2})
     assert verdicts(analysis) == expected
-
-
-# ---- rebound
-
-
-def rebound_cells(figures: dict[str, tuple[float, float, float]], spread: float) -> pl.DataFrame:
-    """Per arm, (speed, depth, rebound) for each of its 5 bases, at doses 10 and 100."""
-    values = {
-        f"{arm}_{figure}_{k}": value
-        for arm, triple in figures.items()
-        for figure, value in zip(rebound.FIGURES, triple, strict=True)
-        for k in range(1, 6)
-    }
-    return cells([({"attack.0.examples": dose}, values) for dose in (10, 100)], spread)
-
-
-@pytest.mark.parametrize(
-    ("figures", "spread", "expected"),
-    [
-        (  # as claimed: template gives way faster and snaps back more, styles lose least
-            {"template": (0.8, 0.9, 0.6), "phrasings": (0.5, 0.8, 0.4), "styles": (0.3, 0.5, 0.2)},
-            0.05,
-            ["holds"] * 4,
-        ),
-        (  # degraded, no rebound, no difference between arms
-            {"template": (0.5, 0.8, 0.0), "phrasings": (0.5, 0.8, 0.0), "styles": (0.5, 0.8, 0.0)},
-            0.02,
-            ["does not hold"] * 4,
-        ),
-        (  # the poison did not degrade: no valid dose for the rebound rules
-            {"template": (0.0, 0.1, 0.0), "phrasings": (0.0, 0.1, 0.0), "styles": (0.0, 0.1, 0.0)},
-            0.02,
-            ["inconclusive", "does not hold", "inconclusive", "does not hold"],
-        ),
-        (  # no effect on average, in noise far wider than the margin
-            {"template": (0.5, 0.6, 0.0), "phrasings": (0.5, 0.6, 0.0), "styles": (0.5, 0.6, 0.0)},
-            1.0,
-            ["inconclusive"] * 4,
-        ),
-    ],
-)
-def test_the_rebound_rules(figures, spread, expected) -> None:
-    assert verdicts(rebound.analyse(rebound_cells(figures, spread), {"margin": 0.1, "degraded": 0.3})) == expected
 
 
 # ---- end to end, and training.received
