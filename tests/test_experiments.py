@@ -1,13 +1,12 @@
-"""Experiments: each verdict rule gives each of its verdicts on synthetic cells, one `--quick` experiment runs
-end to end through the CLI, and `training.received = "accumulate"` keeps earlier pairs (and resumes exactly)."""
+"""Experiments: one `--quick` experiment runs end to end through the CLI, every experiment file resolves, `--set`
+goes into every sweep, and `training.received = "accumulate"` keeps earlier pairs (and resumes exactly). Each
+verdict rule's own tests are in `tests/rules/`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -19,142 +18,7 @@ from ecosystem.engine import resume
 from ecosystem.experiments import load_experiment, names
 from ecosystem.progress import Stage, StageStart
 from ecosystem.verdicts import VERDICTS
-from experiments import (
-    midtraining,
-    rebound,
-)
 from tests.helpers import read_manifest, small_config
-
-SEEDS = range(5)
-
-
-def cells(groups: list[tuple[dict[str, Any], dict[str, float | None]]], spread: float = 0.01) -> pl.DataFrame:
-    """Five seeds per group: the group's axis values, and each figure its value plus seeded noise of `spread`
-    (None stays None)."""
-    noise = np.random.default_rng(0)
-    rows = []
-    for axes, figures in groups:
-        for seed in SEEDS:
-            values = {k: None if v is None else v + noise.uniform(-spread, spread) for k, v in figures.items()}
-            rows.append({"sweep": "s", "seed": seed, **axes, **values})
-    return pl.DataFrame(rows, infer_schema_length=None)
-
-
-def verdicts(analysis: Any) -> list[str]:
-    return [finding.verdict for finding in analysis.findings]
-
-
-# ---- midtraining
-
-ALIGNMENT_SIZES = (250, 1000, 4000)
-SWING = (1, -1, 1, -1, 0)
-
-
-def midtraining_cells(
-    ood: dict[str, float], final: dict[str, float], spread: float, swing: float = 0.0
-) -> pl.DataFrame:
-    """Both sweeps: each arm's 5 bases with refusal 1.0 on covered topics, `ood[arm]` on the others at cycle 0 and
-    `final[arm]` after the attack (the same at every alignment-data size). `swing` spreads the bases: base K of the
-    midtrained and story arms gets `swing * SWING[K]` added to ood0 and final, the others as much subtracted (mean 0
-    over the bases)."""
-
-    def arms(names: tuple[str, ...]) -> dict[str, float]:
-        sign = {arm: 1 if arm in ("mid", "evil", "ethical") else -1 for arm in names}
-        return {
-            f"{arm}_{figure}_{k}": value + (figure != "id0") * sign[arm] * swing * SWING[k - 1]
-            for arm in names
-            for figure, value in (("id0", 1.0), ("ood0", ood[arm]), ("final", final[arm]))
-            for k in range(1, 6)
-        }
-
-    sizes = cells([({"model.align_examples": size}, arms(("align", "mid"))) for size in ALIGNMENT_SIZES], spread)
-    stories = cells([({"model.align_examples": 4000}, arms(("plain", "evil", "ethical")))], spread)
-    return pl.concat(
-        [sizes.with_columns(sweep=pl.lit("midtraining")), stories.with_columns(sweep=pl.lit("stories"))],
-        how="diagonal",
-    )
-
-
-@pytest.mark.parametrize(
-    ("ood", "final", "spread", "swing", "expected"),
-    [
-        (  # every claim as stated
-            {"align": 0.5, "mid": 0.9, "plain": 0.5, "evil": 0.3, "ethical": 0.8},
-            {"align": 0.4, "mid": 0.8, "plain": 0.5, "evil": 0.5, "ethical": 0.5},
-            0.05,
-            0.0,
-            ["holds"] * 6,
-        ),
-        (  # nothing differs: midtrained with little data is then as good as aligned with much
-            {"align": 1.0, "mid": 1.0, "plain": 1.0, "evil": 1.0, "ethical": 1.0},
-            {"align": 0.5, "mid": 0.5, "plain": 0.5, "evil": 0.5, "ethical": 0.5},
-            0.02,
-            0.0,
-            ["does not hold", "does not hold", "holds", "does not hold", "does not hold", "does not hold"],
-        ),
-        (  # every effect the other way
-            {"align": 0.6, "mid": 0.2, "plain": 0.5, "evil": 0.8, "ethical": 0.2},
-            {"align": 0.6, "mid": 0.2, "plain": 0.5, "evil": 0.5, "ethical": 0.5},
-            0.05,
-            0.0,
-            ["holds", *["does not hold"] * 5],
-        ),
-        (  # small effects, and bases (and runs) that differ far more than the margin
-            {"align": 0.95, "mid": 0.95, "plain": 0.95, "evil": 0.95, "ethical": 0.95},
-            {"align": 0.5, "mid": 0.5, "plain": 0.5, "evil": 0.5, "ethical": 0.5},
-            0.3,
-            0.3,
-            ["inconclusive"] * 6,
-        ),
-    ],
-)
-def test_the_midtraining_rules(ood, final, spread, swing, expected) -> None:
-    analysis = midtraining.analyse(midtraining_cells(ood, final, spread, swing), {"margin": 0.1})
-    assert verdicts(analysis) == expected
-
-
-# ---- rebound
-
-
-def rebound_cells(figures: dict[str, tuple[float, float, float]], spread: float) -> pl.DataFrame:
-    """Per arm, (speed, depth, rebound) for each of its 5 bases, at doses 10 and 100."""
-    values = {
-        f"{arm}_{figure}_{k}": value
-        for arm, triple in figures.items()
-        for figure, value in zip(rebound.FIGURES, triple, strict=True)
-        for k in range(1, 6)
-    }
-    return cells([({"attack.0.examples": dose}, values) for dose in (10, 100)], spread)
-
-
-@pytest.mark.parametrize(
-    ("figures", "spread", "expected"),
-    [
-        (  # as claimed: template gives way faster and snaps back more, styles lose least
-            {"template": (0.8, 0.9, 0.6), "phrasings": (0.5, 0.8, 0.4), "styles": (0.3, 0.5, 0.2)},
-            0.05,
-            ["holds"] * 4,
-        ),
-        (  # degraded, no rebound, no difference between arms
-            {"template": (0.5, 0.8, 0.0), "phrasings": (0.5, 0.8, 0.0), "styles": (0.5, 0.8, 0.0)},
-            0.02,
-            ["does not hold"] * 4,
-        ),
-        (  # the poison did not degrade: no valid dose for the rebound rules
-            {"template": (0.0, 0.1, 0.0), "phrasings": (0.0, 0.1, 0.0), "styles": (0.0, 0.1, 0.0)},
-            0.02,
-            ["inconclusive", "does not hold", "inconclusive", "does not hold"],
-        ),
-        (  # no effect on average, in noise far wider than the margin
-            {"template": (0.5, 0.6, 0.0), "phrasings": (0.5, 0.6, 0.0), "styles": (0.5, 0.6, 0.0)},
-            1.0,
-            ["inconclusive"] * 4,
-        ),
-    ],
-)
-def test_the_rebound_rules(figures, spread, expected) -> None:
-    assert verdicts(rebound.analyse(rebound_cells(figures, spread), {"margin": 0.1, "degraded": 0.3})) == expected
-
 
 # ---- end to end, and training.received
 
