@@ -5,6 +5,7 @@ the committed results, links that reopen a view, the report button, and rates' i
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import tomllib
@@ -199,7 +200,7 @@ def test_the_experiments_page_shows_each_committed_experiments_claims_figures_an
     assert at.session_state["section"] == "Experiments"  # a folder of experiments opens on them
     listed = at.dataframe[0].value
     assert listed["experiment"].tolist() == sorted(path.parent.name for path in EXPERIMENTS.glob("*/verdict.json"))
-    for name in ("priming", "defenses"):
+    for name in ("chain", "domains"):
         at.selectbox(key="experiment").set_value(name).run()
         assert not at.exception and not at.error
         verdict = json.loads((EXPERIMENTS / name / "verdict.json").read_text())
@@ -207,13 +208,24 @@ def test_the_experiments_page_shows_each_committed_experiments_claims_figures_an
         assert [(row["name"], row["verdict"]) for row in findings] == [
             (finding["name"], finding["verdict"]) for finding in verdict["findings"]
         ]
+        holm = [None if math.isnan(row["p_holm"]) else row["p_holm"] for row in findings]  # shown beside each verdict
+        assert holm == [finding["p_holm"] for finding in verdict["findings"]]
         first = verdict["findings"][0]
         shown = figure(at, f"finding:{first['name']}")["data"][0]
         assert shown["x"] == pytest.approx([figure["mean"] for figure in first["figures"].values()])
         assert [label.split(" (n=")[1] for label in shown["y"]] == [f"{f['seeds']})" for f in first["figures"].values()]
         report = (EXPERIMENTS / name / "report").glob("*.png")
         assert len(at.get("image")) == len(list(report))  # the report's pictures, from their files
-    # defenses: retention's interval ran to 1.62, past [0, 1]: flagged for the reader
+
+
+def test_an_interval_past_0_and_1_in_an_older_record_is_flagged(tmp_path: Path) -> None:
+    # v1 records gave Student-t intervals, which could run past [0, 1] (defenses' retention reached 1.62)
+    (tmp_path / "old").mkdir()
+    figures = {"retention": {"mean": 1.0, "low": 0.38, "high": 1.62, "seeds": 5}}
+    finding = {"name": "f", "claim": "c", "rule": "r", "verdict": "holds", "reason": "why", "figures": figures}
+    (tmp_path / "old" / "verdict.json").write_text(json.dumps({"title": "t", "findings": [finding], "seeds": [0]}))
+    at = open_app(tmp_path)
+    assert not at.exception
     figures_table = next(frame.value for frame in at.dataframe if "past_0_1" in frame.value.columns)
     assert figures_table.set_index("figure")["past_0_1"].to_dict()["retention"]
 
