@@ -3,14 +3,14 @@ seeds with confidence intervals, and a discrete-time SIS fit of the drift's spre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import networkx as nx
 import numpy as np
 import polars as pl
-from scipy import optimize, stats
+from scipy import optimize
 
 SYSTEMIC_SHARE = 0.5  # drift is systemic once at least this share of the unattacked nodes drifted
 # Rates are counts over a prompt set; a difference of two of them is compared with this much slack, so that
@@ -346,20 +346,6 @@ class Interval(NamedTuple):
     bases: int | None = None  # the bases they were grouped in, where the interval resamples bases
 
 
-def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> Interval:
-    """The mean over seeds with a Student-t interval, mean ± t((1 + confidence) / 2, n - 1) · s / √n
-    (s: the sample standard deviation). None values (a figure a seed never reached, such as
-    time_to_systemic) are left out and not counted in `seeds`. With one value the interval is None,
-    with none the mean too."""
-    sample = np.array([value for value in values if value is not None], dtype=float)
-    if len(sample) < 2:
-        mean = float(sample[0]) if len(sample) else None
-        return Interval(mean, None, None, len(sample))
-    mean = float(sample.mean())
-    half_width = float(stats.t.ppf((1 + confidence) / 2, len(sample) - 1) * sample.std(ddof=1) / np.sqrt(len(sample)))
-    return Interval(mean, mean - half_width, mean + half_width, len(sample))
-
-
 @dataclass(frozen=True)
 class Estimate:
     """A figure pooled over runs grouped by base, with its hierarchical bootstrap (`cluster_bootstrap`): the
@@ -378,13 +364,13 @@ class Estimate:
         """p-value of "the figure is below `threshold`"."""
         return self._share(self.draws >= threshold) if self.draws is not None else None
 
-    def p_equivalent(self, margin: float) -> float | None:
-        """Two one-sided tests (TOST): p-value of "the figure lies within ±`margin`", the larger of the
-        p-values of "above -margin" and "below +margin"; below 0.05 exactly when the 90% interval lies
-        within the margin."""
+    def p_equivalent(self, margin: float, threshold: float = 0.0) -> float | None:
+        """Two one-sided tests (TOST): p-value of "the figure lies within ±`margin` of `threshold`", the larger
+        of the p-values of "above threshold - margin" and "below threshold + margin"; below 0.05 exactly when
+        the 90% interval lies within the margin."""
         if self.draws is None:
             return None
-        return max(self.p_above(-margin), self.p_below(margin))
+        return max(self.p_above(threshold - margin), self.p_below(threshold + margin))
 
     def _share(self, far: np.ndarray) -> float:
         # Never below 0.5^n, the exact sign test's p-value with all n runs on one side: a bootstrap of a few runs

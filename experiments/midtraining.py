@@ -11,7 +11,6 @@ import polars as pl
 from ecosystem.analysis import ALPHA, Estimate
 from ecosystem.results import RunDirectory
 from ecosystem.verdicts import (
-    ARM_BASE,
     BASE,
     Analysis,
     Effect,
@@ -29,6 +28,7 @@ from ecosystem.verdicts import (
 SIZE = "model.align_examples"
 ARMS = {"midtraining": ("align", "mid"), "stories": ("plain", "evil", "ethical")}
 # A run's figure of one of its bases: `ARM_FIGURE_K`, the base of that arm grown from model seed K.
+ARM_BASE = re.compile(r"(?P<arm>[a-z]+)-(?P<seed>\d+)")  # a base named for its arm and model seed, e.g. "mid-3"
 PER_BASE = re.compile(r"(?P<arm>[a-z]+)_(?P<figure>[a-z0-9]+)_(?P<model_seed>\d+)")
 
 

@@ -9,7 +9,6 @@ import polars as pl
 from ecosystem.analysis import Estimate
 from ecosystem.results import RunDirectory
 from ecosystem.verdicts import (
-    ARM_BASE,
     Analysis,
     Finding,
     Table,
@@ -21,7 +20,7 @@ from ecosystem.verdicts import (
     pooled,
     rests_on,
 )
-from experiments.midtraining import per_base, side_words
+from experiments.midtraining import ARM_BASE, per_base, side_words
 
 DOSE = "attack.0.examples"
 ARMS = ("template", "phrasings", "styles")

@@ -21,7 +21,6 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import stats
 
 from ecosystem.analysis import (
     SYSTEMIC_SHARE,
@@ -36,7 +35,6 @@ from ecosystem.analysis import (
     holm,
     hop_profile,
     infection_summary,
-    mean_interval,
     over_seeds,
     reproduction_by_generation,
     spectral_radius,
@@ -274,21 +272,6 @@ def test_hop_profile():
         (2, pytest.approx(0.85), 2),
         (None, 1.0, 1),
     ]
-
-
-@pytest.mark.parametrize("confidence", [0.9, 0.95])
-def test_mean_interval_matches_scipy(confidence):
-    values = [2.0, 4.0, 9.0, 5.5, 3.25]
-    low, high = stats.t.interval(confidence, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
-    interval = mean_interval(values, confidence)
-    assert interval.mean == pytest.approx(4.75) and interval.seeds == 5
-    assert (interval.low, interval.high) == (pytest.approx(low), pytest.approx(high))
-
-
-def test_mean_interval_with_few_values():
-    assert mean_interval([3.0]) == Interval(3.0, None, None, 1)
-    assert mean_interval([]) == Interval(None, None, None, 0)
-    assert mean_interval([1.0, None, 3.0]) == mean_interval([1.0, 3.0])  # a seed that never reached it
 
 
 def direct_cluster_bootstrap(clusters, denominators, confidence, resamples, seed):
