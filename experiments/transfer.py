@@ -119,7 +119,11 @@ def _row(cells: pl.DataFrame, protocol: str, dose: int | None, parameters: dict[
     verdict, p_value = transfer(sides["organism"], sides["smollm2"], difference, closeness)
     result = {"holds": "transfers", "does not hold": "does not transfer"}.get(verdict, "inconclusive")
     label = f"dose {dose}" if dose else protocol
-    return {"protocol": protocol, "label": label, **estimates, "difference": difference, "sides": sides} | {
+    return {
+        "protocol": protocol,
+        "label": label,
+        **estimates,
+        "difference": difference,
         "result": result,
         "verdict": verdict,
         "p_value": p_value,
