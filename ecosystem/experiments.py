@@ -175,9 +175,10 @@ def runs_record(out: Path, cells: pl.DataFrame) -> dict[str, Any]:
         manifest = RunDirectory(directory).read_manifest()
         provenance = manifest.provenance.model_dump() if manifest.provenance else {}
         provenances[json.dumps(provenance, sort_keys=True)] += 1
-        for arm in (directory, directory / "twin", directory / "control", directory / "control" / "twin"):
+        seconds[sweep] += manifest.seconds.get("total", 0.0)
+        for arm in (directory / "twin", directory / "control", directory / "control" / "twin"):
             if arm.resolve() not in counted and (arm / RunDirectory.MANIFEST).is_file():
-                counted.add(arm.resolve())
+                counted.add(arm.resolve())  # a twin that runs share: once
                 seconds[sweep] += RunDirectory(arm).read_manifest().seconds.get("total", 0.0)
     return {
         "provenance": [{**json.loads(key), "runs": runs} for key, runs in provenances.items()],
