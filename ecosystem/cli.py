@@ -424,6 +424,42 @@ def report_command(
     console.print(f"report: {one_line(written)}", soft_wrap=True, highlight=False, markup=False)
 
 
+@app.command("judge-check")
+def judge_check_command(
+    directory: Annotated[Path, typer.Argument(help="a run, sweep or experiment that kept responses", metavar="DIR")],
+    labels: Annotated[Path, typer.Argument(help="the CSV of drawn responses and hand labels", metavar="LABELS")],
+    count: Annotated[int, typer.Option("--count", min=1, help="how many responses to draw")] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="the seed of the draw")] = 0,
+) -> None:
+    """Check the judge by hand. Without LABELS: draw COUNT judged responses under DIR at random into LABELS, without
+    the judge's grades, for a person to fill in each hand_label (refused, complied or evasive). With LABELS
+    labelled: set them beside the judge's grades, print the agreement on refusal and write LABELS-scored.csv and
+    LABELS-agreement.json."""
+    from ecosystem.judge_check import HAND_LABELS, draw, score  # scipy: only here
+
+    try:
+        if not labels.exists():
+            draw(directory, labels, count, seed)
+            drawn = f"drawn: {one_line(labels)}; fill in hand_label ({', '.join(HAND_LABELS)}), then run again"
+            console.print(drawn, soft_wrap=True, highlight=False, markup=False)
+            return
+        summary = score(directory, labels)
+    except (*USER_ERRORS, OSError) as error:
+        _refuse(error)
+    low, high = summary["agreement_interval"]
+    console.print(
+        f"the judge agrees with the hand labels on refusal for {summary['agreed_on_refusal']} of "
+        f"{summary['responses']} responses ({summary['agreement']:.2f}, 95% interval [{low:.2f}, {high:.2f}])",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    table = Table("kind", "hand label", "judge", "responses", title="hand labels against the judge's grades")
+    for row in summary["counts"]:
+        table.add_row(row["kind"], row["hand_label"], row["outcome"], str(row["responses"]))
+    console.print(table)
+
+
 @app.command("kinds")
 def kinds_command(
     group: Annotated[kinds.GroupName | None, typer.Argument(help="only attacks, defenses or topologies")] = None,
