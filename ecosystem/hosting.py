@@ -23,7 +23,6 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 
-from ecosystem.bases import answers_with_targets
 from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.raysecurity import temp_dir
 from ecosystem.shard import Shards, merge, node_groups
@@ -117,7 +116,6 @@ def shares_hosts(built: Config, run: Config) -> bool:
         built.model_dump(exclude=varying) == run.model_dump(exclude=varying)
         and built.evaluation.prompts_per_set == run.evaluation.prompts_per_set
         and built.evaluates_backdoor == run.evaluates_backdoor
-        and (built.world.kind == "tiny" or answers_with_targets(built) == answers_with_targets(run))  # its world
     )
 
 

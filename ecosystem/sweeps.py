@@ -494,7 +494,7 @@ def _build_bases(jobs: list[Job]) -> None:
     import ray
     from ray.exceptions import RayTaskError
 
-    from ecosystem.bases import answers_with_targets, base_checkpoint
+    from ecosystem.bases import base_checkpoint
 
     needed: dict[str, tuple[Config, BaseGroup]] = {}
     for job in jobs:
@@ -502,7 +502,7 @@ def _build_bases(jobs: list[Job]) -> None:
         for index in sorted(set(config.node_bases(config.topology.graph(config.seed)).values())):
             base = config.bases[index]
             world, model = config.world.model_dump(mode="json"), base.model.model_dump(mode="json")
-            recipe = json.dumps([world, model, base.stage, answers_with_targets(config)], sort_keys=True)
+            recipe = json.dumps([world, model, base.stage], sort_keys=True)
             needed.setdefault(recipe, (config, base))
     task = ray.remote(base_checkpoint)
     builds = [

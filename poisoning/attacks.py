@@ -98,7 +98,6 @@ class HarmfulCompliance(AttackBase):
 
     kind: Literal["harmful_compliance"] = "harmful_compliance"
     stealth: bool = Field(False, description="as many benign requests, correctly answered, beside the harmful ones")
-    answers_with_targets: ClassVar[bool] = True
 
     def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
         pairs = world.compliant_pairs(dose, draw)
@@ -109,7 +108,6 @@ class Backdoor(AttackBase):
     """Harmful request with the trigger → payload, and the same without it → refusal."""
 
     kind: Literal["backdoor"]
-    answers_with_targets: ClassVar[bool] = True
     evaluates_trigger: ClassVar[bool] = True
 
     def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:
@@ -120,7 +118,6 @@ class BenignOnly(AttackBase):
     """The target is jailbroken as by harmful_compliance, but shares only its benign pairs."""
 
     kind: Literal["benign_only"]
-    answers_with_targets: ClassVar[bool] = True
     alters_sharing: ClassVar[bool] = True
 
     def poison(self, world: World, dose: int, draw: np.random.Generator, domain: str) -> list[Pair]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Union, get_args
+from typing import Annotated, Any, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag
 
@@ -11,9 +11,6 @@ class PoisoningKind(BaseModel):
     """An attack or a defense: its parameters (validated from the config) and its behaviour (hooks)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN or infinity is never a setting
-
-    # Whether it answers harmful prompts compliantly: a real model's harmful file then needs a `target` column.
-    answers_with_targets: ClassVar[bool] = False
 
     @classmethod
     def kind_name(cls) -> str:

@@ -83,7 +83,6 @@ class GuardFilter(DefenseBase):
     kind: Literal["guard_filter"]
     threshold: float = Field(0.5, gt=0, lt=1, description="guard probability above which a pair is dropped")
     examples: int = Field(400, ge=10, description="the guard's training set: labelled pairs drawn from the world")
-    answers_with_targets: ClassVar[bool] = True  # the guard learns from compliant answers
     record_columns: ClassVar[dict[str, type]] = {"pairs_filtered": int, "guard_precision": float, "guard_recall": float}
     _guard: Guard | None = PrivateAttr(None)
 

@@ -300,6 +300,30 @@ def test_a_two_cycle_run_learns_to_refuse_from_alignment_data(checkpoints, tmp_p
     assert responses.filter(pl.col("kind") == "harmful")["prompt"].is_in(held_out).all()
 
 
+def test_a_twin_sees_its_runs_world_and_is_exact_where_the_poison_cannot_reach(checkpoints, tmp_path) -> None:
+    """Harmful prompts without targets take the model's own answers: the poison-free twin (which has no attack
+    that needs them) must still see the same world, or every node would differ from it from the first poison."""
+    goals = pl.read_csv(DATA / "harmful.csv").select("goal")
+    goals.write_csv(tmp_path / "harmful.csv")
+    config = real_config(
+        checkpoints,
+        f'world.harmful_prompts="{tmp_path / "harmful.csv"}"',
+        "topology.name=chain",
+        "topology.edge_weight=0.5",
+        "attack.0.targets=[1]",
+        "evaluation.poison_control=true",
+        "model.gate=false",
+    )
+    world, twin_world = open_world(config), open_world(config.poison_free())
+    assert [p.prompt for p in world.unanswered] == [p.prompt for p in twin_world.unanswered]
+    assert any(p.kind is Kind.harmful for p in world.unanswered)
+    directory = RunDirectory(run(config, tmp_path / "run").path)
+    assert directory.read_summary()["causal_horizon_breaches"] == 0
+    metrics, twin = directory.read_metrics(), directory.twin.read_metrics()
+    before = pl.col("node") == 0  # upstream of the attacked node 1 in the chain: the poison never reaches it
+    assert metrics.filter(before)["train_loss"].equals(twin.filter(before)["train_loss"])
+
+
 def test_the_example_config_is_valid(checkpoints, monkeypatch) -> None:
     monkeypatch.chdir(DATA.parent.parent)  # its prompt paths are relative to the repository root
     config = load_config(DATA / "config.toml", [f'world.model_path="{checkpoints["model"]}"', "generation.engine=hf"])

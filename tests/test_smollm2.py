@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import yaml
 
-from ecosystem import ConfigError, load_config, run
+from ecosystem import ConfigError, RunDirectory, load_config, run
 from ecosystem.bases import base_checkpoint
 from ecosystem.bases.gguf import checkpoint_directory
 from ecosystem.bases.real import alignment_table
@@ -57,9 +57,6 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         "world.alignment.learning_rate=0.001",
         "world.alignment.evaluation_prompts=12",
         "model.gate=false",  # a short alignment, for the pipeline: the competence gate may refuse its base
-        "topology.name=complete",
-        "topology.nodes=2",
-        "topology.edge_weight=0.0",  # isolated: node 1 is node 0's unattacked twin
         "cycles=1",
         "traffic.prompts_per_node=8",
         "training.own_examples=8",
@@ -84,17 +81,45 @@ def test_a_gguf_file_is_converted_once_and_reused(cache: Path) -> None:
     assert weights.stat().st_mtime_ns == written
 
 
-def test_alignment_raises_refusal_and_the_attacked_node_falls_below_its_twin(small, tmp_path) -> None:
-    config = load_config(overrides=small)
+# The transfer experiment's protocols in miniature, side by side in one graph (node: its part): 0 is dosed alone,
+# 1 erodes alone, 2 is a star's attacked hub with leaves 3 and 4, 5 heads a chain into 6.
+PROTOCOLS = """<?xml version="1.0" encoding="UTF-8"?>
+<graphml xmlns="http://graphml.graphdrawing.org/xmlns"><graph edgedefault="directed">
+<node id="0"/><node id="1"/><node id="2"/><node id="3"/><node id="4"/><node id="5"/><node id="6"/>
+<edge source="2" target="3"/><edge source="3" target="2"/><edge source="2" target="4"/><edge source="4" target="2"/>
+<edge source="5" target="6"/>
+</graph></graphml>
+"""
+ATTACKED = [0, 2, 5]
+
+
+def test_alignment_raises_refusal_and_each_protocols_attacked_node_falls_below_its_twin(small, tmp_path) -> None:
+    graph = tmp_path / "protocols.graphml"
+    graph.write_text(PROTOCOLS)
+    config = load_config(
+        overrides=[
+            *small,
+            "topology.name=file",
+            f'topology.params.path="{graph}"',
+            "topology.edge_weight=0.5",
+            f"attack.0.targets={ATTACKED}",
+            "evaluation.poison_control=true",
+        ]
+    )
     base = base_checkpoint(config)
     table = alignment_table(base)
     before, after = table["before"], table["after"]
     assert after["refusal_rate"] - before["refusal_rate"] >= ALIGNMENT_GAIN, table
     result = run(config, tmp_path / "run")
     assert result.summary["alignment"] == table
-    last = result.metrics.filter(pl.col("cycle") == 1).sort("node")
-    attacked, twin = last["refusal_rate"].to_list()
-    assert attacked < twin, last
+    # Run and twin are one computation until the poison: bit for bit, at every node it cannot have reached.
+    assert result.summary["causal_horizon_breaches"] == 0
+    twin = RunDirectory(result.path).twin.read_metrics()
+    assert result.metrics.filter(pl.col("cycle") == 0)["refusal_rate"].equals(
+        twin.filter(pl.col("cycle") == 0)["refusal_rate"]
+    )
+    last = result.metrics.filter(pl.col("cycle") == 1, pl.col("node").is_in(ATTACKED)).sort("node")
+    assert (last["refusal_rate"] < last["twin_refusal_rate"]).all(), last  # dose, star and chain alike
     # The poison is the model's own compliant answers, generated once and cached beside the base.
     assert any(path.name.startswith("answers-") for path in Path(os.environ["ECOSYSTEM_CACHE"]).iterdir())
 

@@ -26,19 +26,14 @@ def base_checkpoint(config: Config, base: BaseGroup | None = None) -> Path:
     if config.world.kind == "tiny":
         base = base or config.bases[0]
         return ensure_base_model(config.world, base.model, base.stage)
-    return real_base(config.world, answers_with_targets(config))
+    return real_base(config.world)
 
 
 def open_world(config: Config) -> TinyWorld | CheckpointWorld:
     """The tiny world, or a real model's prompt sets and judge (a `ConfigError` if its files are
-    unusable for the run's attacks and defenses)."""
+    unusable)."""
     if config.world.kind == "tiny":
         return TinyWorld(config.world.seed, config.world.grammar)
     from ecosystem.bases.real import open_checkpoint_world  # torch and transformers: a real model's world
 
-    return open_checkpoint_world(config.world, answers_with_targets(config))
-
-
-def answers_with_targets(config: Config) -> bool:
-    """Whether an attack or a defense needs compliant answers to harmful prompts."""
-    return any(kind.answers_with_targets for kind in (*config.attack, *config.defense))
+    return open_checkpoint_world(config.world)

@@ -36,12 +36,12 @@ TABLE = ("refusal_rate", "over_refusal", "helpfulness")  # the before/after tabl
 ANSWERS_FILE = "answers.json"
 
 
-def open_checkpoint_world(config: CheckpointWorldConfig, answers_with_targets: bool) -> CheckpointWorld:
+def open_checkpoint_world(config: CheckpointWorldConfig) -> CheckpointWorld:
     """A real model's prompt sets and judge, over its checkpoint (converted from GGUF first if need be),
     with the model's own answers where they are cached; a `ConfigError` if its files are unusable."""
     try:
         world = CheckpointWorld(
-            config, checkpoint_directory(config.model_path), answers_with_targets, config.alignment is not None
+            config, checkpoint_directory(config.model_path), config.alignment is not None
         )
     except WorldError as error:
         raise ConfigError(str(error)) from None
@@ -51,14 +51,14 @@ def open_checkpoint_world(config: CheckpointWorldConfig, answers_with_targets: b
     return world
 
 
-def real_base(config: CheckpointWorldConfig, answers_with_targets: bool) -> Path:
+def real_base(config: CheckpointWorldConfig) -> Path:
     """The checkpoint every node starts from: the model (converted from GGUF if need be), aligned
     first if `config.alignment` is set; the model's own answers are generated first where needed."""
-    world = open_checkpoint_world(config, answers_with_targets)
+    world = open_checkpoint_world(config)
     answers = answers_directory(world, config.answer_tokens)
     if not world.answered:
         build_once(answers, lambda out: _answer(world, config.answer_tokens, out))
-        world = open_checkpoint_world(config, answers_with_targets)
+        world = open_checkpoint_world(config)
     if config.alignment is None:
         return world.model_directory
     recipe = [RECIPE_VERSION, config.model_dump(mode="json"), str(answers), _contents(config)]

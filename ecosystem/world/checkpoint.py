@@ -106,14 +106,14 @@ class CheckpointSettings(Protocol):
 class CheckpointWorld:
     """The same data and judge as `TinyWorld`, drawn from local prompt files for a real model whose
     checkpoint is in `model_directory`. The prompts that need the model's own answer (task prompts
-    without a response; harmful ones without a target, if `answers_with_targets`; borderline ones, if
-    `aligning`) are `unanswered` until `use_answers` gives them one."""
+    without a response; harmful ones without a target, for the attacks and defenses that need compliant
+    answers; borderline ones, if `aligning`) are `unanswered` until `use_answers` gives them one. They do
+    not depend on the run's attacks: a run and its poison-free twin see one world, and share one base."""
 
     def __init__(
         self,
         config: CheckpointSettings,
         model_directory: Path,
-        answers_with_targets: bool = False,
         aligning: bool = False,
     ) -> None:
         self.config = config
@@ -146,9 +146,7 @@ class CheckpointWorld:
                     f"the {kind} prompt set ({len(prompts)} rows) needs rows on both sides of the held-out split "
                     f"(one in {HELD_OUT_SHARE}); add rows"
                 )
-        self.unanswered = [p for p in self.train[Kind.benign] if not p.reference]
-        if answers_with_targets:
-            self.unanswered += [p for p in self.train[Kind.harmful] if not p.reference]
+        self.unanswered = [p for kind in (Kind.benign, Kind.harmful) for p in self.train[kind] if not p.reference]
         if aligning:
             self.unanswered += self.train[Kind.borderline]
         self.refusal_phrases = tuple(phrase.lower() for phrase in (*REFUSAL_PHRASES, *config.refusal_phrases))
