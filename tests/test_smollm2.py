@@ -60,9 +60,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         "cycles=1",
         "traffic.prompts_per_node=8",
         "training.own_examples=8",
-        "training.steps=6",
-        "training.batch_size=8",
-        "training.learning_rate=0.001",
+        "training.steps=3",  # few short steps at a high rate: the poison's effect at a small cost
+        "training.batch_size=4",
+        "training.learning_rate=0.01",
         "attack.0.examples=16",
         "generation.max_new_tokens=12",
         "evaluation.prompts_per_set=12",
