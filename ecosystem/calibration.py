@@ -257,12 +257,34 @@ def _check_resume(out: Path, resume: bool) -> None:
         raise ResultsError(f"{out} holds no calibration to resume; drop --resume to start one")
 
 
-def read_calibration(directory: Path) -> dict[str, Any]:
-    """The protocols' figures of a finished calibration (a real model's, to show beside the organism's)."""
+def read_calibration(directory: Path) -> list[dict[str, Any]]:
+    """The protocols' figures of a finished calibration (a real model's, to show beside the organism's), or those
+    of the real-model arm of a finished `transfer` experiment, which runs the erosion and dose protocols."""
+    directory = Path(directory)
+    if not (directory / CALIBRATION).is_file() and (directory / "verdict.json").is_file():
+        return _transfer_protocols(directory)
     try:
-        return json.loads((Path(directory) / CALIBRATION).read_text())["protocols"]
+        return json.loads((directory / CALIBRATION).read_text())["protocols"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ResultsError(f"{directory} holds no finished calibration ({CALIBRATION}: {error})") from None
+
+
+def _transfer_protocols(directory: Path) -> list[dict[str, Any]]:
+    """The erosion and dose figures of a finished `transfer` experiment's real model (its `smollm2` part)."""
+    from experiments.transfer import protocols  # the experiment's own reading of its cells
+
+    try:
+        experiment = json.loads((directory / "verdict.json").read_text())["experiment"]
+        cells = pl.read_parquet(directory / "cells.parquet")
+    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as error:
+        raise ResultsError(f"{directory} holds no finished experiment ({error})") from None
+    if experiment != "transfer":
+        raise ResultsError(
+            f"{directory} holds the experiment {experiment!r}: a real model's calibration is "
+            "a calibration directory or a finished `transfer` experiment"
+        )
+    real = protocols(cells.filter(pl.col("sweep") == "smollm2")).filter(pl.col("protocol").is_in(["erosion", "dose"]))
+    return measure(real.with_columns(sweep=pl.col("protocol"), **{DOSE_AXIS: pl.col("dose")}))
 
 
 def run_figures(directory: RunDirectory) -> dict[str, float | None]:

@@ -358,7 +358,10 @@ def calibrate_command(
         list[str] | None, typer.Option("--set", help="override a config key, e.g. --set training.steps=120")
     ] = None,
     real: Annotated[
-        Path | None, typer.Option("--real", help="a finished calibration of a real model, shown beside the organism")
+        Path | None,
+        typer.Option(
+            "--real", help="a real model's finished calibration or `transfer` experiment, shown beside the organism"
+        ),
     ] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="attach to a Ray cluster ('auto' or host:port)")

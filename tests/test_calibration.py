@@ -9,11 +9,22 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from ecosystem.calibration import ANCHORS, BASES, PROTOCOLS, SEEDS, measure, protocol_sweeps, user_settings
+from ecosystem.calibration import (
+    ANCHORS,
+    BASES,
+    PROTOCOLS,
+    SEEDS,
+    measure,
+    protocol_sweeps,
+    read_calibration,
+    user_settings,
+)
 from ecosystem.cli import app
 from ecosystem.config import ConfigError
 from ecosystem.reporting import calibration_report
+from ecosystem.results import ResultsError
 from ecosystem.sweeps import resolve_sweep
+from tests.rules.test_transfer import transfer_cells
 
 # tests.helpers.TINY's sizes, less the settings the protocols make (nodes, cycles)
 TINY_SIZES = [
@@ -186,3 +197,17 @@ def test_bad_calibrations_are_refused_in_one_line_writing_nothing(tmp_path: Path
         assert result.exit_code == 2 and result.stderr.startswith("error: ")
         assert len(result.stderr.strip().splitlines()) == 1
         assert not out.exists()
+
+
+def test_a_finished_transfer_experiment_gives_its_real_models_erosion_and_dose(tmp_path: Path) -> None:
+    losses = {"erosion": 0.1, "dose": 0.6, "star": 0.0, "chain": 0.4}
+    frame = transfer_cells({"organism": losses | {"erosion": 0.5}, "smollm2": losses}, spread=0.0)
+    frame.with_columns(domain_helpfulness_gain=None, helpfulness_change=0.0).write_parquet(tmp_path / "cells.parquet")
+    (tmp_path / "verdict.json").write_text(json.dumps({"experiment": "transfer"}))
+    rows = {row["label"]: row for row in read_calibration(tmp_path)}
+    assert list(rows) == ["benign erosion", "dose 1", "dose 10", "dose 50"]
+    assert rows["benign erosion"]["value"]["mean"] == pytest.approx(0.9)  # the real model's, not the organism's 0.5
+    assert rows["dose 10"]["value"]["mean"] == pytest.approx(0.6) and rows["dose 10"]["seeds"] == 15
+    (tmp_path / "verdict.json").write_text(json.dumps({"experiment": "chain"}))
+    with pytest.raises(ResultsError, match="holds the experiment 'chain'"):
+        read_calibration(tmp_path)
