@@ -415,8 +415,9 @@ def run_sweeps(
             locks.enter_context(RunDirectory(directory.path).lock())
             directory.check(resolved)  # again, under the lock: another sweep may have started meanwhile
             directory.write_record(resolved)
-        _build_bases(waiting)
-        _compute(waiting, len(jobs), progress)
+        if waiting:  # else no Ray: its first call would start, or join, a cluster of its own accord
+            _build_bases(waiting)
+            _compute(waiting, len(jobs), progress)
         return [directory.write_results(resolved) for resolved, directory in sweeps]
 
 
