@@ -40,9 +40,7 @@ def open_checkpoint_world(config: CheckpointWorldConfig) -> CheckpointWorld:
     """A real model's prompt sets and judge, over its checkpoint (converted from GGUF first if need be),
     with the model's own answers where they are cached; a `ConfigError` if its files are unusable."""
     try:
-        world = CheckpointWorld(
-            config, checkpoint_directory(config.model_path), config.alignment is not None
-        )
+        world = CheckpointWorld(config, checkpoint_directory(config.model_path), config.alignment is not None)
     except WorldError as error:
         raise ConfigError(str(error)) from None
     answers = answers_directory(world, config.answer_tokens) / ANSWERS_FILE
