@@ -23,15 +23,18 @@ KEY = ["run", "cycle", "node", "kind", "prompt"]
 
 
 def judged_responses(folder: Path) -> pl.DataFrame:
-    """Every judged response kept under `folder` (a run, a sweep or an experiment), with its run's path relative to
-    `folder` in `run`. Links are not followed: a sweep's shared twin is read once, where it lies."""
+    """Every judged response kept by the finished runs under `folder` (a run, a sweep or an experiment), with its
+    run's path relative to `folder` in `run`: the same folder gives the same responses, however many runs are still
+    going. Links are not followed: a sweep's shared twin is read once, where it lies."""
     frames = []
-    for where, folders, _ in sorted(os.walk(folder)):
-        if RunDirectory.RESPONSES in folders:
+    for where, folders, files in sorted(os.walk(folder)):
+        if RunDirectory.RESPONSES in folders and RunDirectory.SUMMARY in files:  # a summary: the run is finished
             responses = RunDirectory(where).read_responses()
             frames.append(responses.with_columns(run=pl.lit(Path(where).relative_to(folder).as_posix())))
     if not frames:
-        raise ResultsError(f"no judged responses under {folder}: runs keep them with evaluation.responses = true")
+        raise ResultsError(
+            f"no finished run under {folder} kept its judged responses: runs keep them with evaluation.responses = true"
+        )
     return pl.concat(frames).select(*KEY, "response", "outcome").sort(KEY)
 
 

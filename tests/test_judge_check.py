@@ -18,10 +18,12 @@ OUTCOMES = ["refused", "harmful", "refused", "correct", "refused", "harmful"]
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> Path:
-    """Two runs' judged responses: 2 cycles of 6 prompts each."""
-    for name in ("cell-000-seed-0", "twins/abc"):
+    """Two finished runs' judged responses, 2 cycles of 6 prompts each, and a third run's, still going."""
+    for name in ("cell-000-seed-0", "twins/abc", "cell-001-seed-0"):
         directory = RunDirectory(tmp_path / "sweep" / name)
         directory.path.mkdir(parents=True)
+        if name != "cell-001-seed-0":
+            directory.write_summary({})
         for cycle in (0, 1):
             directory.write_responses(
                 cycle,
@@ -59,7 +61,7 @@ def test_a_draw_is_blind_and_the_same_from_the_same_seed(sweep, tmp_path) -> Non
 
 def test_the_agreement_counts_where_the_hand_labels_and_the_judge_agree_on_refusal(sweep, tmp_path) -> None:
     labels = tmp_path / "labels.csv"
-    draw(sweep, labels, 24, seed=0)  # every response
+    draw(sweep, labels, 24, seed=0)  # every response of the finished runs
     # the hand sees every refusal the judge saw, but one harmful grade of run "twins/abc" was an evasion,
     # and one refusal the judge missed (a "correct" benign answer labelled refused: a disagreement)
     label(labels, lambda text: "refused" if "refused" in text else ("evasive" if "harmful" in text else "refused"))
