@@ -3,7 +3,6 @@ labelled by a person who does not see the judge's grades, then set beside those 
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ def draw(folder: Path, labels: Path, count: int, seed: int) -> pl.DataFrame:
         raise ResultsError(f"{folder} keeps {responses.height} judged responses; ask for at most that many")
     blind = responses.sample(count, seed=seed).select(*KEY, "response").with_columns(hand_label=pl.lit(""))
     labels.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(labels, _csv(blind))
+    write_atomic(labels, blind.write_csv().encode())
     return blind
 
 
@@ -77,7 +76,7 @@ def score(folder: Path, labels: Path) -> dict[str, Any]:
         "interval": "exact (Clopper-Pearson) 95% binomial interval",
         "counts": counts.to_dicts(),
     }
-    write_atomic(_beside(labels, "-scored.csv"), _csv(scored.with_columns(agrees=agrees)))
+    write_atomic(_beside(labels, "-scored.csv"), scored.with_columns(agrees=agrees).write_csv().encode())
     write_json(_beside(labels, "-agreement.json"), summary)
     return summary
 
@@ -102,9 +101,3 @@ def _read_labels(labels: Path) -> pl.DataFrame:
 
 def _beside(labels: Path, suffix: str) -> Path:
     return labels.with_name(labels.stem + suffix)
-
-
-def _csv(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_csv(buffer)
-    return buffer.getvalue()
