@@ -39,7 +39,8 @@ def judged_responses(folder: Path) -> pl.DataFrame:
 
 def draw(folder: Path, labels: Path, count: int, seed: int) -> pl.DataFrame:
     """`count` responses drawn at random (from `seed`) under `folder`, written to the CSV `labels` without the judge's
-    grades and with an empty `hand_label` for a person to fill in. An existing file is never replaced."""
+    grades and with an empty `hand_label` for a person to fill in; beside it, `<labels>-draw.json` says what it was
+    drawn from (the seed, and the runs then finished: more may finish later). An existing file is never replaced."""
     if labels.exists():
         raise ResultsError(f"{labels} exists: score it with the same command, or name a new file")
     responses = judged_responses(folder)
@@ -47,6 +48,8 @@ def draw(folder: Path, labels: Path, count: int, seed: int) -> pl.DataFrame:
         raise ResultsError(f"{folder} keeps {responses.height} judged responses; ask for at most that many")
     blind = responses.sample(count, seed=seed).select(*KEY, "response").with_columns(hand_label=pl.lit(""))
     labels.parent.mkdir(parents=True, exist_ok=True)
+    drawn_from = {"seed": seed, "count": count, "responses": responses.height}
+    write_json(_beside(labels, "-draw.json"), drawn_from | {"runs": responses["run"].unique().sort().to_list()})
     write_atomic(labels, blind.write_csv().encode())
     return blind
 

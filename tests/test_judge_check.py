@@ -3,6 +3,7 @@ agreement that counts what the labels say, with bad or missing labels refused be
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -57,6 +58,8 @@ def test_a_draw_is_blind_and_the_same_from_the_same_seed(sweep, tmp_path) -> Non
     written = pl.read_csv(tmp_path / "a.csv", infer_schema=False)
     assert "outcome" not in written.columns and not any(value == "refused" for value in written.row(0))
     assert set(written["run"]) <= {"cell-000-seed-0", "twins/abc"} and written["response"][0].count("\n") == 1
+    drawn_from = json.loads((tmp_path / "a-draw.json").read_text())  # what it was drawn from: the finished runs
+    assert drawn_from == {"seed": 3, "count": 10, "responses": 24, "runs": ["cell-000-seed-0", "twins/abc"]}
 
 
 def test_the_agreement_counts_where_the_hand_labels_and_the_judge_agree_on_refusal(sweep, tmp_path) -> None:
@@ -87,7 +90,7 @@ def test_an_unlabelled_row_is_refused_and_nothing_is_written(sweep, tmp_path) ->
     )
     with pytest.raises(ResultsError, match=r"1 rows have no hand_label or another one .* row 4"):
         score(sweep, labels)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["labels.csv", "sweep"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["labels-draw.json", "labels.csv", "sweep"]
 
 
 def test_the_command_draws_then_scores_and_never_replaces_labels(sweep, tmp_path) -> None:
