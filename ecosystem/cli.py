@@ -323,10 +323,12 @@ def experiment_command(
 ) -> None:
     """Run a named experiment (its sweeps, resumed where they stopped), apply its pre-registered verdict
     rule, and write OUT/verdict.json, OUT/cells.parquet and OUT/report/report.md."""
-    from ecosystem.experiments import run_experiment
+    from ecosystem.experiments import load_experiment, run_experiment
 
     out = out or Path("experiment-results") / (f"{name}-quick" if quick else name)
     try:
+        for warning in [] if quick else load_experiment(name, quick, overrides or ()).too_few_seeds():
+            console.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
         with _sweep_progress() as report:
             result = run_experiment(name, out, quick, report, ray_address, overrides or ())
     except USER_ERRORS as error:

@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 import tomli_w
 
+from ecosystem.analysis import ALPHA
 from ecosystem.bases.cache import check_cache
 from ecosystem.config import ConfigError, read_toml, split_override
 from ecosystem.reporting import write_experiment_report
@@ -65,6 +66,17 @@ class Experiment:
     @property
     def parameters(self) -> dict[str, Any]:
         return self.spec.get("parameters", {})
+
+    def too_few_seeds(self) -> list[str]:
+        """A warning for each sweep whose cells run too few seeds for any test on one cell to decide: a p-value
+        is never below 0.5^n for n runs (`Estimate`), so a cell of fewer than 5 can reach no verdict alone."""
+        return [
+            f"sweep {part}: {len(sweep.seeds)} seeds per cell; a figure from one cell rests on {len(sweep.seeds)} runs "
+            f"and no test on it can reach p < {ALPHA} (its p-value is at least 0.5^{len(sweep.seeds)} = "
+            f"{0.5 ** len(sweep.seeds):.3g}): only figures pooled over cells can decide"
+            for part, sweep in self.sweeps.items()
+            if 0.5 ** len(sweep.seeds) >= ALPHA
+        ]
 
 
 @dataclass(frozen=True)

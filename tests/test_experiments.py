@@ -119,3 +119,11 @@ def test_settings_given_with_set_go_into_every_sweeps_base_and_make_another_expe
         load_experiment("transfer", overrides=["cycles=3"])
     with pytest.raises(ConfigError, match="unknown key"):
         load_experiment("transfer", overrides=["training.nosuch=3"])
+
+
+def test_a_full_experiment_warns_where_a_cell_runs_too_few_seeds_to_decide_alone() -> None:
+    """`transfer`'s real-model arm runs 3 seeds a cell: no test on one of its cells can reach p < 0.05 (found after
+    its full run, whose four verdicts were inconclusive for it). Every other full experiment runs enough."""
+    [warning] = load_experiment("transfer").too_few_seeds()
+    assert warning.startswith("sweep smollm2: 3 seeds per cell") and "0.5^3 = 0.125" in warning
+    assert not [name for name in names() if name != "transfer" and load_experiment(name).too_few_seeds()]
