@@ -127,3 +127,12 @@ def test_a_full_experiment_warns_where_a_cell_runs_too_few_seeds_to_decide_alone
     [warning] = load_experiment("transfer").too_few_seeds()
     assert warning.startswith("sweep smollm2: 3 seeds per cell") and "0.5^3 = 0.125" in warning
     assert not [name for name in names() if name != "transfer" and load_experiment(name).too_few_seeds()]
+
+
+def test_the_warning_comes_before_the_run_and_a_refusal_after_it_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "experiment.json").write_text(json.dumps({"experiment": "transfer", "quick": True, "fingerprint": "0"}))
+    before = (tmp_path / "experiment.json").read_bytes()
+    result = CliRunner().invoke(app, ["experiment", "transfer", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and result.output.startswith("warning: sweep smollm2: 3 seeds per cell")
+    assert "differs from this one" in result.output and (tmp_path / "experiment.json").read_bytes() == before
+    assert [path.name for path in tmp_path.iterdir()] == ["experiment.json"]
