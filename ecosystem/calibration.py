@@ -27,7 +27,7 @@ import tomli_w
 
 from ecosystem.analysis import Interval, cluster_bootstrap
 from ecosystem.config import ConfigError, flatten, read_toml, split_override
-from ecosystem.experiments import claimed, run_parts
+from ecosystem.experiments import claimed, run_parts, runs_record
 from ecosystem.reporting import calibration_report
 from ecosystem.results import (
     EXPERIMENT_RECORD,
@@ -237,6 +237,7 @@ def calibrate(
             **manifest.provenance.model_dump(),  # commit, dirty (uncommitted changes), cpu, torch threads per group
             "versions": package_versions(),
             "seconds": round(time.perf_counter() - started, 1),
+            "compute_seconds": runs_record(out, cells)["compute_seconds"],  # its runs and twins, however resumed
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "fingerprint": fingerprint,
         }

@@ -411,7 +411,8 @@ def calibration_report(calibration: dict[str, Any]) -> str:
     parts += [
         "## Data",
         f"Commit {calibration['commit']}{changed}; CPU {calibration['cpu']}, {calibration['threads']} torch threads "
-        f"per group; {versions}. Computed in {calibration['seconds']:.0f} s (this invocation). Exact figures "
+        f"per group; {versions}. Its runs and twins took {calibration['compute_seconds']:.0f} compute seconds; this "
+        f"invocation {calibration['seconds']:.0f} s. Exact figures "
         "depend on the CPU type and thread count. Every run's figures are in `cells.parquet`, every run in "
         "`sweeps/PROTOCOL/` (when run here).",
     ]

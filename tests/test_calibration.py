@@ -143,6 +143,7 @@ def test_the_report_shows_a_real_models_calibration_beside_the_organisms() -> No
         "threads": 1,
         "versions": {"python": "3.11"},
         "seconds": 1.0,
+        "compute_seconds": 30.0,
     }
     lines = calibration_report(calibration).splitlines()
     assert next(line for line in lines if line.startswith("| benign erosion |")).startswith(
@@ -163,7 +164,7 @@ def test_a_quick_calibration_writes_every_protocol_with_its_anchor_and_resumes(t
     assert result.exit_code == 0, result.output
     calibration = json.loads((out / "calibration.json").read_text())
     assert calibration["quick"] is True and calibration["quick_changes"]["bases"] == [0, 1]
-    assert {"commit", "dirty", "cpu", "threads", "versions", "seconds"} <= set(calibration)
+    assert {"commit", "dirty", "cpu", "threads", "versions", "seconds", "compute_seconds"} <= set(calibration)
     rows = calibration["protocols"]
     assert [row["label"] for row in rows] == [
         "benign erosion",
@@ -187,7 +188,10 @@ def test_a_quick_calibration_writes_every_protocol_with_its_anchor_and_resumes(t
     assert again.exit_code == 2 and "already holds results: --resume continues" in again.stderr
     resumed = CliRunner().invoke(app, [*options, "--resume"])
     assert resumed.exit_code == 0, resumed.output
-    assert json.loads((out / "calibration.json").read_text())["protocols"] == rows
+    resumed_calibration = json.loads((out / "calibration.json").read_text())
+    assert resumed_calibration["protocols"] == rows
+    # a resume of finished runs computes nothing, yet still reports what its runs took
+    assert resumed_calibration["compute_seconds"] == calibration["compute_seconds"] > 0
 
 
 def test_bad_calibrations_are_refused_in_one_line_writing_nothing(tmp_path: Path) -> None:
