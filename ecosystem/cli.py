@@ -327,7 +327,7 @@ def experiment_command(
 
     out = out or Path("experiment-results") / (f"{name}-quick" if quick else name)
     try:
-        for warning in [] if quick else load_experiment(name, quick, overrides or ()).too_few_seeds():
+        for warning in load_experiment(name, quick, overrides or ()).too_few_seeds():
             console.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
         with _sweep_progress() as report:
             result = run_experiment(name, out, quick, report, ray_address, overrides or ())
