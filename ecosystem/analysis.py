@@ -209,17 +209,24 @@ def first_poisoned_cycle(metrics: pl.DataFrame) -> int | None:
     return metrics.filter(pl.col("attacked") & (pl.col("poison_examples") > 0))["cycle"].min()
 
 
+def poison_reaches(hops: int | None, first_cycle: int, lead: int = 0) -> int | None:
+    """The first cycle at which an attack that first acts at `first_cycle` can have changed a node `hops` hops
+    from the nearest attacked node: it trains on data the attack touched no earlier than `hops` cycles later
+    (`lead` cycles earlier where an attack changes what its targets share from the start). None: never (no
+    path from an attacked node). Before it, the node computes in its twin exactly as in the run."""
+    return None if hops is None else first_cycle + hops - lead
+
+
 def causal_horizon_breaches(metrics: pl.DataFrame, twin: pl.DataFrame, first_cycle: int | None, lead: int = 0) -> int:
-    """Node-cycles at which a node differs from its twin before the attack can have reached it. An attack
-    first acts at `first_cycle`: a node h hops from the nearest attacked node trains on data it touched no
-    earlier than h cycles later (`lead` cycles earlier where an attack changes what its targets share from
-    the start); a node with no path from an attacked node, never. Any figure a node's weights decide
-    counts. Must be 0: anything else means the twin is not an exact counterfactual."""
+    """Node-cycles at which a node differs from its twin before the attack can have reached it
+    (`poison_reaches`). Any figure a node's weights decide counts. Must be 0: anything else means the twin
+    is not an exact counterfactual."""
     if first_cycle is None:
         return 0
     figures = [figure for figure in NODE_FIGURES if figure in metrics.columns and figure in twin.columns]
     joined = metrics.join(twin.select("cycle", "node", *figures), on=["cycle", "node"], suffix="_twin")
-    reached = pl.col("cycle") >= first_cycle + pl.col("hops_from_attack") - lead
+    reaches = [poison_reaches(hops, first_cycle, lead) for hops in joined["hops_from_attack"]]
+    reached = pl.col("cycle") >= pl.Series(reaches, dtype=pl.Int64)
     differs = pl.any_horizontal(pl.col(f).ne_missing(pl.col(f"{f}_twin")) for f in figures)
     return joined.filter(~reached.fill_null(False) & differs).height
 

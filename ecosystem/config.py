@@ -366,6 +366,10 @@ class EvaluationConfig(Section):
     # With an attack, also run its poison-free twin into twin/: the same run, every random stream unchanged,
     # with every attack removed; a node's excess loss over its twin is what the poison did (infection).
     poison_control: bool = True
+    # The twin takes from the run the node-cycles the poison cannot have reached yet (computed alike in both)
+    # instead of training and evaluating them again; false: it computes them all, and causal_horizon_breaches
+    # checks every one of them (a check of exactness, on a new CPU type or a GPU).
+    twin_borrows: bool = True
     backdoor: bool | None = None  # also evaluate the harmful prompts with the trigger (None: when an attack plants one)
     responses: bool = False  # also record every judged response (responses.parquet), to check the judge by hand
 

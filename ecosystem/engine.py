@@ -31,6 +31,7 @@ from ecosystem.analysis import (
     drifted,
     infection_summary,
     mean_per_cycle,
+    poison_reaches,
     reproduction_by_generation,
     summarize,
     transmission_tree,
@@ -82,7 +83,7 @@ def run(
         if twin is not None:  # twin/ names it, for whoever reads the run
             directory.twin.path.symlink_to(os.path.relpath(manifest.twin, directory.path), target_is_directory=True)
         try:
-            return _drive(config, plan, directory, manifest, None, progress, hosts)
+            return _drive(config, plan, directory, manifest, None, progress, hosts, None)
         except BaseRefused:
             directory.clear()  # a refused base leaves nothing: the same command may follow with model.gate = false
             raise
@@ -93,9 +94,10 @@ def resume(
     progress: Progress | None = None,
     hosting: HostingConfig | None = None,
     hosts: Hosts | None = None,
+    loans: dict[int, Loan] | None = None,
 ) -> RunResult:
     """Continue the run in `out` from its last complete cycle (optionally placed differently; a companion run
-    on its parent's `hosts` where they serve)."""
+    on its parent's `hosts` where they serve; a twin with the `loans` of its run, by cycle)."""
     directory = RunDirectory(out)
     directory.refuse_if_live()
     config, _, _ = directory.resumable(hosting)  # a refusal touches nothing, not even the lock
@@ -104,7 +106,7 @@ def resume(
         config, manifest, checkpoint = directory.resumable(hosting)  # again: another process may have resumed it
         manifest.resumed.append(Resumption(at=now(), after_cycle=checkpoint[0]))
         with _cluster(config, plan):
-            return _drive(config, plan, directory, manifest, checkpoint, progress, hosts)
+            return _drive(config, plan, directory, manifest, checkpoint, progress, hosts, loans)
 
 
 @dataclass
@@ -152,7 +154,7 @@ class Recorder:
         responses = [
             {"cycle": cycle, "node": node, **response}
             for node in sorted(self.graph)
-            for response in figures[node].pop(RESPONSES, [])
+            for response in figures[node].get(RESPONSES, [])
         ]
         if responses:
             self.directory.write_responses(cycle, responses)
@@ -168,7 +170,7 @@ class Recorder:
                     "node": node,
                     "domain": self.graph.nodes[node]["domain"],
                     "base": self.base_names[node],
-                    **figures[node],
+                    **{key: value for key, value in figures[node].items() if key != RESPONSES},
                     "drifted": drifted(baseline.get(node, refusal), refusal, self.threshold),
                     "attacked": node in self.attacked,
                     **trained,
@@ -188,10 +190,13 @@ def _drive(
     checkpoint: tuple[int, dict[int, bytes]] | None,
     progress: Progress | None,
     parent_hosts: Hosts | None,
+    loans: dict[int, Loan] | None,
 ) -> RunResult:
     started = time.perf_counter()
     companions = Companions.of(config, directory, manifest)
     clock = StageClock(progress, config.cycles, companions.stages)
+    lent: dict[int, Loan] = {}  # what this run lends its twin, by cycle (kept only where the twin will borrow)
+    loans = loans or {}
 
     def save(cycle: int, states: dict[int, bytes]) -> None:
         directory.write_checkpoint(cycle, states)
@@ -223,11 +228,16 @@ def _drive(
                 done, states = checkpoint
                 hosts.restore(states)
             for cycle in range(done + 1, config.cycles + 1):
+                loan = loans.get(cycle)
                 # after a host failure: the last cycle's states restored, the cycle run again
-                hosts.recovering(states, functools.partial(optimization_cycle, cycle, hosts, recorder, clock))
+                cycle_of = functools.partial(optimization_cycle, cycle, hosts, recorder, clock, loan)
+                figures, training = hosts.recovering(states, cycle_of)
                 states = hosts.each("state")
                 save(cycle, states)
-            metrics, figures = _against_companions(config, directory, recorder, companions, clock, hosts)
+                manifest.borrowed_node_cycles += len(loan.states) if loan else 0
+                if unreached := companions.unreached(cycle, recorder.hops):
+                    lent[cycle] = Loan.of(unreached, states, figures, training)
+            metrics, figures = _against_companions(config, directory, recorder, companions, clock, hosts, lent)
         summary = {
             **summarize(metrics),
             "graph": topologies.graph_measures(plan.graph),
@@ -251,20 +261,29 @@ def _drive(
         raise
 
 
-def optimization_cycle(cycle: int, hosts: Hosts, recorder: Recorder, clock: StageClock) -> None:
+def optimization_cycle(
+    cycle: int, hosts: Hosts, recorder: Recorder, clock: StageClock, loan: Loan | None = None
+) -> tuple[dict[int, dict], dict[int, dict]]:
     """One optimization cycle, stage by stage. Each stage is the method of that name of every host's
     `Shard` (ecosystem/shard.py), run for all its nodes; what a node's stage makes for the next (its
-    prompts, the pairs it received, its poison) stays on its host."""
+    prompts, the pairs it received, its poison) stays on its host. A twin's nodes on `loan` from its run
+    are not trained or evaluated: their states and records are the run's. Each node's figures and
+    training record."""
+    lent = frozenset(loan.states) if loan else frozenset()
     clock(Stage.generate, cycle)
     hosts.each("traffic", cycle)  # each node draws its cycle's prompts from its domain's users
     outputs = hosts.each("generate", cycle)  # answers them: the pairs it publishes (through Ray, object refs)
     clock(Stage.train, cycle)
     hosts.each("exchange", cycle, outputs=outputs)  # receives its in-neighbours' pairs, less its defenses' cuts
     hosts.each("poison", cycle)  # the attacks add their poison to their targets' fine-tunes
-    training = hosts.each("fine_tune", cycle)  # trains on its own data, the pairs received, poison, defenses' data
+    training = hosts.each("fine_tune", cycle, lent)  # trains on its own data, the pairs received, poison, ...
     clock(Stage.evaluate, cycle)
-    figures = hosts.each("evaluate")  # safety, capability and drift on the held-out sets
+    figures = hosts.each("evaluate", lent)  # safety, capability and drift on the held-out sets
+    if loan:
+        hosts.restore(loan.states)
+        figures, training = {**figures, **loan.figures}, {**training, **loan.training}
     recorder.record(cycle, figures, training)  # one row per node and one per edge, written out
+    return figures, training
 
 
 @contextlib.contextmanager
@@ -306,6 +325,27 @@ def _hosts(
 
 
 @dataclass(frozen=True)
+class Loan:
+    """One cycle of the nodes a run lends its twin: the attack cannot have reached them yet, so they compute
+    in the twin exactly as in the run, and the twin takes their states after the cycle and their records
+    instead of training and evaluating them again (`evaluation.twin_borrows`)."""
+
+    states: dict[int, bytes]
+    figures: dict[int, dict]
+    training: dict[int, dict]
+
+    @classmethod
+    def of(
+        cls, nodes: list[int], states: dict[int, bytes], figures: dict[int, dict], training: dict[int, dict]
+    ) -> Loan:
+        return cls(
+            {node: states[node] for node in nodes},
+            {node: figures[node] for node in nodes},
+            {node: training[node] for node in nodes},
+        )
+
+
+@dataclass(frozen=True)
 class Companions:
     """The runs made beside a run: its poison-free twin (with an attack that acts at all) and its control
     run without defenses; and where the twin comes from."""
@@ -316,6 +356,7 @@ class Companions:
     control_run: bool
     twin: RunDirectory  # twin/, or the finished twin it was given (a sweep's, shared)
     forks_after: int | None  # the cycle after which the twin is forked from the run's checkpoint
+    lends: bool  # the twin, computed after this run, takes from it what the poison has not reached
 
     @classmethod
     def of(cls, config: Config, directory: RunDirectory, manifest: Manifest) -> Companions:
@@ -327,7 +368,16 @@ class Companions:
             control_run=bool(config.defense) and config.evaluation.defense_control,
             twin=RunDirectory(manifest.twin) if manifest.twin else directory.twin,
             forks_after=first - 1 if twin_run and not manifest.twin else None,
+            lends=twin_run and not manifest.twin and config.evaluation.twin_borrows,
         )
+
+    def unreached(self, cycle: int, hops: dict[int, int | None]) -> list[int]:
+        """The nodes (by their `hops` from the nearest attacked node) this run lends its twin at `cycle`: those
+        the attack cannot have reached by then, so they computed as they do in the twin."""
+        if not self.lends or self.first_acting is None or cycle < self.first_acting:
+            return []
+        reaches = {node: poison_reaches(hop, self.first_acting, self.lead) for node, hop in hops.items()}
+        return [node for node, first in reaches.items() if first is None or cycle < first]
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -343,16 +393,17 @@ def _against_companions(
     companions: Companions,
     clock: StageClock,
     hosts: Hosts,
+    lent: dict[int, Loan],
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The twin and the control run, computed where missing (on the run's `hosts`); the run's metrics (as
-    `recorder` holds them) with infection over its twin, and the summary's figures on infection, erosion and
-    the defense's effect."""
+    """The twin (with what the run `lent` it) and the control run, computed where missing (on the run's
+    `hosts`); the run's metrics (as `recorder` holds them) with infection over its twin, and the summary's
+    figures on infection, erosion and the defense's effect."""
     metrics, figures = recorder.metrics, {}
     twin = None
     if config.attack:
         if companions.twin_run:
             clock(Stage.twin_run, config.cycles)
-            twin = _companion(config.poison_free(), companions.twin, hosts)
+            twin = _companion(config.poison_free(), companions.twin, hosts, lent)
         edges = edges_frame(recorder.edges)
         metrics, figures = _infection(config, directory, metrics, edges, twin, companions)
     if companions.control_run:
@@ -364,14 +415,16 @@ def _against_companions(
     return metrics, figures
 
 
-def _companion(config: Config, directory: RunDirectory, hosts: Hosts) -> RunResult:
+def _companion(
+    config: Config, directory: RunDirectory, hosts: Hosts, loans: dict[int, Loan] | None = None
+) -> RunResult:
     """A run made beside this one (its twin, or its control), in `directory`: computed, resumed where it
-    stopped (or was forked), or read back once complete."""
+    stopped (or was forked; a twin with its run's `loans`), or read back once complete."""
     if not directory.holds_run():
         return run(config, directory.path, hosts=hosts)
     if directory.read_manifest().status is Status.complete:
         return directory.read_result()
-    return resume(directory.path, hosts=hosts)
+    return resume(directory.path, hosts=hosts, loans=loans)
 
 
 def _fork_twin(
@@ -428,6 +481,7 @@ def _infection(
         "causal_horizon_breaches": causal_horizon_breaches(
             metrics, twin_metrics, companions.first_acting, companions.lead
         ),
+        "twin_borrowed_node_cycles": companions.twin.read_manifest().borrowed_node_cycles if twin else 0,
         "transmission": reproduction_by_generation(tree, attacked).to_dicts(),
     }
     return infection, figures

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import networkx as nx
 import numpy as np
@@ -27,6 +27,8 @@ from ecosystem.config import Config, ConfigError, HostingConfig
 from ecosystem.raysecurity import temp_dir
 from ecosystem.shard import Shards, merge, node_groups
 from poisoning import Attack
+
+T = TypeVar("T")
 
 HOST_FAILURES = (RayActorError, ObjectLostError)
 MAX_RECOVERIES = 3  # recomputations of one cycle after host failures before the run gives up
@@ -158,20 +160,20 @@ class Hosts:
         self._call("configure", [(config, attacks)] * len(self.placement))
 
     def restore(self, states: dict[int, bytes]) -> None:
-        """Every host's nodes to their `states`."""
-        self._call("restore", [({n: states[n] for n in nodes},) for nodes in self.placement])
+        """The hosts' nodes to their `states` (every node's, or some)."""
+        self._call("restore", [({n: states[n] for n in nodes if n in states},) for nodes in self.placement])
 
-    def recovering(self, states: dict[int, bytes], stages: Callable[[], None]) -> None:
+    def recovering(self, states: dict[int, bytes], stages: Callable[[], T]) -> T:
         """Run `stages` (a cycle's); if a host dies, wait for Ray to restart it, restore every host to
-        `states` (the last complete cycle) and run them again: the results are those of an undisturbed run."""
+        `states` (the last complete cycle) and run them again: the results are those of an undisturbed run.
+        What `stages` returns."""
         for attempt in range(MAX_RECOVERIES + 1):
             try:
                 if attempt:
                     self._await_restarts()
                     self.configure(self.config, self.attacks)  # Ray restarts a host for the run it was built for
                     self.restore(states)
-                stages()
-                return
+                return stages()
             except HOST_FAILURES as error:
                 if attempt == MAX_RECOVERIES:
                     raise

@@ -163,6 +163,7 @@ class Manifest(BaseModel):
     placement: list[list[int]] = Field(default_factory=list)  # nodes per host
     targets: dict[int, list[int]] = Field(default_factory=dict)  # each attack's resolved targets
     recoveries: int = 0  # cycles recomputed after a host failed
+    borrowed_node_cycles: int = 0  # a twin: the node-cycles it took from its run (evaluation.twin_borrows)
     resumed: list[Resumption] = Field(default_factory=list)
     seconds: dict[str, float] = Field(default_factory=dict)  # per stage, and "total"
     error: str | None = None

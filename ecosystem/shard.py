@@ -230,11 +230,13 @@ class Shard:
                 now.added_steps += added_steps
             now.record["poison_examples"] = len(now.poison)
 
-    def fine_tune(self, cycle: int) -> dict[int, dict]:
+    def fine_tune(self, cycle: int, lent: frozenset[int] = frozenset()) -> dict[int, dict]:
         """Fine-tune, group by group: each node trains on its own task data, the pairs it received,
-        poison, and what its defenses add. Each node's record of the cycle's exchange, poison and fine-tune."""
+        poison, and what its defenses add. Each node's record of the cycle's exchange, poison and fine-tune.
+        Nodes `lent` (a twin's, taken from its run) are not trained."""
         records = {}
-        for group in self.groups:
+        groups = [[node for node in group if node not in lent] for group in self.groups]
+        for group in filter(None, groups):
             fine_tunes = []
             for node in group:
                 pairs, regularizers = self._training_data(cycle, node)
@@ -315,13 +317,14 @@ class Shard:
             "cut": cut,
         }
 
-    def evaluate(self) -> dict[int, dict]:
+    def evaluate(self, lent: frozenset[int] = frozenset()) -> dict[int, dict]:
         """Safety, harmful capability, helpfulness and over-refusal on the held-out sets, and drift:
-        the share of held-out prompts whose graded outcome differs from the aligned base's."""
+        the share of held-out prompts whose graded outcome differs from the aligned base's. Nodes `lent`
+        are not evaluated."""
         records = {}
-        jobs = [(node, self.eval_items) for node in self.nodes]
-        answers = self._answer([(node, [item.prompt for item in items], None) for node, items in jobs])
-        for node, responses in zip(self.nodes, answers, strict=True):
+        nodes = [node for node in self.nodes if node not in lent]
+        answers = self._answer([(node, [item.prompt for item in self.eval_items], None) for node in nodes])
+        for node, responses in zip(nodes, answers, strict=True):
             outcomes = self.world.grade(self.eval_items, responses)
             changed = sum(o is not b for o, b in zip(outcomes, self.base_outcomes, strict=True))
             records[node] = {
@@ -354,7 +357,8 @@ class Shard:
         return states
 
     def restore(self, states: dict[int, bytes]) -> None:
-        for node in self.nodes:
+        """The nodes of `states` (all, or some) to their states."""
+        for node in filter(states.__contains__, self.nodes):
             tensors = load_tensors(states[node])
             earlier = tensors.pop(EARLIER, None)
             pairs = [] if earlier is None else json.loads(earlier.numpy().tobytes())
@@ -457,11 +461,11 @@ class Shards:
     def poison(self, cycle: int) -> None:
         self._each("poison", cycle)
 
-    def fine_tune(self, cycle: int) -> dict[int, dict]:
-        return self._each("fine_tune", cycle)
+    def fine_tune(self, cycle: int, lent: frozenset[int] = frozenset()) -> dict[int, dict]:
+        return self._each("fine_tune", cycle, lent)
 
-    def evaluate(self) -> dict[int, dict]:
-        return self._each("evaluate")
+    def evaluate(self, lent: frozenset[int] = frozenset()) -> dict[int, dict]:
+        return self._each("evaluate", lent)
 
     def state(self) -> dict[int, bytes]:
         return self._each("state")

@@ -63,6 +63,8 @@ def test_the_twin_benchmark_times_the_runs_alone_and_their_twins(tmp_path) -> No
     assert len([name for name in seconds if name.startswith("run dose")]) == 10  # 5 doses x 2 seeds
     assert len([name for name in seconds if name.startswith("twin seed")]) == 2  # a twin per seed, shared
     assert bench["default_run_twin_extra"] == seconds["default run with its twin"] / seconds["default run alone"] - 1
+    full = seconds["default run with its twin, borrowing none"]
+    assert bench["default_run_full_twin_extra"] == full / seconds["default run alone"] - 1
 
 
 def test_a_study_with_every_defense_runs_to_the_end_with_its_control_run(tmp_path) -> None:

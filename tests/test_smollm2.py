@@ -104,6 +104,7 @@ def test_alignment_raises_refusal_and_each_protocols_attacked_node_falls_below_i
             "topology.edge_weight=0.5",
             f"attack.0.targets={ATTACKED}",
             "evaluation.poison_control=true",
+            "evaluation.twin_borrows=false",  # the twin computes every node-cycle: the check below checks them
         ]
     )
     base = base_checkpoint(config)

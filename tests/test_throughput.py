@@ -48,11 +48,11 @@ def test_a_host_killed_in_the_twin_on_the_runs_hosts_is_restarted_for_the_twin(t
     killed = []
     cycle_of = engine.optimization_cycle
 
-    def kill_in_the_twin(cycle, hosts, *rest) -> None:
+    def kill_in_the_twin(cycle, hosts, *rest) -> tuple[dict, dict]:
         if not hosts.config.attack and cycle == 2 and not killed:
             ray.kill(hosts.actors[1], no_restart=False)
             killed.append(cycle)
-        cycle_of(cycle, hosts, *rest)
+        return cycle_of(cycle, hosts, *rest)
 
     monkeypatch.setattr(engine, "optimization_cycle", kill_in_the_twin)
     attacked = run(small_config("hosting.mode=ray", "evaluation.poison_control=true"), tmp_path / "attacked")

@@ -19,15 +19,17 @@ CHAIN = [
     "cycles=5",
     "hosting.group_size=3",  # the attacked node shares its batches with nodes 1 and 2
     "evaluation.poison_control=true",
+    "evaluation.responses=true",  # a borrowed node-cycle's responses are the run's
     "attack.0.start=2",
 ]
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A chain of 6 (data flows 0 → 1 → ... → 5), node 0 poisoned from cycle 2, and its twin."""
+    """A chain of 6 (data flows 0 → 1 → ... → 5), node 0 poisoned from cycle 2, and its twin computing every
+    node-cycle itself (borrowing none from the run), so that the comparisons below compare computations."""
     out = tmp_path_factory.mktemp("twins") / "chain"
-    run(small_config(*CHAIN), out)
+    run(small_config(*CHAIN, "evaluation.twin_borrows=false"), out)
     return out
 
 
@@ -53,6 +55,21 @@ def test_the_twin_equals_an_independent_run_without_attacks(chain, tmp_path) -> 
     twin = RunDirectory(chain).twin
     assert twin.read_metrics().equals(independent.metrics)
     assert twin.read_edges().equals(RunDirectory(independent.path).read_edges())
+
+
+def test_a_twin_that_borrows_from_its_run_equals_one_that_computes_everything(chain, tmp_path) -> None:
+    """Node h computes as in the run until cycle 2 + h: the twin takes those node-cycles from the run (0 + 5 + 4
+    + 3 + 2 of cycles 1 to 5; cycle 1 is before the fork) and trains and evaluates the rest, in groups
+    without the borrowed nodes (node 0 alone at cycle 2, where its group of 3 trained together in the run)."""
+    borrowing = RunDirectory(run(small_config(*CHAIN), tmp_path / "borrowing").path)
+    computing = RunDirectory(chain)
+    assert borrowing.read_metrics().equals(computing.read_metrics())
+    assert borrowing.twin.read_metrics().equals(computing.twin.read_metrics())
+    assert borrowing.twin.read_edges().equals(computing.twin.read_edges())
+    assert borrowing.twin.read_responses().equals(computing.twin.read_responses())
+    assert borrowing.twin.read_manifest().borrowed_node_cycles == 5 + 4 + 3 + 2
+    assert computing.twin.read_manifest().borrowed_node_cycles == 0
+    assert borrowing.read_summary()["twin_borrowed_node_cycles"] == 14
 
 
 def test_infection_is_recorded_against_the_twin(chain) -> None:
