@@ -27,8 +27,7 @@ from rich.table import Table
 from ecosystem.bases import base_checkpoint
 from ecosystem.config import Config, load_config
 from ecosystem.progress import COMPANION_RUNS, CYCLE_STAGES
-from ecosystem.results import RunDirectory, provenance
-from ecosystem.shard import NODE_THREADS
+from ecosystem.results import RunDirectory
 
 # The study: the systemic experiment's stronger coupling at its full node count.
 DEFAULTS = ["topology.nodes=10", "attack.0.examples=50", "topology.edge_weight=1.0", "traffic.harmful_fraction=0.4"]
@@ -71,7 +70,6 @@ def main(config: Config, quick: bool) -> dict:
     Console().print(stages)
     Console().print("refusals, seconds: " + ", ".join(f"{what} {seconds:.2f}" for what, seconds in refusals.items()))
     return {
-        "provenance": provenance(NODE_THREADS).model_dump(),
         "default_run": single,
         "sweep": study,
         "refusals": refusals,

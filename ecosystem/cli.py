@@ -25,7 +25,15 @@ from bench import BENCHMARKS
 from ecosystem import kinds
 from ecosystem.config import ConfigError, load_config
 from ecosystem.progress import Progress, StageStart
-from ecosystem.results import ResultsError, RunDirectory, RunResult, git_commit, package_versions, write_json
+from ecosystem.results import (
+    ResultsError,
+    RunDirectory,
+    RunResult,
+    git_commit,
+    package_versions,
+    provenance,
+    write_json,
+)
 from ecosystem.sweeps import SweepDirectory, SweepProgress, sweep
 from ecosystem.terminal import one_line
 from ecosystem.world import WorldError
@@ -405,11 +413,18 @@ def bench_command(
         if name not in BENCHMARKS:
             raise ConfigError(f"no benchmark {name!r}; available: {', '.join(BENCHMARKS)}")
         module = importlib.import_module(f"bench.{name}")
+        from ecosystem.shard import NODE_THREADS  # torch: the benchmark imports it anyway
+
         resolved = load_config(config, [*module.DEFAULTS, *(overrides or [])])
         result = module.main(resolved, quick)
         path = out / name / "bench.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, {"benchmark": name, "config": resolved.settings(), "versions": package_versions(), **result})
+        recorded = {
+            "config": resolved.settings(),
+            "versions": package_versions(),
+            "provenance": provenance(NODE_THREADS).model_dump(),
+        }
+        write_json(path, {"benchmark": name, **recorded, **result})
     except (*USER_ERRORS, OSError) as error:
         _refuse(error)
     console.print(f"results: {one_line(path)}", soft_wrap=True, highlight=False, markup=False)

@@ -65,6 +65,7 @@ def test_the_twin_benchmark_times_the_runs_alone_and_their_twins(tmp_path) -> No
     assert bench["default_run_twin_extra"] == seconds["default run with its twin"] / seconds["default run alone"] - 1
     full = seconds["default run with its twin, borrowing none"]
     assert bench["default_run_full_twin_extra"] == full / seconds["default run alone"] - 1
+    assert bench["provenance"]["cpu"] and bench["provenance"]["threads"] == 1  # which machine measured it
 
 
 def test_a_study_with_every_defense_runs_to_the_end_with_its_control_run(tmp_path) -> None:
