@@ -481,7 +481,6 @@ def _infection(
         "causal_horizon_breaches": causal_horizon_breaches(
             metrics, twin_metrics, companions.first_acting, companions.lead
         ),
-        "twin_borrowed_node_cycles": companions.twin.read_manifest().borrowed_node_cycles if twin else 0,
         "transmission": reproduction_by_generation(tree, attacked).to_dicts(),
     }
     return infection, figures

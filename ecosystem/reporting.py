@@ -87,7 +87,6 @@ INFECTION_FIGURES = {
     "eroded_share_final": "the twin's drifted share of the same nodes at the last cycle: erosion without poison",
     "eroded_share_area": "the twin's drifted share summed over cycles 1..T",
     "causal_horizon_breaches": "node-cycles that differ from the twin before the poison could reach them (must be 0)",
-    "twin_borrowed_node_cycles": "node-cycles the twin took from the run, the poison not having reached them yet",
 }
 GAMMA = "\N{GREEK SMALL LETTER GAMMA}"  # by name: ruff would take the letter for a "y"
 INTERVAL_NOTE = (

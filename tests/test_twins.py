@@ -69,7 +69,6 @@ def test_a_twin_that_borrows_from_its_run_equals_one_that_computes_everything(ch
     assert borrowing.twin.read_responses().equals(computing.twin.read_responses())
     assert borrowing.twin.read_manifest().borrowed_node_cycles == 5 + 4 + 3 + 2
     assert computing.twin.read_manifest().borrowed_node_cycles == 0
-    assert borrowing.read_summary()["twin_borrowed_node_cycles"] == 14
 
 
 def test_infection_is_recorded_against_the_twin(chain) -> None:

@@ -116,7 +116,6 @@ DEFINITIONS = {
     "eroded_share_final": "the twin's drifted share of the unattacked nodes at the last cycle: erosion",
     "eroded_share_area": "the twin's drifted share summed over cycles 1..T",
     "causal_horizon_breaches": "node-cycles differing from the twin before the poison could reach them (must be 0)",
-    "twin_borrowed_node_cycles": "node-cycles the twin took from the run, the poison not having reached them yet",
     "protection": "defense: the unattacked nodes' excess loss over their twins that it prevented",
     "clean_helpfulness_lost": "defense, without any attack: helpfulness of its control's twin - of its twin",
     "clean_over_refusal_gained": "defense, without any attack: over-refusal of its twin - of its control's twin",
