@@ -71,6 +71,28 @@ def test_a_twin_that_borrows_from_its_run_equals_one_that_computes_everything(ch
     assert computing.twin.read_manifest().borrowed_node_cycles == 0
 
 
+def test_borrowing_is_exact_with_accumulated_data_a_sharing_attack_and_a_defense(tmp_path) -> None:
+    """What a lent node carries (its accumulated pairs, its defense's records), an attack that changes what its
+    target shares from cycle 1 (the horizon one cycle nearer), and a control run's twin, which borrows too."""
+    study = [
+        "topology.name=chain",
+        "topology.nodes=4",
+        "cycles=3",
+        "hosting.group_size=2",
+        "evaluation.poison_control=true",
+        "training.received=accumulate",
+        'attack.0.kind="benign_only"',
+        'defense=[{kind="quarantine", threshold=0.9}]',
+    ]
+    borrowing = RunDirectory(run(small_config(*study), tmp_path / "borrowing").path)
+    computing = RunDirectory(run(small_config(*study, "evaluation.twin_borrows=false"), tmp_path / "computing").path)
+    for twin, full in ((borrowing.twin, computing.twin), (borrowing.control.twin, computing.control.twin)):
+        assert twin.read_metrics().equals(full.read_metrics())
+        assert twin.read_edges().equals(full.read_edges())
+        # hops 2 and 3 at cycle 1 (the attack acts from cycle 1, and its target's neighbour at once), hop 3 at 2
+        assert (twin.read_manifest().borrowed_node_cycles, full.read_manifest().borrowed_node_cycles) == (3, 0)
+
+
 def test_infection_is_recorded_against_the_twin(chain) -> None:
     directory = RunDirectory(chain)
     metrics, twin = directory.read_metrics(), directory.twin.read_metrics()
