@@ -195,7 +195,7 @@ def _drive(
     started = time.perf_counter()
     companions = Companions.of(config, directory, manifest)
     clock = StageClock(progress, config.cycles, companions.stages)
-    lent: dict[int, Loan] = {}  # what this run lends its twin, by cycle (kept only where the twin will borrow)
+    for_twin: dict[int, Loan] = {}  # what this run lends its twin, by cycle (kept only where the twin will borrow)
     loans = loans or {}
 
     def save(cycle: int, states: dict[int, bytes]) -> None:
@@ -236,8 +236,8 @@ def _drive(
                 save(cycle, states)
                 manifest.borrowed_node_cycles += len(loan.states) if loan else 0
                 if unreached := companions.unreached(cycle, recorder.hops):
-                    lent[cycle] = Loan.of(unreached, states, figures, training)
-            metrics, figures = _against_companions(config, directory, recorder, companions, clock, hosts, lent)
+                    for_twin[cycle] = Loan.of(unreached, states, figures, training)
+            metrics, figures = _against_companions(config, directory, recorder, companions, clock, hosts, for_twin)
         summary = {
             **summarize(metrics),
             "graph": topologies.graph_measures(plan.graph),
@@ -276,7 +276,7 @@ def optimization_cycle(
     clock(Stage.train, cycle)
     hosts.each("exchange", cycle, outputs=outputs)  # receives its in-neighbours' pairs, less its defenses' cuts
     hosts.each("poison", cycle)  # the attacks add their poison to their targets' fine-tunes
-    training = hosts.each("fine_tune", cycle, lent)  # trains on its own data, the pairs received, poison, ...
+    training = hosts.each("fine_tune", cycle, lent)  # on its own data, pairs received, poison, defenses' data
     clock(Stage.evaluate, cycle)
     figures = hosts.each("evaluate", lent)  # safety, capability and drift on the held-out sets
     if loan:
@@ -393,9 +393,9 @@ def _against_companions(
     companions: Companions,
     clock: StageClock,
     hosts: Hosts,
-    lent: dict[int, Loan],
+    for_twin: dict[int, Loan],
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The twin (with what the run `lent` it) and the control run, computed where missing (on the run's
+    """The twin (with what the run lent it, `for_twin`) and the control run, computed where missing (on the run's
     `hosts`); the run's metrics (as `recorder` holds them) with infection over its twin, and the summary's
     figures on infection, erosion and the defense's effect."""
     metrics, figures = recorder.metrics, {}
@@ -403,7 +403,7 @@ def _against_companions(
     if config.attack:
         if companions.twin_run:
             clock(Stage.twin_run, config.cycles)
-            twin = _companion(config.poison_free(), companions.twin, hosts, lent)
+            twin = _companion(config.poison_free(), companions.twin, hosts, for_twin)
         edges = edges_frame(recorder.edges)
         metrics, figures = _infection(config, directory, metrics, edges, twin, companions)
     if companions.control_run:
