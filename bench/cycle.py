@@ -11,10 +11,14 @@ Training FLOP/s count the work that LoRA fine-tuning of a frozen base needs, on 
 tokens only: per token, 2 FLOPs per base weight forward and 2 backward (gradients of the activations;
 the frozen weights need none), and 6 per adapter weight (forward, activations and weight gradients).
 Attention's score products are left out: the tiny world's sequences are a few dozen tokens long.
+
+Where training's time goes: one group's fine-tune (`hosting.group_size` nodes) under torch's profiler, the
+operators with the most self time and the matmuls' FLOP/s (as the profiler counts them) against the peak.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
@@ -59,6 +63,7 @@ def main(config: Config, quick: bool) -> dict[str, Any]:
         topology = config.topology.model_copy(update={"nodes": size, "max_nodes": max(size, config.topology.max_nodes)})
         scaling[size] = one_cycle(Shard, config.model_copy(update={"topology": topology}), checkpoint)
     batched = scaling[nodes]
+    operators = training_operators(config, checkpoint, peak)
     flops = training_flops_per_token(checkpoint, config)
     result = {
         "scenario": {"nodes": nodes, "family": config.topology.name, "threads": NODE_THREADS, "quick": quick},
@@ -78,15 +83,22 @@ def main(config: Config, quick: bool) -> dict[str, Any]:
             }
             for size, run in scaling.items()
         },
+        "training_operators": operators,
         "scaling_exponent": _exponent({size: run["seconds"]["cycle"] for size, run in scaling.items()}),
     }
     _print(result)
     return result
 
 
-def one_cycle(shard_class: type[Shard], config: Config, checkpoint: Path) -> dict[str, Any]:
-    """Build a shard holding every node of `config`'s graph and run cycle 1 on it: seconds per phase,
-    tokens computed, the resident memory it added (peak), and the nodes' mean refusal after it."""
+def one_cycle(
+    shard_class: type[Shard],
+    config: Config,
+    checkpoint: Path,
+    training: contextlib.AbstractContextManager | None = None,
+) -> dict[str, Any]:
+    """Build a shard holding every node of `config`'s graph and run cycle 1 on it (its fine-tune within
+    `training`): seconds per phase, tokens computed, the resident memory it added (peak), and the nodes'
+    mean refusal after it."""
     plan = make_plan(config)
     layout = Hosts(config, plan.graph, 1, plan.bases, plan.attacks)
     memory = _PeakMemory()
@@ -102,7 +114,8 @@ def one_cycle(shard_class: type[Shard], config: Config, checkpoint: Path) -> dic
         started = time.perf_counter()
         shard.exchange(1, senders, *[outputs[s] for s in senders])
         shard.poison(1)
-        shard.fine_tune(1)
+        with training or contextlib.nullcontext():
+            shard.fine_tune(1)
         seconds["train"] = time.perf_counter() - started
         started = time.perf_counter()
         records = shard.evaluate()
@@ -114,6 +127,25 @@ def one_cycle(shard_class: type[Shard], config: Config, checkpoint: Path) -> dic
         "padding_share": {name: t.padding_share for name, t in shard.tokens.items()},
         "memory_mb": memory.growth / 2**20,
         "mean_refusal": statistics.mean(record["refusal_rate"] for record in records.values()),
+    }
+
+
+def training_operators(config: Config, checkpoint: Path, peak: float, top: int = 8) -> dict[str, Any]:
+    """One group's fine-tune at cycle 1 under torch's profiler: the `top` operators' shares of its self
+    time, the share of all matmuls, and their FLOP/s as a share of `peak`."""
+    topology = config.topology.model_copy(update={"nodes": config.hosting.group_size})
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=True)
+    one_cycle(Shard, config.model_copy(update={"topology": topology}), checkpoint, training=profiler)
+    events = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+    total = sum(event.self_cpu_time_total for event in events)
+    matmuls = [event for event in events if event.flops]
+    matmul_time = sum(event.self_cpu_time_total for event in matmuls)
+    return {
+        "nodes": topology.nodes,
+        "self_seconds": total / 1e6,
+        "share": {event.key: event.self_cpu_time_total / total for event in events[:top]},
+        "matmul_share": matmul_time / total,
+        "matmul_peak_share": sum(event.flops for event in matmuls) / (matmul_time / 1e6) / peak,
     }
 
 
@@ -195,6 +227,12 @@ def _print(result: dict[str, Any]) -> None:
     console.print(
         f"matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s; training on real tokens: "
         f"naive {share['naive']:.0%}, batched {share['batched']:.0%} of it"
+    )
+    operators = result["training_operators"]
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in operators["share"].items())
+    console.print(
+        f"training one group of {operators['nodes']}, by self time: {shares}; matmuls {operators['matmul_share']:.0%}"
+        f" of it, at {operators['matmul_peak_share']:.0%} of the peak"
     )
     console.print(
         f"mean refusal after the cycle: naive {naive['mean_refusal']:.3f}, batched {batched['mean_refusal']:.3f}"

@@ -51,6 +51,8 @@ def test_the_cycle_benchmark_compares_batched_and_naive_on_the_same_work(tmp_pat
     # The same work: the same sampler and rows drawn (so, up to a rare rounding flip, the same tokens).
     assert naive["tokens"]["train"]["real"] == pytest.approx(batched["tokens"]["train"]["real"], rel=0.05)
     assert naive["tokens"]["generate"]["real"] > 0 and 0 < bench["training_peak_share"]["batched"] < 1
+    operators = bench["training_operators"]
+    assert 0 < operators["matmul_share"] < 1 and 0 < sum(operators["share"].values()) <= 1
 
 
 def test_the_twin_benchmark_times_the_runs_alone_and_their_twins(tmp_path) -> None:
