@@ -53,6 +53,7 @@ def test_the_cycle_benchmark_compares_batched_and_naive_on_the_same_work(tmp_pat
     assert naive["tokens"]["generate"]["real"] > 0 and 0 < bench["training_peak_share"]["batched"] < 1
     operators = bench["training_operators"]
     assert 0 < operators["matmul_share"] < 1 and 0 < sum(operators["share"].values()) <= 1
+    assert operators["matmul_share"] < operators["share"]["aten::bmm"] + 0.1  # the matmuls alone, no elementwise work
 
 
 def test_the_twin_benchmark_times_the_runs_alone_and_their_twins(tmp_path) -> None:
