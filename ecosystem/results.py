@@ -396,14 +396,25 @@ class RunDirectory:
                 raise self._in_use(file.read().strip()) from None
 
     def _refuse_links(self) -> None:
-        """A run writes only inside its directory: refuse one holding symbolic links, which could point elsewhere."""
+        """A run writes only inside its directory: refuse one holding symbolic links, which could point elsewhere
+        (all but the `twin` of a run whose manifest names a shared twin: such a run only reads it, by that name)."""
         for folder in (self.path, self.checkpoints):
-            links = [entry.name for entry in folder.iterdir() if entry.is_symlink()] if folder.is_dir() else []
+            entries = folder.iterdir() if folder.is_dir() else []
+            links = [entry.name for entry in entries if entry.is_symlink() and not self._names_shared_twin(entry)]
             if links or folder.is_symlink():
                 raise ResultsError(
                     f"results directory {self.path} holds a symbolic link ({(links or [folder.name])[0]}); "
                     "a run writes only real files: remove it or choose another --out"
                 )
+
+    def _names_shared_twin(self, link: Path) -> bool:
+        """Whether `link` is this run's `twin/`, left by a sweep to name the twin its manifest measures against."""
+        if link != self.twin.path:
+            return False
+        try:
+            return self.read_manifest().twin is not None
+        except ResultsError:
+            return False
 
     def is_live(self) -> bool:
         """Whether the run that last locked the directory is alive: its `.lock` names the process,

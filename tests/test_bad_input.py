@@ -326,6 +326,11 @@ CASES = {
         "no usable checkpoint",
         copy_of_finished_run(lambda run: twin_interrupted_without_checkpoint(with_twin(run))),
     ),
+    "resume a run whose twin is a link, no shared twin named": Case(
+        resume,
+        "holds a symbolic link (twin)",
+        copy_of_finished_run(lambda run: (run / "twin").symlink_to(run.parent / "elsewhere", target_is_directory=True)),
+    ),
     "poison_control of the wrong type": Case(settings("evaluation.poison_control=3"), "poison_control"),
     "resume a corrupt manifest": Case(
         resume, "manifest.json is unreadable", copy_of_finished_run(lambda run: (run / "manifest.json").write_text("["))

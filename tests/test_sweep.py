@@ -134,16 +134,17 @@ def test_a_rerun_of_a_finished_sweep_computes_nothing(finished, monkeypatch) -> 
 
 
 def test_an_interrupted_sweep_resumes_to_the_results_of_an_undisturbed_one(finished, tmp_path) -> None:
-    """One run never started, one stopped after its baseline checkpoint, the gathered files not written."""
+    """One run never started, one stopped after its baseline checkpoint (beside the link to the twin it shares,
+    as the sweep starts it), the gathered files not written."""
     out, _ = finished
     copy = tmp_path / "out"
-    shutil.copytree(out, copy)
+    shutil.copytree(out, copy, symlinks=True)
     sweep_directory = SweepDirectory(copy)
     sweep_directory.cells_path.unlink()
     sweep_directory.metrics_path.unlink()
     shutil.rmtree(sweep_directory.run("cell-001-seed-1").path)
     stopped = sweep_directory.run("cell-000-seed-1")
-    config = stopped.read_config()
+    config, twin = stopped.read_config(), stopped.twin.path.resolve()
     shutil.rmtree(stopped.path)
 
     def stop_after_the_baseline(start: StageStart) -> None:
@@ -151,7 +152,8 @@ def test_an_interrupted_sweep_resumes_to_the_results_of_an_undisturbed_one(finis
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(config, stopped.path, stop_after_the_baseline)
+        run(config, stopped.path, stop_after_the_baseline, twin=twin)
+    assert stopped.twin.path.is_symlink()
     assert read_manifest(stopped.path).status is Status.interrupted
     untouched = {name: snapshot(sweep_directory.run(name).path) for name in ("cell-000-seed-0", "cell-001-seed-0")}
 
