@@ -397,7 +397,7 @@ class RunDirectory:
 
     def _refuse_links(self) -> None:
         """A run writes only inside its directory: refuse one holding symbolic links, which could point elsewhere
-        (all but the `twin` of a run whose manifest names a shared twin: such a run only reads it, by that name)."""
+        (but `twin/` where the manifest names a shared twin: the run reads it at the manifest's path, never writes)."""
         for folder in (self.path, self.checkpoints):
             entries = folder.iterdir() if folder.is_dir() else []
             links = [entry.name for entry in entries if entry.is_symlink() and not self._names_shared_twin(entry)]
