@@ -53,6 +53,12 @@ def refused_in_a_fresh_process(arguments: list[str]) -> tuple[list[str], str]:
     return done.stdout.split(), done.stderr
 
 
+def error_lines(stderr: str) -> list[str]:
+    """The lines a command wrote to standard error, less Ray's own warnings about the machine (its raylet
+    forwards them to every driver, e.g. a nearly full disk): those are the machine's, not the command's."""
+    return [line for line in stderr.strip().splitlines() if "(raylet)" not in line.split(" ", 1)[0]]
+
+
 def small_config(*overrides: str) -> Config:
     return load_config(overrides=[*SMALL, *overrides])
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from ecosystem.cli import app
 from ecosystem.results import RunDirectory, Status
-from tests.helpers import read_manifest
+from tests.helpers import error_lines, read_manifest
 
 # A case: the arguments after `cascade`, given a folder of its own (the results directory is `out`
 # there), the text the error line must hold, and the files it prepares in its folder first.
@@ -401,7 +401,7 @@ def test_bad_input_gets_one_line_and_changes_nothing(name, small_run, tmp_path) 
     arguments = case.arguments(tmp_path) if callable(case.arguments) else case.arguments
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert case.expected in lines[0]
     assert "Traceback" not in result.output

@@ -20,7 +20,7 @@ import pytest
 
 from ecosystem import load_config
 from ecosystem.results import RunDirectory, Status
-from tests.helpers import TINY
+from tests.helpers import TINY, error_lines
 from tests.test_bad_input import copy_of_finished_run, snapshot
 
 Arguments = Callable[[Path], list[str]]
@@ -230,7 +230,7 @@ def test_bad_input_to_a_process_gets_one_clean_line_and_changes_nothing(name, sm
     )
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
-    lines = stderr.splitlines()
+    lines = error_lines(stderr)
     assert len(lines) == 1 and lines[0].startswith("error:") and stderr.endswith("\n"), stderr
     assert case.expected in lines[0], lines[0]
     assert not [c for c in lines[0] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")], lines[0]

@@ -24,6 +24,7 @@ from ecosystem.config import ConfigError
 from ecosystem.reporting import calibration_report
 from ecosystem.results import ResultsError
 from ecosystem.sweeps import resolve_sweep
+from tests.helpers import error_lines
 from tests.rules.test_transfer import transfer_cells
 
 # tests.helpers.TINY's sizes, less the settings the protocols make (nodes, cycles)
@@ -199,7 +200,7 @@ def test_bad_calibrations_are_refused_in_one_line_writing_nothing(tmp_path: Path
     for options in (["--set", "cycles=3"], ["--resume"], ["--set", "training.stepz=3"]):
         result = CliRunner().invoke(app, ["calibrate", "--quick", "--out", str(out), *options])
         assert result.exit_code == 2 and result.stderr.startswith("error: ")
-        assert len(result.stderr.strip().splitlines()) == 1
+        assert len(error_lines(result.stderr)) == 1
         assert not out.exists()
 
 

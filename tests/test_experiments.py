@@ -18,7 +18,7 @@ from ecosystem.engine import resume
 from ecosystem.experiments import load_experiment, names
 from ecosystem.progress import Stage, StageStart
 from ecosystem.verdicts import VERDICTS
-from tests.helpers import read_manifest, small_config
+from tests.helpers import error_lines, read_manifest, small_config
 
 # ---- end to end, and training.received
 
@@ -57,7 +57,7 @@ def test_a_quick_experiment_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
 
     other = CliRunner().invoke(app, ["experiment", "systemic", "--quick", "--out", str(out)])
     assert other.exit_code == 2 and "holds a run of experiment 'chain' (quick)" in other.stderr
-    assert len(other.stderr.strip().splitlines()) == 1
+    assert len(error_lines(other.stderr)) == 1
 
 
 def test_an_unknown_experiment_is_refused_naming_the_available_ones(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from ecosystem import load_config, run, sweep
 from ecosystem.cli import app
 from ecosystem.results import Status
 from ecosystem.sweeps import SweepDirectory, read_sweep_file
-from tests.helpers import SMALL, TINY, as_options, read_manifest, read_metrics, small_config
+from tests.helpers import SMALL, TINY, as_options, error_lines, read_manifest, read_metrics, small_config
 
 # Full fine-tuning writes every weight at each checkpoint: 3 MiB hold cycle 0's checkpoint, not cycle 1's.
 SETTINGS = ["training.method=full", "training.learning_rate=3e-4", "cycles=2", "training.steps=5"]
@@ -37,7 +37,7 @@ def test_a_full_disk_stops_with_one_line_and_the_run_resumes_to_the_same_results
     config = small_config(*SETTINGS)
     result = CliRunner().invoke(app, ["run", "--out", str(out), *as_options([*SMALL, *SETTINGS])])
     assert result.exit_code == 2 and result.stderr.startswith("error: no space left on the device"), result.output
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(error_lines(result.stderr)) == 1
     assert read_manifest(out).status is Status.failed
     assert [path.name for path in (out / "checkpoints").iterdir() if path.name.startswith(".")] == []  # no staging
     grow()
@@ -65,7 +65,7 @@ def undisturbed_sweep(tmp_path_factory, ray_cluster) -> Path:  # noqa: ARG001 (t
 def cascade_sweep(spec: Path, out: Path, failure: str) -> None:
     """`cascade sweep` fails with exit code 2 and one line that holds `failure`."""
     failed = CliRunner().invoke(app, ["sweep", str(spec), "--out", str(out)])
-    lines = failed.stderr.strip().splitlines()
+    lines = error_lines(failed.stderr)
     assert failed.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), failed.output
     assert failure in lines[0] and "Traceback" not in failed.output, lines[0]
 

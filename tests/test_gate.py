@@ -19,7 +19,7 @@ from ecosystem.cli import app
 from ecosystem.config import GateConfig
 from ecosystem.gate import BaseRefused, failures
 from ecosystem.sweeps import read_sweep_file
-from tests.helpers import TINY, as_options, read_manifest
+from tests.helpers import TINY, as_options, error_lines, read_manifest
 
 REFUSED = "base 'base' (model seed {}) failed its competence gate at cycle 0: "
 # Bases that build in seconds and have learned nothing: 40 pretraining steps.
@@ -81,7 +81,7 @@ def test_a_base_that_fails_its_gate_is_refused_in_one_line_unless_the_gate_is_of
     out = tmp_path / "run"
     refused = CliRunner().invoke(app, ["run", "--out", str(out), *as_options(unaligned)])
     assert refused.exit_code == 2
-    lines = refused.stderr.strip().splitlines()
+    lines = error_lines(refused.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: " + REFUSED.format(0)), refused.stderr
     assert "set model.gate = false to run it anyway" in lines[0] and "Traceback" not in refused.output
     assert set(os.listdir(out)) <= {".lock"}  # nothing of the refused run stays: the same --out can follow
@@ -108,7 +108,7 @@ def test_a_sweep_over_three_model_seeds_builds_each_base_once_and_names_each_run
 
     gated = sweep("gated")
     assert gated.returncode == 2, gated.stderr
-    lines = gated.stderr.strip().splitlines()
+    lines = error_lines(gated.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: cell-000-seed-"), gated.stderr
     assert "failed its competence gate at cycle 0: " in lines[0] and "set model.gate = false" in lines[0]
     built = builds(cache, "aligned")

@@ -21,7 +21,7 @@ from ecosystem.engine import run
 from ecosystem.reporting import REPORT
 from ecosystem.results import RunDirectory, Status, edges_frame
 from ecosystem.sweeps import Sweep, SweepDirectory, SweepRun
-from tests.helpers import TINY
+from tests.helpers import TINY, error_lines
 
 AXIS = "training.steps"  # 5 steps leave every node aligned; 40 let the attacked node drift, and a neighbour
 
@@ -187,7 +187,7 @@ def assert_refused(directory: Path, expected: str, folder: Path) -> None:
     before = snapshot(folder)
     result = CliRunner().invoke(app, ["report", str(directory)])
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
     assert snapshot(folder) == before
 

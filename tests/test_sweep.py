@@ -20,7 +20,7 @@ from ecosystem.cli import app
 from ecosystem.progress import Stage, StageStart
 from ecosystem.results import RunDirectory, Status
 from ecosystem.sweeps import SweepDirectory, SweepProgress, read_sweep_file, sweep
-from tests.helpers import TINY, read_manifest
+from tests.helpers import TINY, error_lines, read_manifest
 
 SPEC = """\
 base = "base.toml"
@@ -231,7 +231,7 @@ def test_a_bad_sweep_file_gets_one_line_and_writes_nothing(name, tmp_path) -> No
     before = snapshot(write_sweep(tmp_path, spec).parent)
     result = CliRunner().invoke(app, ["sweep", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: sweep file") and expected in lines[0], result.stderr
     assert snapshot(tmp_path) == before  # no sweep directory
 
