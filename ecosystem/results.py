@@ -263,11 +263,16 @@ def git_commit() -> tuple[str | None, bool | None]:
 
 
 def cpu_model() -> str:
-    """The CPU's model name as the kernel reports it (the architecture where it does not)."""
+    """The CPU's model name as the kernel reports it, with its family and model numbers where it gives them (a
+    virtual machine's name, "AMD EPYC", is the same for CPU types that give different bits and speeds); the
+    architecture where it reports none."""
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        first = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
+        pairs = (line.split(":", 1) for line in first.splitlines() if ":" in line)
+        fields = {key.strip(): value.strip() for key, value in pairs}
+        if "model name" in fields:
+            numbers = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
+            return fields["model name"] + numbers
     return platform.processor() or platform.machine()
 
 

@@ -5,6 +5,7 @@ verdict rule's own tests are in `tests/rules/`."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +18,7 @@ from ecosystem.config import ConfigError
 from ecosystem.engine import resume
 from ecosystem.experiments import load_experiment, names
 from ecosystem.progress import Stage, StageStart
+from ecosystem.results import cpu_model
 from ecosystem.verdicts import VERDICTS
 from tests.helpers import error_lines, read_manifest, small_config
 
@@ -58,6 +60,14 @@ def test_a_quick_experiment_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     other = CliRunner().invoke(app, ["experiment", "systemic", "--quick", "--out", str(out)])
     assert other.exit_code == 2 and "holds a run of experiment 'chain' (quick)" in other.stderr
     assert len(error_lines(other.stderr)) == 1
+
+
+def test_the_recorded_cpu_names_its_family_where_the_kernel_gives_one() -> None:
+    """A virtual machine's CPU name ("AMD EPYC") is the same for CPU types that give different bits and speeds."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file() or "cpu family" not in cpuinfo.read_text():
+        pytest.skip("the kernel names no CPU family here")
+    assert re.fullmatch(r".+ \(family \d+, model \d+\)", cpu_model()), cpu_model()
 
 
 def test_an_unknown_experiment_is_refused_naming_the_available_ones(tmp_path: Path) -> None:
