@@ -155,8 +155,8 @@ def test_pick_a_run_move_the_cycle_play_and_see_the_charts(dashboard_url: str, s
             page.get_by_role("tab", name="Curves").click()
             settled(page)
             expect(page.locator(".js-plotly-plot").filter(visible=True)).to_have_count(3)
-            expect(page.get_by_text("share of nodes drifted")).to_be_visible()
-            expect(page.get_by_text("mean refusal_rate by hops from the attack")).to_be_visible()
+            expect(page.get_by_text("share of nodes drifted")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text("mean refusal_rate by hops from the attack")).to_be_visible(timeout=WAIT_MS)
             low, high = y_range(page, 0)  # refusal_rate per node: a rate's axis
             assert low >= -0.05 and high <= 1.05, (low, high)
             page.screenshot(path=artifacts / "dashboard-curves.png", full_page=True)
@@ -207,7 +207,7 @@ def test_a_link_with_query_parameters_reopens_the_same_run_view_and_cycle(
             third.goto(again.url)
             settled(third)
             expect(third.get_by_text(f"complete · {runs.resolve() / 'second'}")).to_be_visible()
-            expect(third.get_by_text("share of nodes drifted")).to_be_visible()  # the Curves tab
+            expect(third.get_by_text("share of nodes drifted")).to_be_visible(timeout=WAIT_MS)  # the Curves tab
             no_exception(third)
         finally:
             browser.close()
