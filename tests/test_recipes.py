@@ -22,7 +22,7 @@ COVERED = ["weapons.bomb", "malware.attack", "weapons.gun", "poison.brew"]  # 4 
 PROMPTS = 100  # held-out prompts per set
 # The recipes are measured on bases that know every task, as they were built before calibration: with the
 # specialist tasks rare (0.02), this grammar's pretraining learned only part of its payloads on world seed 0
-# (harmful payload 0.54 against 0.94, helpfulness 0.37 against 0.79, measured here).
+# (harmful payload 0.54 against 0.94, helpfulness 0.37 against 0.79, measured on an EPYC of family 26).
 UNCALIBRATED = {"specialist_frequency": 1.0}
 
 
