@@ -91,7 +91,7 @@ def test_edges_record_what_flowed_and_the_jailbroken_node_sends_the_harm(small_r
     harmful_from = {node: final_flows.filter(pl.col("sender") == node)["harmful_pairs"].sum() for node in (0, 2)}
     assert harmful_from[0] > harmful_from[2] == 0
     # A node's exposure is the harmful share of what its edges brought it. Node 0's harm reaches one
-    # neighbour or both (1 to 4 pairs per edge, measured over model seeds 0-3): which is a draw.
+    # neighbour or both (1 to 4 pairs per edge over model seeds 0-3, family 23): which is a draw.
     harmful_into = dict(final_flows.group_by("receiver").agg(pl.col("harmful_pairs").sum()).iter_rows())
     for node, exposure, pairs in last(metrics).select("node", "exposure", "pairs_received").iter_rows():
         assert round(exposure * pairs) == harmful_into[node]
