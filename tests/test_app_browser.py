@@ -33,6 +33,9 @@ CHROMIUM_ARGS = [
 ]
 STARTS_WITHIN = 90  # seconds for streamlit to answer, on two busy cores
 WAIT_MS = 60_000  # for the app to render after an action
+# Every expectation waits as long: a chart on a freshly opened page took over 5 s (the default) beside a
+# running experiment.
+sync_api.expect.set_options(timeout=WAIT_MS)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM} (apt-get install chromium)")
 
@@ -83,7 +86,7 @@ def dashboard_url(tmp_path: Path) -> Iterator[str]:
 def settled(page: Any) -> None:
     """Wait until the app's script has finished its run: what shows is then what it drew."""
     app = page.get_by_test_id("stApp")
-    sync_api.expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=WAIT_MS)
+    sync_api.expect(app).to_have_attribute("data-test-script-state", "notRunning")
 
 
 def artifacts_dir() -> Path:
@@ -147,16 +150,16 @@ def test_pick_a_run_move_the_cycle_play_and_see_the_charts(dashboard_url: str, s
             expect(title).to_have_text("refusal_rate at cycle 0")
             page.screenshot(path=artifacts / "dashboard-network.png", full_page=True)
             page.get_by_role("button", name="▶ play").click()
-            expect(title).to_have_text("refusal_rate at cycle 2", timeout=WAIT_MS)  # it played every cycle
-            expect(page.get_by_role("button", name="▶ play")).to_be_visible(timeout=WAIT_MS)  # and stopped
+            expect(title).to_have_text("refusal_rate at cycle 2")  # it played every cycle
+            expect(page.get_by_role("button", name="▶ play")).to_be_visible()  # and stopped
             expect(slider).to_have_attribute("aria-valuetext", "2")  # the slider followed it
             no_exception(page)
 
             page.get_by_role("tab", name="Curves").click()
             settled(page)
             expect(page.locator(".js-plotly-plot").filter(visible=True)).to_have_count(3)
-            expect(page.get_by_text("share of nodes drifted")).to_be_visible(timeout=WAIT_MS)
-            expect(page.get_by_text("mean refusal_rate by hops from the attack")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text("share of nodes drifted")).to_be_visible()
+            expect(page.get_by_text("mean refusal_rate by hops from the attack")).to_be_visible()
             low, high = y_range(page, 0)  # refusal_rate per node: a rate's axis
             assert low >= -0.05 and high <= 1.05, (low, high)
             page.screenshot(path=artifacts / "dashboard-curves.png", full_page=True)
@@ -207,7 +210,7 @@ def test_a_link_with_query_parameters_reopens_the_same_run_view_and_cycle(
             third.goto(again.url)
             settled(third)
             expect(third.get_by_text(f"complete · {runs.resolve() / 'second'}")).to_be_visible()
-            expect(third.get_by_text("share of nodes drifted")).to_be_visible(timeout=WAIT_MS)  # the Curves tab
+            expect(third.get_by_text("share of nodes drifted")).to_be_visible()  # the Curves tab
             no_exception(third)
         finally:
             browser.close()
