@@ -95,6 +95,11 @@ def node_figure(metrics: pl.DataFrame, node: int, column: str) -> float:
     return final(metrics, node)[column]
 
 
+def node_series(metrics: pl.DataFrame, node: int, column: str) -> list[float]:
+    """A node's figure at every cycle, from cycle 0."""
+    return metrics.filter(pl.col("node") == node).sort("cycle")[column].to_list()
+
+
 def unattacked_refusal(metrics: pl.DataFrame) -> float:
     """The unattacked nodes' mean refusal at the last cycle."""
     return last(metrics).filter(~pl.col("attacked"))["refusal_rate"].mean()

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from ecosystem import load_config, run
 from ecosystem.analysis import clean_cost, defense_effect
 from ecosystem.results import RunDirectory
-from tests.helpers import TINY, read_metrics
+from tests.helpers import TINY, node_series, read_metrics
 from tests.test_app import APP, ROOT, chart_keys, copy_run, figure, mean_by_cycle, open_app, show, status_caption, texts
 
 EXPERIMENTS = ROOT / "experiments" / "results"
@@ -157,7 +157,7 @@ def test_a_defended_run_shows_its_control_run_with_protection_and_cost(defended:
         expected = metrics.group_by("cycle").agg(pl.col("refusal_rate").mean()).sort("cycle")["refusal_rate"]
         assert lines[name] == pytest.approx(expected.to_list())
     at.selectbox(key="defense_nodes").set_value("node 0").run()
-    node = read_metrics(out / "control").filter(pl.col("node") == 0).sort("cycle")["refusal_rate"].to_list()
+    node = node_series(read_metrics(out / "control"), 0, "refusal_rate")
     assert {t["name"]: t["y"] for t in figure(at, "defense")["data"]}["without it (control run)"] == node
 
     at.selectbox(key="run").set_value("anchored/control").run()
