@@ -45,12 +45,14 @@ class ModelHost(Shards):
 
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Use the caller's Ray if one is running; else attach to `address`, or start an embedded one."""
+    """Use the caller's Ray if one is running; else attach to `address`, or start an embedded one. An address
+    nothing answers at is refused either way, so that whether it is does not depend on what ran before."""
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         yield
         return
     if address:
-        _check_reachable(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except ConnectionError as error:

@@ -52,6 +52,14 @@ def test_hosts_that_cannot_fit_the_cluster_are_refused(tmp_path) -> None:
         run(ray_config("hosting.hosts=2", "hosting.num_cpus=1.5"), tmp_path / "r")
 
 
+def test_an_address_nothing_answers_at_is_refused_though_this_process_has_ray(tmp_path) -> None:
+    """The bad-input table's case, with Ray already up in the process (here: this file's cluster)."""
+    assert ray.is_initialized()
+    result = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "out"), "--ray-address", "127.0.0.1:1"])
+    assert result.exit_code == 2 and "nothing answers at 127.0.0.1:1" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_host_killed_mid_cycle_is_restored_and_the_results_are_unchanged(small_run, tmp_path) -> None:
     out = tmp_path / "killed-host"
     killed = []
